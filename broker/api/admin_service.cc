@@ -1,0 +1,178 @@
+#include "broker/api/admin_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "broker/api/status_convert.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace refbroker::api {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+// Runs `body` for an authenticated caller on the worker pool and finishes the reactor.
+template <typename Body>
+grpc::ServerUnaryReactor* Serve(ServiceContext& ctx, grpc::CallbackServerContext* context,
+                                const char* method, Body body) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto principal = ctx.authenticator.Authenticate(context->auth_context().get());
+  if (!principal.ok()) {
+    ctx.metrics.CountRpc(method, principal.status().code());
+    reactor->Finish(ToGrpcStatus(principal.status()));
+    return reactor;
+  }
+  const auth::Principal* who = *principal;
+  ctx.engine.RunBlocking([&ctx, reactor, who, method, body] {
+    absl::Status s = body(*who);
+    ctx.metrics.CountRpc(method, s.code());
+    reactor->Finish(ToGrpcStatus(s));
+  });
+  return reactor;
+}
+
+// "up" for queues of county-level receivers (they receive up-referrals), "down" for township.
+std::string DirectionOf(const auth::Principal* owner) {
+  if (owner == nullptr) return "";
+  return owner->level == auth::Level::kTownship ? "down" : "up";
+}
+
+void FillStatus(const storage::QueueStats& stats, Micros now, delivery::DeliveryEngine& engine,
+                refbroker::v1::QueueStatus& out) {
+  out.set_retained(stats.retained);
+  uint64_t depth = stats.unconsumed, in_flight = 0, dead = 0;
+  Micros oldest = stats.oldest_unconsumed_at;
+  for (const storage::GroupStats& g : stats.groups) {
+    auto* gs = out.add_groups();
+    gs->set_consumer_group(g.group);
+    gs->set_ready(g.ready);
+    gs->set_in_flight(g.in_flight);
+    gs->set_dead_letters(g.dead);
+    gs->set_consumers(engine.Consumers(stats.queue, g.group));
+    depth = std::max(depth, g.ready + g.in_flight);
+    in_flight += g.in_flight;
+    dead += g.dead;
+    if (g.oldest_enqueued_at != 0 && (oldest == 0 || g.oldest_enqueued_at < oldest)) {
+      oldest = g.oldest_enqueued_at;
+    }
+  }
+  out.set_depth(depth);
+  out.set_in_flight(in_flight);
+  out.set_dead_letters(dead);
+  out.set_oldest_age_seconds(oldest == 0 ? 0 : std::max<Micros>(0, (now - oldest) / 1000000));
+}
+
+}  // namespace
+
+absl::Status AdminServiceImpl::DoListQueues(const auth::Principal& who,
+                                            const refbroker::v1::ListQueuesRequest& request,
+                                            refbroker::v1::ListQueuesResponse& response) {
+  if (!request.owner().empty()) {
+    if (absl::Status s = ctx_.policy.CanInspect(who, request.owner(), "owner"); !s.ok()) return s;
+  }
+  Micros now = ctx_.engine.clock().Now();
+  auto stats = ctx_.engine.store().ListQueueStats(now);
+  if (!stats.ok()) return stats.status();
+  std::map<std::string, storage::QueueStats> by_name;
+  for (auto& q : *stats) by_name[q.queue] = std::move(q);
+  // Every institution's referral queue is listed, even while empty.
+  for (const auth::Principal& p : registry_.principals()) {
+    if (!p.IsInstitution()) continue;
+    std::string name = QueueName{p.id, refbroker::v1::REFERRALS}.ToString();
+    by_name[name].queue = name;
+  }
+  for (auto& [name, q] : by_name) {
+    auto parsed = QueueName::Parse(name);
+    if (!parsed.ok()) continue;
+    if (!request.owner().empty() && parsed->owner != request.owner()) continue;
+    if (!ctx_.policy.CanInspect(who, parsed->owner, "owner").ok()) continue;
+    auto* out = response.add_queues();
+    *out->mutable_queue() = parsed->ToProto();
+    const auth::Principal* owner = registry_.Find(parsed->owner);
+    out->set_owner_name(owner ? owner->name : parsed->owner);
+    if (parsed->kind == refbroker::v1::REFERRALS) out->set_direction(DirectionOf(owner));
+    FillStatus(q, now, ctx_.engine, *out);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AdminServiceImpl::DoListDeadLetters(
+    const auth::Principal& who, const refbroker::v1::ListDeadLettersRequest& request,
+    refbroker::v1::ListDeadLettersResponse& response) {
+  storage::DeadLetterFilter filter;
+  if (request.has_queue()) {
+    auto q = QueueName::FromProto(request.queue(), "queue");
+    if (!q.ok()) return q.status();
+    if (absl::Status s = ctx_.policy.CanInspect(who, q->owner, "queue.owner"); !s.ok()) return s;
+    filter.queue = q->ToString();
+  }
+  filter.group = request.consumer_group();
+  if (request.limit() > 1000) return absl::InvalidArgumentError("limit: at most 1000");
+  filter.limit = request.limit() == 0 ? 100 : request.limit();
+  auto dead = ctx_.engine.store().ListDeadLetters(filter);
+  if (!dead.ok()) return dead.status();
+  for (const storage::DeadLetterRecord& d : *dead) {
+    auto q = QueueName::Parse(d.queue);
+    if (!q.ok() || !ctx_.policy.CanInspect(who, q->owner, "queue.owner").ok()) continue;
+    auto* out = response.add_dead_letters();
+    *out->mutable_queue() = q->ToProto();
+    out->set_consumer_group(d.group);
+    out->set_sequence(d.sequence);
+    out->set_subject_id(d.subject_id);
+    out->set_attempts(d.attempts);
+    out->set_last_error(d.last_error);
+    *out->mutable_enqueued_at() = TimeUtil::MicrosecondsToTimestamp(d.enqueued_at);
+    *out->mutable_dead_at() = TimeUtil::MicrosecondsToTimestamp(d.dead_at);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AdminServiceImpl::DoRequeue(const auth::Principal& who,
+                                         const refbroker::v1::RequeueDeadLetterRequest& request,
+                                         refbroker::v1::RequeueDeadLetterResponse& response) {
+  auto q = QueueName::FromProto(request.queue(), "queue");
+  if (!q.ok()) return q.status();
+  if (request.consumer_group().empty()) {
+    return absl::InvalidArgumentError("consumer_group: required");
+  }
+  if (absl::Status s = ctx_.policy.CanRequeue(who, q->owner); !s.ok()) return s;
+  auto n = ctx_.engine.store().RequeueDeadLetters(q->ToString(), request.consumer_group(),
+                                                  request.sequence(), ctx_.engine.clock().Now());
+  if (!n.ok()) return n.status();
+  response.set_requeued(*n);
+  spdlog::info("dead letters requeued by={} queue={} group={} sequence={} count={}", who.id,
+               q->ToString(), request.consumer_group(), request.sequence(), *n);
+  ctx_.engine.Notify(q->ToString());
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListQueues(
+    grpc::CallbackServerContext* context, const refbroker::v1::ListQueuesRequest* request,
+    refbroker::v1::ListQueuesResponse* response) {
+  return Serve(ctx_, context, "ListQueues", [this, request, response](const auth::Principal& w) {
+    return DoListQueues(w, *request, *response);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListDeadLetters(
+    grpc::CallbackServerContext* context, const refbroker::v1::ListDeadLettersRequest* request,
+    refbroker::v1::ListDeadLettersResponse* response) {
+  return Serve(ctx_, context, "ListDeadLetters",
+               [this, request, response](const auth::Principal& w) {
+                 return DoListDeadLetters(w, *request, *response);
+               });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RequeueDeadLetter(
+    grpc::CallbackServerContext* context, const refbroker::v1::RequeueDeadLetterRequest* request,
+    refbroker::v1::RequeueDeadLetterResponse* response) {
+  return Serve(ctx_, context, "RequeueDeadLetter",
+               [this, request, response](const auth::Principal& w) {
+                 return DoRequeue(w, *request, *response);
+               });
+}
+
+}  // namespace refbroker::api

@@ -1,0 +1,23 @@
+#pragma once
+// ServiceContext: the collaborators every gRPC service adapter uses. Owned by BrokerServer;
+// outlives the services.
+
+#include "broker/auth/access_policy.h"
+#include "broker/auth/authenticator.h"
+#include "broker/config/broker_options.h"
+#include "broker/delivery/delivery_engine.h"
+#include "broker/domain/referral_intake.h"
+#include "broker/observability/metrics.h"
+
+namespace refbroker::api {
+
+struct ServiceContext {
+  const auth::Authenticator& authenticator;
+  const auth::AccessPolicy& policy;
+  delivery::DeliveryEngine& engine;
+  domain::ReferralIntake& intake;
+  observability::Metrics& metrics;
+  const config::DeliveryOptions& delivery_options;
+};
+
+}  // namespace refbroker::api

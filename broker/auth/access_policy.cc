@@ -1,0 +1,48 @@
+#include "broker/auth/access_policy.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace refbroker::auth {
+namespace {
+bool IsOperatorOf(const Principal& who, const std::string& alliance) {
+  return who.role == Role::kOperator && !alliance.empty() && who.alliance == alliance;
+}
+}  // namespace
+
+std::string AccessPolicy::AllianceOf(const std::string& owner) const {
+  if (const Principal* p = registry_.Find(owner)) return p->alliance;
+  if (registry_.FindAlliance(owner)) return owner;
+  return "";
+}
+
+absl::Status AccessPolicy::CanConsume(const Principal& who, const QueueName& queue) const {
+  if (queue.kind == refbroker::v1::ALLIANCE) {
+    if (IsOperatorOf(who, queue.owner)) return absl::OkStatus();
+  } else if (who.IsInstitution() && who.id == queue.owner) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("queue: ", who.id, " may not consume ", queue.ToString()));
+}
+
+absl::Status AccessPolicy::CanInspect(const Principal& who, const std::string& owner,
+                                      const std::string& field) const {
+  if (who.id == owner || IsOperatorOf(who, AllianceOf(owner))) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      absl::StrCat(field, ": ", who.id, " may not inspect queues of ", owner));
+}
+
+absl::Status AccessPolicy::CanRequeue(const Principal& who, const std::string& owner) const {
+  return CanInspect(who, owner, "queue.owner");
+}
+
+absl::Status AccessPolicy::CanReadReferral(const Principal& who, const std::string& sender,
+                                           const std::string& receiver) const {
+  if (who.id == sender || who.id == receiver) return absl::OkStatus();
+  if (IsOperatorOf(who, AllianceOf(sender)) || IsOperatorOf(who, AllianceOf(receiver))) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("id: ", who.id, " may not read this referral"));
+}
+
+}  // namespace refbroker::auth

@@ -1,0 +1,177 @@
+#include "broker/broker_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "broker/common/status_macros.h"
+
+namespace refbroker {
+namespace {
+
+constexpr const char* kServiceNames[] = {"refbroker.v1.ReferralService",
+                                         "refbroker.v1.DeliveryService",
+                                         "refbroker.v1.AdminService"};
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* key) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("config ", key, ": cannot read ", path));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(
+    const config::BrokerOptions& options) {
+  RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<BrokerServer> server(new BrokerServer(options));
+  RETURN_IF_ERROR(server->Init());
+  RETURN_IF_ERROR(server->StartGrpc());
+  server->ScheduleHousekeeping();
+  return server;
+}
+
+absl::Status BrokerServer::Init() {
+  ASSIGN_OR_RETURN(registry_, auth::Registry::LoadFile(options_.registry_path));
+  storage::SqliteOptions so;
+  so.path = options_.storage.path;
+  so.max_batch = static_cast<size_t>(options_.storage.max_batch);
+  ASSIGN_OR_RETURN(store_, storage::SqliteStore::Open(so));
+  authenticator_ = std::make_unique<auth::Authenticator>(*registry_);
+  policy_ = std::make_unique<auth::AccessPolicy>(*registry_);
+  router_ = std::make_unique<routing::ReferralRouter>(*registry_);
+  delivery::EngineOptions eo;
+  eo.ack_deadline_ms = options_.delivery.ack_deadline_ms;
+  eo.max_attempts = static_cast<uint32_t>(options_.delivery.max_attempts);
+  eo.nack_retry_delay_ms = options_.delivery.nack_retry_delay_ms;
+  eo.workers = options_.server.workers;
+  engine_ = std::make_unique<delivery::DeliveryEngine>(*store_, SystemClock::Get(), eo);
+  engine_->SetAckHook([this](const QueueName& q, const storage::AckResult& r) { OnAck(q, r); });
+  intake_ = std::make_unique<domain::ReferralIntake>(
+      *store_, *router_, SystemClock::Get(),
+      [this](const std::string& queue) { engine_->Notify(queue); });
+  metrics_ = std::make_unique<observability::Metrics>();
+  metrics_->SetRefresher([this](observability::Metrics& m) {
+    m.SyncCounter("store_commits", "group commits (fsyncs) of the store", store_->commits());
+    m.SyncCounter("store_writes", "write requests committed", store_->writes());
+    auto& c = engine_->counters();
+    m.SyncCounter("deliveries", "messages sent to subscribers", c.delivered.load());
+    m.SyncCounter("redeliveries", "messages sent again after a missed deadline", c.redelivered);
+    m.SyncCounter("acks", "acknowledgements made durable", c.acked.load());
+    m.SyncCounter("nacks", "negative acknowledgements", c.nacked.load());
+    m.SetGauge("subscriptions", "Subscribe streams connected", engine_->SubscriptionCount());
+    m.SetGauge("store_healthy", "1 when the store accepts writes", store_->Health().ok());
+  });
+  return absl::OkStatus();
+}
+
+absl::Status BrokerServer::StartGrpc() {
+  ASSIGN_OR_RETURN(std::string ca, ReadPem(options_.tls.ca, "tls.ca"));
+  ASSIGN_OR_RETURN(std::string cert, ReadPem(options_.tls.cert, "tls.cert"));
+  ASSIGN_OR_RETURN(std::string key, ReadPem(options_.tls.key, "tls.key"));
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = ca;
+  ssl.pem_key_cert_pairs.push_back({key, cert});
+
+  service_context_ = std::make_unique<api::ServiceContext>(api::ServiceContext{
+      *authenticator_, *policy_, *engine_, *intake_, *metrics_, options_.delivery});
+  referral_service_ = std::make_unique<api::ReferralServiceImpl>(*service_context_);
+  delivery_service_ = std::make_unique<api::DeliveryServiceImpl>(*service_context_);
+  admin_service_ = std::make_unique<api::AdminServiceImpl>(*service_context_, *registry_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.server.listen, grpc::SslServerCredentials(ssl), &port_);
+  builder.SetMaxReceiveMessageSize(options_.server.max_message_bytes);
+  builder.RegisterService(referral_service_.get());
+  builder.RegisterService(delivery_service_.get());
+  builder.RegisterService(admin_service_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("server.listen: cannot listen on ", options_.server.listen));
+  }
+  for (const char* name : kServiceNames) server_->GetHealthCheckService()->SetServingStatus(name, true);
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  if (!options_.server.metrics_listen.empty()) {
+    ASSIGN_OR_RETURN(http_, observability::MetricsHttpServer::Start(
+                                options_.server.metrics_listen, *metrics_,
+                                [this] { return store_->Health(); }));
+  }
+  spdlog::info("refbroker listening port={} metrics_port={} store={} principals={}", port_,
+               metrics_port(), options_.storage.path, registry_->principals().size());
+  return absl::OkStatus();
+}
+
+void BrokerServer::OnAck(const QueueName& queue, const storage::AckResult& result) {
+  if (queue.kind != refbroker::v1::REFERRALS || !result.first_ack) return;
+  auto changed = store_->TransitionReferral(result.subject_id, refbroker::v1::SUBMITTED,
+                                            refbroker::v1::DELIVERED, SystemClock::Get().Now());
+  if (!changed.ok()) {
+    spdlog::warn("referral id={} DELIVERED not recorded: {}", result.subject_id,
+                 changed.status().ToString());
+  }
+}
+
+void BrokerServer::ScheduleHousekeeping() {
+  housekeeping_timer_ = std::make_unique<boost::asio::steady_timer>(timers_io_);
+  housekeeping_timer_->expires_after(std::chrono::seconds(1));
+  housekeeping_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    Housekeeping();
+    ScheduleHousekeeping();
+  });
+  if (!timers_thread_.joinable()) timers_thread_ = std::thread([this] { timers_io_.run(); });
+}
+
+// Every second: reflect store health in gRPC health; every prune_interval_s: retention.
+void BrokerServer::Housekeeping() {
+  bool healthy = store_->Health().ok();
+  if (healthy != serving_) {
+    serving_ = healthy;
+    if (!healthy) spdlog::error("store failed, NOT_SERVING: {}", store_->Health().ToString());
+    for (const char* name : kServiceNames) {
+      server_->GetHealthCheckService()->SetServingStatus(name, healthy);
+    }
+    server_->GetHealthCheckService()->SetServingStatus(healthy);
+  }
+  Micros now = SystemClock::Get().Now();
+  if (healthy && now - last_prune_ >= options_.delivery.prune_interval_s * 1000000LL) {
+    last_prune_ = now;
+    Micros cutoff = now - options_.delivery.retention_hours * 3600LL * 1000000LL;
+    auto pruned = store_->Prune(cutoff);
+    if (pruned.ok() && *pruned > 0) spdlog::info("retention pruned={}", *pruned);
+    if (!pruned.ok()) spdlog::warn("retention failed: {}", pruned.status().ToString());
+  }
+}
+
+void BrokerServer::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  spdlog::info("shutting down: draining");
+  server_->GetHealthCheckService()->Shutdown();
+  engine_->FailAll(absl::UnavailableError("broker shutting down; reconnect"));
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::seconds(options_.server.drain_seconds));
+  timers_io_.stop();
+  if (timers_thread_.joinable()) timers_thread_.join();
+  engine_->Shutdown();
+  http_.reset();
+  spdlog::info("shut down cleanly");
+}
+
+BrokerServer::~BrokerServer() {
+  Shutdown();
+  server_.reset();
+  engine_.reset();
+  store_.reset();
+}
+
+}  // namespace refbroker

@@ -1,0 +1,77 @@
+#pragma once
+// BrokerServer: one running refbroker: registry, store, delivery engine, gRPC services (with
+// mTLS, health checking and reflection), the metrics endpoint and background timers.
+// main() only parses options, calls Start(), waits for a signal and calls Shutdown().
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "broker/api/admin_service.h"
+#include "broker/api/delivery_service.h"
+#include "broker/api/referral_service.h"
+#include "broker/auth/access_policy.h"
+#include "broker/auth/authenticator.h"
+#include "broker/auth/registry.h"
+#include "broker/config/broker_options.h"
+#include "broker/delivery/delivery_engine.h"
+#include "broker/domain/referral_intake.h"
+#include "broker/observability/metrics.h"
+#include "broker/observability/metrics_http_server.h"
+#include "broker/routing/referral_router.h"
+#include "broker/storage/sqlite_store.h"
+
+namespace refbroker {
+
+class BrokerServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<BrokerServer>> Start(const config::BrokerOptions& options);
+  ~BrokerServer();
+  BrokerServer(const BrokerServer&) = delete;
+  BrokerServer& operator=(const BrokerServer&) = delete;
+
+  int port() const { return port_; }
+  int metrics_port() const { return http_ ? http_->port() : 0; }
+
+  // Drains: health NOT_SERVING, subscribers told to reconnect elsewhere (UNAVAILABLE, their
+  // unacked messages released), in-flight calls given drain_seconds, then everything stops.
+  // Idempotent.
+  void Shutdown();
+
+ private:
+  explicit BrokerServer(const config::BrokerOptions& options) : options_(options) {}
+  absl::Status Init();
+  absl::Status StartGrpc();
+  void ScheduleHousekeeping();
+  void Housekeeping();
+  void OnAck(const QueueName& queue, const storage::AckResult& result);
+
+  const config::BrokerOptions options_;
+  std::unique_ptr<auth::Registry> registry_;
+  std::unique_ptr<storage::SqliteStore> store_;
+  std::unique_ptr<auth::Authenticator> authenticator_;
+  std::unique_ptr<auth::AccessPolicy> policy_;
+  std::unique_ptr<routing::ReferralRouter> router_;
+  std::unique_ptr<delivery::DeliveryEngine> engine_;
+  std::unique_ptr<domain::ReferralIntake> intake_;
+  std::unique_ptr<observability::Metrics> metrics_;
+  std::unique_ptr<api::ServiceContext> service_context_;
+  std::unique_ptr<api::ReferralServiceImpl> referral_service_;
+  std::unique_ptr<api::DeliveryServiceImpl> delivery_service_;
+  std::unique_ptr<api::AdminServiceImpl> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<observability::MetricsHttpServer> http_;
+  boost::asio::io_context timers_io_;
+  std::unique_ptr<boost::asio::steady_timer> housekeeping_timer_;
+  std::thread timers_thread_;
+  Micros last_prune_ = 0;
+  bool serving_ = true;
+  bool shut_down_ = false;
+  int port_ = 0;
+};
+
+}  // namespace refbroker

@@ -1,0 +1,118 @@
+#include "broker/config/broker_options.h"
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "broker/common/status_macros.h"
+
+namespace refbroker::config {
+namespace {
+
+std::string Resolve(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || base_dir.empty() || std::filesystem::path(p).is_absolute()) return p;
+  return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+void GetString(const toml::table& t, const char* section, const char* key, std::string& out) {
+  if (auto v = t[section][key].value<std::string>()) out = *v;
+}
+
+void GetInt(const toml::table& t, const char* section, const char* key, int& out) {
+  if (auto v = t[section][key].value<int64_t>()) out = static_cast<int>(*v);
+}
+
+absl::Status Range(const char* key, int value, int lo, int hi) {
+  if (value < lo || value > hi) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config ", key, ": ", value, " is outside ", lo, "..", hi));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<BrokerOptions> BrokerOptions::LoadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("config ", path, ": cannot be read"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string dir = std::filesystem::absolute(path).parent_path().string();
+  auto opts = LoadString(text.str(), dir);
+  if (!opts.ok()) {
+    return absl::Status(opts.status().code(), absl::StrCat(path, ": ", opts.status().message()));
+  }
+  return opts;
+}
+
+absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
+                                                        const std::string& base_dir) {
+  toml::table t;
+  try {
+    t = toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: ", std::string(e.description()), " at line ", e.source().begin.line));
+  }
+  BrokerOptions o;
+  GetString(t, "server", "listen", o.server.listen);
+  GetString(t, "server", "port_file", o.server.port_file);
+  GetString(t, "server", "metrics_listen", o.server.metrics_listen);
+  GetInt(t, "server", "max_message_bytes", o.server.max_message_bytes);
+  GetInt(t, "server", "workers", o.server.workers);
+  GetInt(t, "server", "drain_seconds", o.server.drain_seconds);
+  GetString(t, "tls", "ca", o.tls.ca);
+  GetString(t, "tls", "cert", o.tls.cert);
+  GetString(t, "tls", "key", o.tls.key);
+  GetString(t, "storage", "engine", o.storage.engine);
+  GetString(t, "storage", "path", o.storage.path);
+  GetInt(t, "storage", "max_batch", o.storage.max_batch);
+  GetInt(t, "delivery", "ack_deadline_ms", o.delivery.ack_deadline_ms);
+  GetInt(t, "delivery", "max_attempts", o.delivery.max_attempts);
+  GetInt(t, "delivery", "nack_retry_delay_ms", o.delivery.nack_retry_delay_ms);
+  GetInt(t, "delivery", "retention_hours", o.delivery.retention_hours);
+  GetInt(t, "delivery", "prune_interval_s", o.delivery.prune_interval_s);
+  GetInt(t, "delivery", "max_window", o.delivery.max_window);
+  GetString(t, "log", "level", o.log.level);
+  GetString(t, "log", "format", o.log.format);
+  GetString(t, "registry", "path", o.registry_path);
+  o.tls.ca = Resolve(base_dir, o.tls.ca);
+  o.tls.cert = Resolve(base_dir, o.tls.cert);
+  o.tls.key = Resolve(base_dir, o.tls.key);
+  o.storage.path = Resolve(base_dir, o.storage.path);
+  o.registry_path = Resolve(base_dir, o.registry_path);
+  o.server.port_file = Resolve(base_dir, o.server.port_file);
+  return o;
+}
+
+absl::Status BrokerOptions::Validate() const {
+  if (server.listen.empty()) return absl::InvalidArgumentError("config server.listen: required");
+  if (tls.ca.empty() || tls.cert.empty() || tls.key.empty()) {
+    return absl::InvalidArgumentError("config tls.ca, tls.cert, tls.key: all required (mTLS)");
+  }
+  if (storage.engine != "sqlite") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config storage.engine: '", storage.engine, "' is not supported (sqlite)"));
+  }
+  if (storage.path.empty()) return absl::InvalidArgumentError("config storage.path: required");
+  RETURN_IF_ERROR(Range("server.max_message_bytes", server.max_message_bytes, 4096, 64 << 20));
+  RETURN_IF_ERROR(Range("server.workers", server.workers, 2, 1024));
+  RETURN_IF_ERROR(Range("server.drain_seconds", server.drain_seconds, 0, 600));
+  RETURN_IF_ERROR(Range("storage.max_batch", storage.max_batch, 1, 100000));
+  RETURN_IF_ERROR(Range("delivery.ack_deadline_ms", delivery.ack_deadline_ms, 100, 86400000));
+  RETURN_IF_ERROR(Range("delivery.max_attempts", delivery.max_attempts, 1, 1000));
+  RETURN_IF_ERROR(Range("delivery.nack_retry_delay_ms", delivery.nack_retry_delay_ms, 0,
+                        86400000));
+  RETURN_IF_ERROR(Range("delivery.retention_hours", delivery.retention_hours, 1, 24 * 3650));
+  RETURN_IF_ERROR(Range("delivery.prune_interval_s", delivery.prune_interval_s, 1, 86400));
+  RETURN_IF_ERROR(Range("delivery.max_window", delivery.max_window, 1, 100000));
+  if (log.format != "text" && log.format != "json") {
+    return absl::InvalidArgumentError("config log.format: text or json");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace refbroker::config

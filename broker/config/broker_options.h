@@ -1,0 +1,64 @@
+#pragma once
+// BrokerOptions: the whole configuration of one refbroker process, parsed once from TOML
+// (deploy/refbroker.toml documents every key) and validated in one place. Command-line flags
+// override individual keys (broker/main.cc).
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace refbroker::config {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:7443";  // host:port; port 0 picks a free one
+  std::string port_file;                  // if set, "<grpc port> <metrics port>\n" is written here
+  std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics; empty disables
+  int max_message_bytes = 1 << 20;        // larger requests get RESOURCE_EXHAUSTED from gRPC
+  int workers = 32;                       // threads that run blocking store calls
+  int drain_seconds = 10;                 // SIGTERM: time given to in-flight calls
+};
+
+struct TlsOptions {
+  std::string ca;    // CA that signs client certificates (PEM)
+  std::string cert;  // broker certificate chain (PEM)
+  std::string key;   // broker private key (PEM)
+};
+
+struct StorageOptions {
+  std::string engine = "sqlite";
+  std::string path = "refbroker.db";
+  int max_batch = 256;
+};
+
+struct DeliveryOptions {
+  int ack_deadline_ms = 30000;    // unacked messages are redelivered after this
+  int max_attempts = 5;           // then they move to the dead-letter list
+  int nack_retry_delay_ms = 1000; // a nacked message is ready again after this
+  int retention_hours = 168;      // acked messages are pruned after this
+  int prune_interval_s = 300;
+  int max_window = 1000;          // largest window a subscriber may ask for
+};
+
+struct LogOptions {
+  std::string level = "info";     // trace, debug, info, warn, error
+  std::string format = "text";    // text or json
+};
+
+struct BrokerOptions {
+  ServerOptions server;
+  TlsOptions tls;
+  StorageOptions storage;
+  DeliveryOptions delivery;
+  LogOptions log;
+  std::string registry_path = "registry.toml";
+
+  // Parses a TOML file; relative paths in it are resolved against the file's directory.
+  static absl::StatusOr<BrokerOptions> LoadFile(const std::string& path);
+  static absl::StatusOr<BrokerOptions> LoadString(const std::string& text,
+                                                  const std::string& base_dir);
+  // Checks ranges and required keys; errors name the key.
+  absl::Status Validate() const;
+};
+
+}  // namespace refbroker::config

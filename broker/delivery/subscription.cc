@@ -1,0 +1,188 @@
+#include "broker/delivery/subscription.h"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "broker/delivery/delivery_engine.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace refbroker::delivery {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+// A safety net: even without notifications a subscription looks at its queue this often.
+constexpr Micros kMaxIdleMicros = 5 * 1000 * 1000;
+
+}  // namespace
+
+Subscription::Subscription(DeliveryEngine& engine, QueueName queue, std::string group,
+                           uint32_t window, std::shared_ptr<DeliverySink> sink)
+    : engine_(engine),
+      queue_(std::move(queue)),
+      queue_text_(queue_.ToString()),
+      group_(std::move(group)),
+      window_(window),
+      sink_(std::move(sink)),
+      strand_(boost::asio::make_strand(engine.pool().get_executor())),
+      timer_(strand_) {}
+
+void Subscription::Start(uint64_t replay_from) {
+  boost::asio::post(strand_, [self = shared_from_this(), replay_from] {
+    storage::Store& store = self->engine_.store();
+    Micros now = self->engine_.clock().Now();
+    absl::Status s = store.EnsureGroup(self->queue_text_, self->group_, now);
+    if (s.ok() && replay_from > 0) {
+      auto n = store.Replay(self->queue_text_, self->group_, replay_from, now);
+      s = n.status();
+    }
+    if (!s.ok()) {
+      self->FailAndClose(s);
+      return;
+    }
+    self->started_ = true;
+    self->Pump();
+  });
+}
+
+void Subscription::Wake() {
+  if (pump_queued_.exchange(true)) return;  // a pump is already on its way
+  boost::asio::post(strand_, [self = shared_from_this()] {
+    self->pump_queued_ = false;
+    self->Pump();
+  });
+}
+
+void Subscription::Pump() {
+  if (closed_ || !started_) return;
+  Micros now = engine_.clock().Now();
+  for (auto it = inflight_.begin(); it != inflight_.end();) {
+    it = it->second <= now ? inflight_.erase(it) : std::next(it);
+  }
+  if (inflight_.size() >= window_) return;
+  const EngineOptions& opt = engine_.options();
+  storage::LeaseRequest req;
+  req.queue = queue_text_;
+  req.group = group_;
+  req.max_messages = window_ - inflight_.size();
+  req.now = now;
+  req.lease_until = req.now + static_cast<Micros>(opt.ack_deadline_ms) * 1000;
+  req.max_attempts = opt.max_attempts;
+  auto leased = engine_.store().Lease(req);
+  if (!leased.ok()) {
+    FailAndClose(leased.status());
+    return;
+  }
+  for (const storage::LeasedMessage& m : leased->messages) {
+    inflight_[m.sequence] = m.lease_until;
+    sink_->Send(ToDelivery(m));
+    engine_.counters().delivered++;
+    if (m.attempt > 1) engine_.counters().redelivered++;
+  }
+  ArmTimer(leased->next_visible_at);
+}
+
+void Subscription::ArmTimer(std::optional<Micros> next_visible_at) {
+  Micros now = engine_.clock().Now();
+  Micros at = next_visible_at ? std::min(*next_visible_at, now + kMaxIdleMicros)
+                              : now + kMaxIdleMicros;
+  timer_.expires_after(std::chrono::microseconds(std::max<Micros>(at - now, 1000)));
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->Pump();
+  });
+}
+
+refbroker::v1::Delivery Subscription::ToDelivery(const storage::LeasedMessage& m) const {
+  refbroker::v1::Delivery d;
+  if (!d.ParseFromString(m.payload)) {
+    spdlog::error("queue={} seq={} stored payload does not parse", queue_text_, m.sequence);
+  }
+  d.set_sequence(m.sequence);
+  *d.mutable_queue() = queue_.ToProto();
+  d.set_priority(static_cast<refbroker::v1::Priority>(m.priority));
+  d.set_attempt(m.attempt);
+  *d.mutable_enqueued_at() = TimeUtil::MicrosecondsToTimestamp(m.enqueued_at);
+  *d.mutable_ack_deadline() = TimeUtil::MicrosecondsToTimestamp(m.lease_until);
+  return d;
+}
+
+void Subscription::Ack(uint64_t sequence) {
+  boost::asio::post(strand_, [self = shared_from_this(), sequence] {
+    if (self->closed_) return;
+    auto r = self->engine_.store().Ack(self->queue_text_, self->group_, sequence,
+                                       self->engine_.clock().Now());
+    if (!r.ok()) {
+      if (absl::IsNotFound(r.status())) {
+        self->FailAndClose(absl::InvalidArgumentError(
+            std::string("ack.sequence: ") + std::string(r.status().message())));
+      } else {
+        self->FailAndClose(r.status());
+      }
+      return;
+    }
+    self->engine_.counters().acked++;
+    self->inflight_.erase(sequence);
+    self->engine_.RunAckHook(self->queue_, *r);
+    self->Pump();
+  });
+}
+
+void Subscription::Nack(uint64_t sequence, std::string reason) {
+  boost::asio::post(strand_, [self = shared_from_this(), sequence, reason = std::move(reason)] {
+    if (self->closed_) return;
+    const EngineOptions& opt = self->engine_.options();
+    Micros now = self->engine_.clock().Now();
+    absl::Status s = self->engine_.store().Nack(
+        self->queue_text_, self->group_, sequence, reason, opt.max_attempts,
+        now + static_cast<Micros>(opt.nack_retry_delay_ms) * 1000, now);
+    if (!s.ok()) {
+      self->FailAndClose(absl::IsNotFound(s) ? absl::InvalidArgumentError(
+                                                   std::string("nack.sequence: ") +
+                                                   std::string(s.message()))
+                                             : s);
+      return;
+    }
+    self->engine_.counters().nacked++;
+    self->inflight_.erase(sequence);
+    self->Pump();
+    if (opt.nack_retry_delay_ms == 0) self->engine_.Notify(self->queue_text_);
+  });
+}
+
+void Subscription::Close() {
+  boost::asio::post(strand_, [self = shared_from_this()] {
+    if (self->closed_) return;
+    self->closed_ = true;
+    self->timer_.cancel();
+    std::vector<uint64_t> release;
+    for (const auto& [seq, until] : self->inflight_) release.push_back(seq);
+    self->inflight_.clear();
+    absl::Status s = self->engine_.store().Release(self->queue_text_, self->group_, release,
+                                                   self->engine_.clock().Now());
+    if (!s.ok()) spdlog::warn("queue={} group={} release failed: {}", self->queue_text_,
+                              self->group_, s.ToString());
+    self->engine_.Unregister(self.get());
+    if (!release.empty()) self->engine_.Notify(self->queue_text_);
+  });
+}
+
+void Subscription::Fail(const absl::Status& status) {
+  boost::asio::post(strand_, [self = shared_from_this(), status] {
+    if (!self->closed_) self->FailAndClose(status);
+  });
+}
+
+void Subscription::FailAndClose(const absl::Status& status) {
+  spdlog::warn("queue={} group={} subscription ends: {}", queue_text_, group_, status.ToString());
+  sink_->Fail(status);
+  // The stream's OnDone will call Close(); closing here stops further pumping at once.
+  timer_.cancel();
+  closed_ = true;
+  std::vector<uint64_t> release;
+  for (const auto& [seq, until] : inflight_) release.push_back(seq);
+  inflight_.clear();
+  (void)engine_.store().Release(queue_text_, group_, release, engine_.clock().Now());
+  engine_.Unregister(this);
+}
+
+}  // namespace refbroker::delivery

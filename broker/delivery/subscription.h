@@ -1,0 +1,73 @@
+#pragma once
+// Subscription: the broker side of one Subscribe stream: one member of a consumer group
+// reading one queue.
+//
+// Threading: every method may be called from any thread; the work runs serialized on the
+// subscription's strand of the engine's worker pool (blocking store calls are allowed there),
+// so different subscriptions run in parallel and share group commits.
+//
+// Invariant: inflight_.size() ≤ window_: the broker never holds more unacknowledged messages on
+// a stream than the subscriber's window. A lease that expired no longer counts: its message is
+// deliverable again (to this stream or another member of the group).
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <atomic>
+#include <memory>
+#include <map>
+#include <string>
+
+#include "broker/common/queue_name.h"
+#include "broker/delivery/delivery_sink.h"
+#include "broker/storage/store.h"
+
+namespace refbroker::delivery {
+
+class DeliveryEngine;
+
+class Subscription : public std::enable_shared_from_this<Subscription> {
+ public:
+  using Strand = boost::asio::strand<boost::asio::thread_pool::executor_type>;
+
+  Subscription(DeliveryEngine& engine, QueueName queue, std::string group, uint32_t window,
+               std::shared_ptr<DeliverySink> sink);
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+
+  // Creates the group if needed, applies a replay, then starts delivering.
+  void Start(uint64_t replay_from);
+  // Something may be deliverable (a new message, a requeue): lease and send what fits.
+  void Wake();
+  void Ack(uint64_t sequence);
+  void Nack(uint64_t sequence, std::string reason);
+  // The stream ended: unacked leases go back to the group at once.
+  void Close();
+  // Ends the stream with `status` (and releases, as Close).
+  void Fail(const absl::Status& status);
+
+  const QueueName& queue() const { return queue_; }
+  const std::string& group() const { return group_; }
+  std::string queue_text() const { return queue_text_; }
+
+ private:
+  void Pump();                         // on strand
+  void ArmTimer(std::optional<Micros> next_visible_at);  // on strand
+  void FailAndClose(const absl::Status& status);          // on strand
+  refbroker::v1::Delivery ToDelivery(const storage::LeasedMessage& m) const;
+
+  DeliveryEngine& engine_;
+  const QueueName queue_;
+  const std::string queue_text_;
+  const std::string group_;
+  const uint32_t window_;
+  std::shared_ptr<DeliverySink> sink_;
+  Strand strand_;
+  boost::asio::steady_timer timer_;     // used on strand only
+  std::map<uint64_t, Micros> inflight_;  // sequence → lease expiry; strand only
+  bool started_ = false;                // strand only
+  bool closed_ = false;                 // strand only
+  std::atomic<bool> pump_queued_{false};
+};
+
+}  // namespace refbroker::delivery

@@ -1,0 +1,173 @@
+#include "broker/domain/referral_validator.h"
+
+#include <cctype>
+#include <ctime>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "broker/common/status_macros.h"
+#include "broker/domain/identifiers.h"
+
+namespace refbroker::domain {
+namespace {
+
+using refbroker::v1::Referral;
+
+absl::Status Invalid(const std::string& field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("referral.", field, ": ", why));
+}
+
+absl::Status RequireText(const std::string& value, const std::string& field, size_t max) {
+  if (value.empty()) return Invalid(field, "required");
+  if (value.size() > max) return Invalid(field, absl::StrCat("longer than ", max, " bytes"));
+  return absl::OkStatus();
+}
+
+absl::Status OptionalText(const std::string& value, const std::string& field, size_t max) {
+  if (value.size() > max) return Invalid(field, absl::StrCat("longer than ", max, " bytes"));
+  return absl::OkStatus();
+}
+
+// ICD-10: a letter, two digits, optionally "." and 1-4 more characters (national clinical
+// edition extensions such as "I21.900x001" are longer, so allow up to 8 after the dot).
+bool LooksLikeIcd10(const std::string& code) {
+  if (code.size() < 3 || !std::isupper(static_cast<unsigned char>(code[0])) ||
+      !std::isdigit(static_cast<unsigned char>(code[1])) ||
+      !std::isalnum(static_cast<unsigned char>(code[2]))) {
+    return false;
+  }
+  if (code.size() == 3) return true;
+  if (code[3] != '.' || code.size() < 5 || code.size() > 12) return false;
+  for (size_t i = 4; i < code.size(); ++i) {
+    if (!std::isalnum(static_cast<unsigned char>(code[i]))) return false;
+  }
+  return true;
+}
+
+absl::Status ValidatePatient(const Referral& r, Micros now, const ReferralLimits& limits) {
+  if (!r.has_patient()) return Invalid("patient", "required");
+  const auto& p = r.patient();
+  if (p.identifiers().empty()) return Invalid("patient.identifiers", "at least one required");
+  if (static_cast<size_t>(p.identifiers_size()) > limits.max_identifiers) {
+    return Invalid("patient.identifiers", absl::StrCat("more than ", limits.max_identifiers));
+  }
+  std::string resident_birth_date;
+  for (int i = 0; i < p.identifiers_size(); ++i) {
+    const auto& id = p.identifiers(i);
+    std::string f = absl::StrCat("patient.identifiers[", i, "]");
+    if (id.type() == refbroker::v1::PATIENT_ID_TYPE_UNSPECIFIED ||
+        !refbroker::v1::PatientIdType_IsValid(id.type())) {
+      return Invalid(f + ".type", "required");
+    }
+    RETURN_IF_ERROR(RequireText(id.value(), f + ".value", limits.max_short_text));
+    RETURN_IF_ERROR(OptionalText(id.issuer(), f + ".issuer", limits.max_short_text));
+    if (id.type() == refbroker::v1::RESIDENT_ID) {
+      std::time_t t = static_cast<std::time_t>(now / 1000000);
+      std::tm tm{};
+      gmtime_r(&t, &tm);
+      if (auto s = ValidateResidentId(id.value(), tm.tm_year + 1900); !s.ok()) {
+        return Invalid(f + ".value", s.message());
+      }
+      resident_birth_date = ResidentIdBirthDate(id.value());
+    }
+    if (id.type() == refbroker::v1::HOSPITAL_MRN && id.issuer().empty()) {
+      return Invalid(f + ".issuer", "required for HOSPITAL_MRN");
+    }
+  }
+  RETURN_IF_ERROR(RequireText(p.name(), "patient.name", limits.max_patient_name));
+  if (!refbroker::v1::Sex_IsValid(p.sex())) return Invalid("patient.sex", "unknown value");
+  if (!p.birth_date().empty()) {
+    if (!IsCalendarDate(p.birth_date())) return Invalid("patient.birth_date", "not YYYY-MM-DD");
+    if (!resident_birth_date.empty() && resident_birth_date != p.birth_date()) {
+      return Invalid("patient.birth_date", "does not match the resident ID");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSource(const Referral& r, const ReferralLimits& limits) {
+  if (!r.has_from()) return Invalid("from", "required");
+  const auto& from = r.from();
+  if (from.institution().empty()) return Invalid("from.institution", "required");
+  if (auto s = ValidateCreditCode(from.institution()); !s.ok()) {
+    return Invalid("from.institution", s.message());
+  }
+  RETURN_IF_ERROR(RequireText(from.department(), "from.department", limits.max_short_text));
+  if (!from.has_doctor()) return Invalid("from.doctor", "required");
+  RETURN_IF_ERROR(RequireText(from.doctor().id(), "from.doctor.id", limits.max_short_text));
+  RETURN_IF_ERROR(RequireText(from.doctor().name(), "from.doctor.name", limits.max_short_text));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateClinical(const Referral& r, Micros now, const ReferralLimits& limits) {
+  RETURN_IF_ERROR(RequireText(r.reason(), "reason", limits.max_reason));
+  if (r.diagnoses().empty()) return Invalid("diagnoses", "at least one required");
+  if (static_cast<size_t>(r.diagnoses_size()) > limits.max_diagnoses) {
+    return Invalid("diagnoses", absl::StrCat("more than ", limits.max_diagnoses));
+  }
+  for (int i = 0; i < r.diagnoses_size(); ++i) {
+    const auto& d = r.diagnoses(i);
+    std::string f = absl::StrCat("diagnoses[", i, "]");
+    RETURN_IF_ERROR(RequireText(d.code(), f + ".code", limits.max_short_text));
+    bool icd10 = d.code_system().empty() || d.code_system().rfind("ICD-10", 0) == 0;
+    if (icd10 && !LooksLikeIcd10(d.code())) return Invalid(f + ".code", "not an ICD-10 code");
+    RETURN_IF_ERROR(RequireText(d.name(), f + ".name", limits.max_short_text));
+    RETURN_IF_ERROR(OptionalText(d.code_system(), f + ".code_system", limits.max_short_text));
+  }
+  RETURN_IF_ERROR(
+      OptionalText(r.clinical_summary(), "clinical_summary", limits.max_clinical_summary));
+  if (!r.has_consent() || !r.consent().given()) {
+    return Invalid("consent.given", "the patient's consent is required");
+  }
+  if (!r.consent().has_obtained_at()) return Invalid("consent.obtained_at", "required");
+  Micros at = r.consent().obtained_at().seconds() * 1000000;
+  if (at > now + 5LL * 60 * 1000000) return Invalid("consent.obtained_at", "in the future");
+  RETURN_IF_ERROR(OptionalText(r.consent().recorded_by(), "consent.recorded_by",
+                               limits.max_short_text));
+  RETURN_IF_ERROR(OptionalText(r.consent().document_ref(), "consent.document_ref", 512));
+  if (static_cast<size_t>(r.attached_result_ids_size()) > limits.max_attachments) {
+    return Invalid("attached_result_ids", absl::StrCat("more than ", limits.max_attachments));
+  }
+  for (int i = 0; i < r.attached_result_ids_size(); ++i) {
+    RETURN_IF_ERROR(RequireText(r.attached_result_ids(i),
+                                absl::StrCat("attached_result_ids[", i, "]"),
+                                limits.max_short_text));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateReferralSubmission(const Referral& r, Micros now,
+                                        const ReferralLimits& limits) {
+  size_t size = r.ByteSizeLong();
+  if (size > limits.max_serialized_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "referral: ", size, " bytes exceeds the limit of ", limits.max_serialized_bytes));
+  }
+  RETURN_IF_ERROR(RequireText(r.client_request_id(), "client_request_id", limits.max_short_text));
+  if (r.direction() == refbroker::v1::DIRECTION_UNSPECIFIED ||
+      !refbroker::v1::Direction_IsValid(r.direction())) {
+    return Invalid("direction", "required (UP or DOWN)");
+  }
+  if (r.priority() == refbroker::v1::PRIORITY_UNSPECIFIED ||
+      !refbroker::v1::Priority_IsValid(r.priority())) {
+    return Invalid("priority", "required (EMERGENCY, URGENT or ROUTINE)");
+  }
+  RETURN_IF_ERROR(ValidatePatient(r, now, limits));
+  RETURN_IF_ERROR(ValidateSource(r, limits));
+  if (!r.to_institution().empty()) {
+    if (auto s = ValidateCreditCode(r.to_institution()); !s.ok()) {
+      return Invalid("to_institution", s.message());
+    }
+  }
+  RETURN_IF_ERROR(ValidateClinical(r, now, limits));
+  if (r.direction() == refbroker::v1::UP &&
+      (!r.continues_referral_id().empty() || !r.follow_up_plan().empty())) {
+    return Invalid("continues_referral_id", "only a DOWN referral continues another");
+  }
+  RETURN_IF_ERROR(OptionalText(r.follow_up_plan(), "follow_up_plan", limits.max_clinical_summary));
+  return absl::OkStatus();
+}
+
+}  // namespace refbroker::domain

@@ -1,0 +1,82 @@
+#pragma once
+// Thin RAII wrappers over the SQLite C API for the SQLite store. Not thread-safe: one Db is
+// used by one thread at a time (the writer thread, or one reader checked out of the pool).
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace refbroker::storage::internal {
+
+// Maps an SQLite result code to a canonical status. SQLITE_FULL → RESOURCE_EXHAUSTED;
+// I/O errors and corruption → INTERNAL (the caller latches them); constraint → ALREADY_EXISTS.
+absl::Status SqliteError(int rc, sqlite3* db, const char* what);
+
+// True for result codes after which the database must not be written to again
+// (I/O error, corruption, not a database).
+bool IsFatalSqliteCode(int rc);
+
+class Db;
+
+// A prepared statement borrowed from Db's cache; reset and unbound when destroyed.
+class Stmt {
+ public:
+  Stmt(Db& db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  ~Stmt();
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& Bind(int index, int64_t value);
+  Stmt& Bind(int index, const std::string& value);  // as TEXT
+  Stmt& BindBlob(int index, const std::string& value);
+
+  // Next row: true when a row is available, false when done.
+  absl::StatusOr<bool> Step();
+  // Runs to completion (for statements without rows).
+  absl::Status Run();
+
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string Text(int col) const;
+
+ private:
+  Db& db_;
+  sqlite3_stmt* stmt_;
+};
+
+class Db {
+ public:
+  // Opens (creating if needed) the database at `path`.
+  static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path, bool read_only);
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  // A cached prepared statement for `sql` (which must outlive the Db: use literals).
+  absl::StatusOr<std::unique_ptr<Stmt>> Prepare(const char* sql);
+  // Runs one or more statements without results.
+  absl::Status Exec(const std::string& sql);
+  int64_t Changes() const { return sqlite3_changes64(db_); }
+  int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
+  sqlite3* raw() { return db_; }
+
+  // Remembers a fatal error seen by any statement on this connection.
+  void NoteError(int rc) {
+    if (IsFatalSqliteCode(rc)) fatal_rc_ = rc;
+  }
+  int fatal_rc() const { return fatal_rc_; }
+
+ private:
+  explicit Db(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+  std::map<const char*, sqlite3_stmt*> cache_;
+  int fatal_rc_ = SQLITE_OK;
+};
+
+}  // namespace refbroker::storage::internal

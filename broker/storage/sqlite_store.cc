@@ -1,0 +1,511 @@
+#include "broker/storage/sqlite_store.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "broker/common/status_macros.h"
+#include "broker/storage/sqlite_schema.h"
+
+namespace refbroker::storage {
+namespace {
+
+using internal::Db;
+using internal::Stmt;
+namespace schema = sqlite_schema;
+
+constexpr int kSchemaVersion = sizeof(schema::kMigrations) / sizeof(schema::kMigrations[0]);
+
+absl::Status Configure(Db& db) {
+  RETURN_IF_ERROR(db.Exec("PRAGMA journal_mode=WAL"));
+  RETURN_IF_ERROR(db.Exec("PRAGMA synchronous=FULL"));
+  return db.Exec("PRAGMA foreign_keys=OFF");
+}
+
+absl::StatusOr<int> UserVersion(Db& db) {
+  ASSIGN_OR_RETURN(auto st, db.Prepare("PRAGMA user_version"));
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  return row ? static_cast<int>(st->Int(0)) : 0;
+}
+
+absl::Status Migrate(Db& db) {
+  ASSIGN_OR_RETURN(int version, UserVersion(db));
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "storage: database schema version ", version, " is newer than this broker (",
+        kSchemaVersion, ")"));
+  }
+  if (version == 0) RETURN_IF_ERROR(db.Exec("PRAGMA auto_vacuum=INCREMENTAL; VACUUM"));
+  for (int v = version; v < kSchemaVersion; ++v) {
+    RETURN_IF_ERROR(db.Exec(absl::StrCat("BEGIN IMMEDIATE;", schema::kMigrations[v],
+                                         "PRAGMA user_version=", v + 1, ";COMMIT;")));
+  }
+  return absl::OkStatus();
+}
+
+// SQLite's own consistency check of the structure (cheap form). A torn or damaged file must
+// stop the broker rather than let it serve a shorter queue.
+absl::Status QuickCheck(Db& db) {
+  ASSIGN_OR_RETURN(auto st, db.Prepare("PRAGMA quick_check"));
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row || st->Text(0) != "ok") {
+    return absl::DataLossError(absl::StrCat("storage: integrity check failed: ",
+                                            row ? st->Text(0) : std::string("no answer")));
+  }
+  return absl::OkStatus();
+}
+
+ReferralRecord ReadReferral(const Stmt& st) {
+  ReferralRecord r;
+  r.id = st.Text(0);
+  r.sender = st.Text(1);
+  r.receiver = st.Text(2);
+  r.client_request_id = st.Text(3);
+  r.request_digest = st.Text(4);
+  r.state = static_cast<int>(st.Int(5));
+  r.priority = static_cast<int>(st.Int(6));
+  r.submitted_at = st.Int(7);
+  r.updated_at = st.Int(8);
+  r.body = st.Text(9);
+  return r;
+}
+
+constexpr char kReferralColumns[] =
+    "id, sender, receiver, client_request_id, request_digest, state, priority, submitted_at, "
+    "updated_at, body";
+
+absl::StatusOr<std::optional<ReferralRecord>> FindByRequestId(Db& db, const std::string& sender,
+                                                              const std::string& request_id) {
+  static const std::string sql = absl::StrCat("SELECT ", kReferralColumns,
+                                              " FROM referrals WHERE sender=? AND "
+                                              "client_request_id=?");
+  ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+  st->Bind(1, sender).Bind(2, request_id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<ReferralRecord>();
+  return std::optional<ReferralRecord>(ReadReferral(*st));
+}
+
+absl::Status InsertReferral(Db& db, const ReferralRecord& r) {
+  ASSIGN_OR_RETURN(auto st, db.Prepare(
+                                "INSERT INTO referrals(id, sender, receiver, client_request_id, "
+                                "request_digest, state, priority, submitted_at, updated_at, body) "
+                                "VALUES(?,?,?,?,?,?,?,?,?,?)"));
+  st->Bind(1, r.id).Bind(2, r.sender).Bind(3, r.receiver).Bind(4, r.client_request_id);
+  st->BindBlob(5, r.request_digest).Bind(6, r.state).Bind(7, r.priority);
+  st->Bind(8, r.submitted_at).Bind(9, r.updated_at).BindBlob(10, r.body);
+  return st->Run();
+}
+
+// Appends a message and fans it out to every existing consumer group of its queue.
+absl::StatusOr<uint64_t> Enqueue(Db& db, const NewMessage& m, Micros now) {
+  ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT INTO messages(queue, priority, subject_id, "
+                                        "payload, enqueued_at) VALUES(?,?,?,?,?)"));
+  ins->Bind(1, m.queue).Bind(2, m.priority).Bind(3, m.subject_id).BindBlob(4, m.payload);
+  ins->Bind(5, now);
+  RETURN_IF_ERROR(ins->Run());
+  uint64_t seq = static_cast<uint64_t>(db.LastInsertRowid());
+  ASSIGN_OR_RETURN(auto fan, db.Prepare(
+                                 "INSERT INTO group_messages(queue, grp, seq, priority, state, "
+                                 "attempts, visible_at, last_error, state_at) "
+                                 "SELECT queue, grp, ?, ?, 0, 0, 0, '', ? FROM consumer_groups "
+                                 "WHERE queue=?"));
+  fan->Bind(1, static_cast<int64_t>(seq)).Bind(2, m.priority).Bind(3, now).Bind(4, m.queue);
+  RETURN_IF_ERROR(fan->Run());
+  return seq;
+}
+
+// Expired leases that used up their attempts become dead letters.
+absl::Status DeadLetterExpired(Db& db, const LeaseRequest& req) {
+  ASSIGN_OR_RETURN(auto st, db.Prepare(
+                                "UPDATE group_messages SET state=3, state_at=?1, last_error="
+                                "CASE WHEN last_error='' THEN 'ack deadline exceeded' ELSE "
+                                "last_error END WHERE queue=?2 AND grp=?3 AND state=1 AND "
+                                "visible_at<=?1 AND attempts>=?4"));
+  st->Bind(1, req.now).Bind(2, req.queue).Bind(3, req.group).Bind(4, req.max_attempts);
+  return st->Run();
+}
+
+absl::StatusOr<std::optional<Micros>> NextVisibleAt(Db& db, const std::string& queue,
+                                                    const std::string& group, Micros now) {
+  ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT MIN(visible_at) FROM group_messages WHERE "
+                                       "queue=? AND grp=? AND state<2 AND visible_at>?"));
+  st->Bind(1, queue).Bind(2, group).Bind(3, now);
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row || st->IsNull(0)) return std::optional<Micros>();
+  return std::optional<Micros>(st->Int(0));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
+  ASSIGN_OR_RETURN(auto writer_db, Db::Open(options.path, /*read_only=*/false));
+  RETURN_IF_ERROR(Configure(*writer_db));
+  RETURN_IF_ERROR(QuickCheck(*writer_db));
+  RETURN_IF_ERROR(Migrate(*writer_db));
+  std::unique_ptr<SqliteStore> store(new SqliteStore());
+  for (size_t i = 0; i < std::max<size_t>(1, options.readers); ++i) {
+    ASSIGN_OR_RETURN(auto reader, Db::Open(options.path, /*read_only=*/true));
+    store->readers_.push_back(std::move(reader));
+  }
+  store->writer_ =
+      std::make_unique<internal::GroupCommitWriter>(std::move(writer_db), options.max_batch);
+  return store;
+}
+
+SqliteStore::~SqliteStore() = default;
+
+absl::Status SqliteStore::Read(const std::function<absl::Status(Db&)>& fn) {
+  std::unique_ptr<Db> db;
+  {
+    std::unique_lock<std::mutex> lock(readers_mu_);
+    readers_cv_.wait(lock, [&] { return !readers_.empty(); });
+    db = std::move(readers_.back());
+    readers_.pop_back();
+  }
+  absl::Status s = db->Exec("BEGIN");
+  if (s.ok()) {
+    s = fn(*db);
+    (void)db->Exec("COMMIT");
+  }
+  {
+    std::lock_guard<std::mutex> lock(readers_mu_);
+    readers_.push_back(std::move(db));
+  }
+  readers_cv_.notify_one();
+  return s;
+}
+
+absl::Status SqliteStore::Health() { return writer_->latched_error(); }
+
+absl::StatusOr<SubmitResult> SqliteStore::SubmitReferral(const ReferralRecord& referral,
+                                                         const NewMessage& message) {
+  SubmitResult result;
+  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto existing,
+                     FindByRequestId(db, referral.sender, referral.client_request_id));
+    if (existing) {
+      if (existing->request_digest != referral.request_digest) {
+        return absl::AlreadyExistsError(
+            "referral.client_request_id: already used by this institution for a different "
+            "referral");
+      }
+      result.referral = std::move(*existing);
+      result.duplicate = true;
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(InsertReferral(db, referral));
+    ASSIGN_OR_RETURN(uint64_t seq, Enqueue(db, message, referral.submitted_at));
+    (void)seq;
+    result.referral = referral;
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<ReferralRecord> SqliteStore::GetReferral(const std::string& id) {
+  ReferralRecord out;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    static const std::string sql =
+        absl::StrCat("SELECT ", kReferralColumns, " FROM referrals WHERE id=?");
+    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    st->Bind(1, id);
+    ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return absl::NotFoundError(absl::StrCat("referral '", id, "' not found"));
+    out = ReadReferral(*st);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<bool> SqliteStore::TransitionReferral(const std::string& id, int from, int to,
+                                                     Micros now) {
+  bool changed = false;
+  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE referrals SET state=?, updated_at=? WHERE id=? "
+                                         "AND state=?"));
+    st->Bind(1, to).Bind(2, now).Bind(3, id).Bind(4, from);
+    RETURN_IF_ERROR(st->Run());
+    changed = db.Changes() > 0;
+    if (changed) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM referrals WHERE id=?"));
+    q->Bind(1, id);
+    ASSIGN_OR_RETURN(bool exists, q->Step());
+    return exists ? absl::OkStatus()
+                  : absl::NotFoundError(absl::StrCat("referral '", id, "' not found"));
+  }));
+  return changed;
+}
+
+absl::Status SqliteStore::EnsureGroup(const std::string& queue, const std::string& group,
+                                      Micros now) {
+  return writer_->Write([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT OR IGNORE INTO consumer_groups(queue, grp, "
+                                          "created_at) VALUES(?,?,?)"));
+    ins->Bind(1, queue).Bind(2, group).Bind(3, now);
+    RETURN_IF_ERROR(ins->Run());
+    if (db.Changes() == 0) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto fill, db.Prepare(
+                                    "INSERT INTO group_messages(queue, grp, seq, priority, state, "
+                                    "attempts, visible_at, last_error, state_at) "
+                                    "SELECT queue, ?, seq, priority, 0, 0, 0, '', ? FROM messages "
+                                    "WHERE queue=?"));
+    fill->Bind(1, group).Bind(2, now).Bind(3, queue);
+    return fill->Run();
+  });
+}
+
+absl::StatusOr<uint64_t> SqliteStore::Replay(const std::string& queue, const std::string& group,
+                                             uint64_t from_sequence, Micros now) {
+  uint64_t count = 0;
+  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto reset, db.Prepare(
+                                     "UPDATE group_messages SET state=0, attempts=0, "
+                                     "visible_at=0, last_error='', state_at=? WHERE queue=? AND "
+                                     "grp=? AND seq>=?"));
+    reset->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(from_sequence));
+    RETURN_IF_ERROR(reset->Run());
+    count = static_cast<uint64_t>(db.Changes());
+    ASSIGN_OR_RETURN(auto fill, db.Prepare(
+                                    "INSERT OR IGNORE INTO group_messages(queue, grp, seq, "
+                                    "priority, state, attempts, visible_at, last_error, state_at) "
+                                    "SELECT queue, ?, seq, priority, 0, 0, 0, '', ? FROM messages "
+                                    "WHERE queue=? AND seq>=?"));
+    fill->Bind(1, group).Bind(2, now).Bind(3, queue).Bind(4, static_cast<int64_t>(from_sequence));
+    RETURN_IF_ERROR(fill->Run());
+    count += static_cast<uint64_t>(db.Changes());
+    return absl::OkStatus();
+  }));
+  return count;
+}
+
+absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
+  LeaseResult result;
+  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+    result.messages.clear();
+    RETURN_IF_ERROR(DeadLetterExpired(db, req));
+    ASSIGN_OR_RETURN(auto pick, db.Prepare(
+                                    "SELECT gm.seq, gm.priority, gm.attempts, m.subject_id, "
+                                    "m.payload, m.enqueued_at FROM group_messages gm "
+                                    "JOIN messages m ON m.seq=gm.seq "
+                                    "WHERE gm.queue=? AND gm.grp=? AND gm.state<2 AND "
+                                    "gm.visible_at<=? ORDER BY gm.priority, gm.seq LIMIT ?"));
+    pick->Bind(1, req.queue).Bind(2, req.group).Bind(3, req.now);
+    pick->Bind(4, static_cast<int64_t>(req.max_messages));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, pick->Step());
+      if (!row) break;
+      LeasedMessage m;
+      m.sequence = static_cast<uint64_t>(pick->Int(0));
+      m.queue = req.queue;
+      m.priority = static_cast<int>(pick->Int(1));
+      m.attempt = static_cast<uint32_t>(pick->Int(2)) + 1;
+      m.subject_id = pick->Text(3);
+      m.payload = pick->Text(4);
+      m.enqueued_at = pick->Int(5);
+      m.lease_until = req.lease_until;
+      result.messages.push_back(std::move(m));
+    }
+    ASSIGN_OR_RETURN(auto take, db.Prepare(
+                                    "UPDATE group_messages SET state=1, attempts=attempts+1, "
+                                    "visible_at=?, state_at=? WHERE queue=? AND grp=? AND seq=?"));
+    for (const LeasedMessage& m : result.messages) {
+      take->Bind(1, req.lease_until).Bind(2, req.now).Bind(3, req.queue).Bind(4, req.group);
+      take->Bind(5, static_cast<int64_t>(m.sequence));
+      RETURN_IF_ERROR(take->Run());
+    }
+    ASSIGN_OR_RETURN(result.next_visible_at, NextVisibleAt(db, req.queue, req.group, req.now));
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<AckResult> SqliteStore::Ack(const std::string& queue, const std::string& group,
+                                           uint64_t sequence, Micros now) {
+  AckResult result;
+  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT gm.state, m.subject_id FROM group_messages gm "
+                                        "JOIN messages m ON m.seq=gm.seq WHERE gm.queue=? AND "
+                                        "gm.grp=? AND gm.seq=?"));
+    q->Bind(1, queue).Bind(2, group).Bind(3, static_cast<int64_t>(sequence));
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) {
+      return absl::NotFoundError(absl::StrCat("sequence ", sequence, " is not in group '", group,
+                                              "' of ", queue));
+    }
+    result.subject_id = q->Text(1);
+    if (q->Int(0) == schema::kAcked) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE group_messages SET state=2, state_at=? WHERE "
+                                         "queue=? AND grp=? AND seq=?"));
+    up->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(sequence));
+    RETURN_IF_ERROR(up->Run());
+    result.first_ack = true;
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::Status SqliteStore::Nack(const std::string& queue, const std::string& group,
+                               uint64_t sequence, const std::string& reason,
+                               uint32_t max_attempts, Micros retry_at, Micros now) {
+  return writer_->Write([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT state, attempts FROM group_messages WHERE "
+                                        "queue=? AND grp=? AND seq=?"));
+    q->Bind(1, queue).Bind(2, group).Bind(3, static_cast<int64_t>(sequence));
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) {
+      return absl::NotFoundError(absl::StrCat("sequence ", sequence, " is not in group '", group,
+                                              "' of ", queue));
+    }
+    int state = static_cast<int>(q->Int(0));
+    if (state == schema::kAcked || state == schema::kDead) return absl::OkStatus();
+    bool dead = q->Int(1) >= static_cast<int64_t>(max_attempts);
+    ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE group_messages SET state=?, visible_at=?, "
+                                         "last_error=?, state_at=? WHERE queue=? AND grp=? AND "
+                                         "seq=?"));
+    up->Bind(1, dead ? schema::kDead : schema::kReady).Bind(2, retry_at);
+    up->Bind(3, reason.empty() ? std::string("nacked") : reason).Bind(4, now);
+    up->Bind(5, queue).Bind(6, group).Bind(7, static_cast<int64_t>(sequence));
+    return up->Run();
+  });
+}
+
+absl::Status SqliteStore::Release(const std::string& queue, const std::string& group,
+                                  const std::vector<uint64_t>& sequences, Micros now) {
+  if (sequences.empty()) return absl::OkStatus();
+  return writer_->Write([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE group_messages SET state=0, visible_at=?, "
+                                         "state_at=? WHERE queue=? AND grp=? AND seq=? AND "
+                                         "state=1"));
+    for (uint64_t seq : sequences) {
+      up->Bind(1, now).Bind(2, now).Bind(3, queue).Bind(4, group);
+      up->Bind(5, static_cast<int64_t>(seq));
+      RETURN_IF_ERROR(up->Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<QueueStats>> SqliteStore::ListQueueStats(Micros now) {
+  std::map<std::string, QueueStats> by_queue;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto msgs, db.Prepare("SELECT queue, COUNT(*), MIN(enqueued_at) FROM "
+                                           "messages GROUP BY queue"));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, msgs->Step());
+      if (!row) break;
+      QueueStats& q = by_queue[msgs->Text(0)];
+      q.queue = msgs->Text(0);
+      q.retained = static_cast<uint64_t>(msgs->Int(1));
+      q.unconsumed = q.retained;  // corrected below when the queue has groups
+      q.oldest_unconsumed_at = msgs->Int(2);
+    }
+    ASSIGN_OR_RETURN(auto groups, db.Prepare(
+                                      "SELECT cg.queue, cg.grp, "
+                                      "SUM(gm.state=0 OR (gm.state=1 AND gm.visible_at<=?1)), "
+                                      "SUM(gm.state=1 AND gm.visible_at>?1), SUM(gm.state=3), "
+                                      "MIN(CASE WHEN gm.state<2 THEN m.enqueued_at END) "
+                                      "FROM consumer_groups cg "
+                                      "LEFT JOIN group_messages gm ON gm.queue=cg.queue AND "
+                                      "gm.grp=cg.grp LEFT JOIN messages m ON m.seq=gm.seq "
+                                      "GROUP BY cg.queue, cg.grp"));
+    groups->Bind(1, now);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, groups->Step());
+      if (!row) break;
+      QueueStats& q = by_queue[groups->Text(0)];
+      q.queue = groups->Text(0);
+      q.unconsumed = 0;
+      q.oldest_unconsumed_at = 0;
+      GroupStats g;
+      g.group = groups->Text(1);
+      g.ready = static_cast<uint64_t>(groups->Int(2));
+      g.in_flight = static_cast<uint64_t>(groups->Int(3));
+      g.dead = static_cast<uint64_t>(groups->Int(4));
+      g.oldest_enqueued_at = groups->IsNull(5) ? 0 : groups->Int(5);
+      q.groups.push_back(std::move(g));
+    }
+    return absl::OkStatus();
+  }));
+  std::vector<QueueStats> out;
+  for (auto& [name, q] : by_queue) out.push_back(std::move(q));
+  return out;
+}
+
+absl::StatusOr<std::vector<DeadLetterRecord>> SqliteStore::ListDeadLetters(
+    const DeadLetterFilter& filter) {
+  std::vector<DeadLetterRecord> out;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto st, db.Prepare(
+                                  "SELECT gm.queue, gm.grp, gm.seq, m.subject_id, gm.attempts, "
+                                  "gm.last_error, m.enqueued_at, gm.state_at FROM group_messages "
+                                  "gm JOIN messages m ON m.seq=gm.seq WHERE gm.state=3 AND "
+                                  "(?1='' OR gm.queue=?1) AND (?2='' OR gm.grp=?2) "
+                                  "ORDER BY gm.state_at, gm.seq LIMIT ?3"));
+    st->Bind(1, filter.queue).Bind(2, filter.group).Bind(3, static_cast<int64_t>(filter.limit));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      DeadLetterRecord d;
+      d.queue = st->Text(0);
+      d.group = st->Text(1);
+      d.sequence = static_cast<uint64_t>(st->Int(2));
+      d.subject_id = st->Text(3);
+      d.attempts = static_cast<uint32_t>(st->Int(4));
+      d.last_error = st->Text(5);
+      d.enqueued_at = st->Int(6);
+      d.dead_at = st->Int(7);
+      out.push_back(std::move(d));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<uint64_t> SqliteStore::RequeueDeadLetters(const std::string& queue,
+                                                         const std::string& group,
+                                                         uint64_t sequence, Micros now) {
+  uint64_t count = 0;
+  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE group_messages SET state=0, attempts=0, "
+                                         "visible_at=0, last_error='', state_at=?1 WHERE "
+                                         "queue=?2 AND grp=?3 AND state=3 AND (?4=0 OR seq=?4)"));
+    st->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(sequence));
+    RETURN_IF_ERROR(st->Run());
+    count = static_cast<uint64_t>(db.Changes());
+    if (count == 0 && sequence != 0) {
+      return absl::NotFoundError(absl::StrCat("sequence ", sequence,
+                                              " is not a dead letter of group '", group, "' of ",
+                                              queue));
+    }
+    return absl::OkStatus();
+  }));
+  return count;
+}
+
+absl::StatusOr<uint64_t> SqliteStore::Prune(Micros cutoff) {
+  uint64_t count = 0;
+  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+    // Only messages of queues that have groups, and that every group has acked.
+    RETURN_IF_ERROR(db.Exec("CREATE TEMP TABLE IF NOT EXISTS prune_seq(seq INTEGER PRIMARY KEY);"
+                            "DELETE FROM prune_seq"));
+    ASSIGN_OR_RETURN(auto pick, db.Prepare(
+                                    "INSERT INTO prune_seq SELECT m.seq FROM messages m WHERE "
+                                    "m.enqueued_at<? AND EXISTS(SELECT 1 FROM consumer_groups cg "
+                                    "WHERE cg.queue=m.queue) AND NOT EXISTS(SELECT 1 FROM "
+                                    "group_messages gm WHERE gm.seq=m.seq AND gm.state<>2) "
+                                    "LIMIT 20000"));
+    pick->Bind(1, cutoff);
+    RETURN_IF_ERROR(pick->Run());
+    RETURN_IF_ERROR(db.Exec("DELETE FROM group_messages WHERE seq IN (SELECT seq FROM prune_seq);"
+                            "DELETE FROM messages WHERE seq IN (SELECT seq FROM prune_seq)"));
+    count = static_cast<uint64_t>(db.Changes());
+    return absl::OkStatus();
+  }));
+  if (count > 0) {
+    // Give freed pages back to the file system (auto_vacuum=INCREMENTAL).
+    RETURN_IF_ERROR(writer_->Write([](Db& db) { return db.Exec("PRAGMA incremental_vacuum"); }));
+  }
+  return count;
+}
+
+}  // namespace refbroker::storage

@@ -1,0 +1,70 @@
+#pragma once
+// SqliteStore: the embedded, default Store. One database file in WAL mode with
+// synchronous=FULL; writes go through a GroupCommitWriter (one writer thread, one fsync per
+// batch); reads use a small pool of read-only connections that run concurrently with the
+// writer. The on-disk schema is described in broker/storage/README.md.
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "broker/storage/internal/group_commit_writer.h"
+#include "broker/storage/internal/sqlite_db.h"
+#include "broker/storage/store.h"
+
+namespace refbroker::storage {
+
+struct SqliteOptions {
+  std::string path;            // database file; its directory must exist
+  size_t max_batch = 256;      // most requests in one group commit
+  size_t readers = 4;          // read-only connections
+};
+
+class SqliteStore final : public Store {
+ public:
+  // Opens or creates the database, applies migrations, and checks integrity of the schema.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const SqliteOptions& options);
+  ~SqliteStore() override;
+
+  absl::StatusOr<SubmitResult> SubmitReferral(const ReferralRecord& referral,
+                                              const NewMessage& message) override;
+  absl::StatusOr<ReferralRecord> GetReferral(const std::string& id) override;
+  absl::StatusOr<bool> TransitionReferral(const std::string& id, int from, int to,
+                                          Micros now) override;
+  absl::Status EnsureGroup(const std::string& queue, const std::string& group,
+                           Micros now) override;
+  absl::StatusOr<uint64_t> Replay(const std::string& queue, const std::string& group,
+                                  uint64_t from_sequence, Micros now) override;
+  absl::StatusOr<LeaseResult> Lease(const LeaseRequest& request) override;
+  absl::StatusOr<AckResult> Ack(const std::string& queue, const std::string& group,
+                                uint64_t sequence, Micros now) override;
+  absl::Status Nack(const std::string& queue, const std::string& group, uint64_t sequence,
+                    const std::string& reason, uint32_t max_attempts, Micros retry_at,
+                    Micros now) override;
+  absl::Status Release(const std::string& queue, const std::string& group,
+                       const std::vector<uint64_t>& sequences, Micros now) override;
+  absl::StatusOr<std::vector<QueueStats>> ListQueueStats(Micros now) override;
+  absl::StatusOr<std::vector<DeadLetterRecord>> ListDeadLetters(
+      const DeadLetterFilter& filter) override;
+  absl::StatusOr<uint64_t> RequeueDeadLetters(const std::string& queue, const std::string& group,
+                                              uint64_t sequence, Micros now) override;
+  absl::StatusOr<uint64_t> Prune(Micros cutoff) override;
+  absl::Status Health() override;
+
+  uint64_t commits() const { return writer_->commits(); }
+  uint64_t writes() const { return writer_->writes(); }
+
+ private:
+  SqliteStore() = default;
+  // Runs `fn` on a pooled read-only connection.
+  absl::Status Read(const std::function<absl::Status(internal::Db&)>& fn);
+
+  std::unique_ptr<internal::GroupCommitWriter> writer_;
+  std::mutex readers_mu_;
+  std::condition_variable readers_cv_;
+  std::vector<std::unique_ptr<internal::Db>> readers_;  // guarded by readers_mu_
+};
+
+}  // namespace refbroker::storage

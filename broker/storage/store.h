@@ -1,0 +1,170 @@
+#pragma once
+// Store: the broker's durable state, in the broker's language (referrals, queues, consumer
+// groups, leases, dead letters), not SQL. SQLite implements it today (sqlite_store.h);
+// PostgreSQL will implement it behind the same conformance suite (tests/broker/storage/).
+//
+// Contract for every implementation:
+// - Thread-safe: any method may be called from any thread concurrently.
+// - Every mutating method returns only after its effects are durable (fsync'd). Concurrent
+//   mutations may share one commit (group commit), but a failed request never commits a part of
+//   itself and never makes another request fail.
+// - Errors: NotFound for a missing referral/message/group; InvalidArgument/AlreadyExists for a
+//   request that contradicts stored state; ResourceExhausted when the disk is full (not latched:
+//   the next write retries); Internal/Unavailable after an I/O or fsync failure, which is
+//   latched: every later write returns the same error and Health() reports it.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "broker/common/clock.h"
+
+namespace refbroker::storage {
+
+// A message to append to a queue. `payload` is opaque to the store.
+struct NewMessage {
+  std::string queue;       // QueueName::ToString()
+  int priority = 3;        // 1 = EMERGENCY (delivered first) .. 3 = ROUTINE
+  std::string subject_id;  // what the message is about, e.g. a referral id (metadata, no PHI)
+  std::string payload;
+};
+
+// A referral as the store keeps it. `body` is the serialized refbroker.v1.Referral.
+struct ReferralRecord {
+  std::string id;
+  std::string sender;             // institution code
+  std::string receiver;           // institution code
+  std::string client_request_id;  // unique per sender
+  std::string request_digest;     // SHA-256 of the submitted content, to detect reused ids
+  int state = 0;                  // refbroker.v1.ReferralState
+  int priority = 3;
+  Micros submitted_at = 0;
+  Micros updated_at = 0;
+  std::string body;
+};
+
+struct SubmitResult {
+  ReferralRecord referral;  // as stored (the original one when duplicate)
+  bool duplicate = false;
+};
+
+// One message leased to a consumer group.
+struct LeasedMessage {
+  uint64_t sequence = 0;
+  std::string queue;
+  int priority = 3;
+  std::string subject_id;
+  std::string payload;
+  uint32_t attempt = 0;  // 1 on first delivery
+  Micros enqueued_at = 0;
+  Micros lease_until = 0;
+};
+
+struct LeaseRequest {
+  std::string queue;
+  std::string group;
+  size_t max_messages = 1;
+  Micros now = 0;
+  Micros lease_until = 0;     // when an unacked lease expires (ack deadline)
+  uint32_t max_attempts = 5;  // an expired lease at this many attempts becomes a dead letter
+};
+
+struct LeaseResult {
+  std::vector<LeasedMessage> messages;
+  // Earliest time a message of this group not returned now becomes deliverable (an in-flight
+  // lease expiring, a delayed retry); nullopt when nothing is pending.
+  std::optional<Micros> next_visible_at;
+};
+
+struct AckResult {
+  std::string subject_id;
+  bool first_ack = false;  // false when it was already acked (acks are idempotent)
+};
+
+struct GroupStats {
+  std::string group;
+  uint64_t ready = 0;
+  uint64_t in_flight = 0;
+  uint64_t dead = 0;
+  Micros oldest_enqueued_at = 0;  // of ready or in-flight messages; 0 when none
+};
+
+struct QueueStats {
+  std::string queue;
+  uint64_t retained = 0;          // messages in the store
+  uint64_t unconsumed = 0;        // messages waiting for a queue that has no group yet
+  Micros oldest_unconsumed_at = 0;
+  std::vector<GroupStats> groups;
+};
+
+struct DeadLetterRecord {
+  std::string queue;
+  std::string group;
+  uint64_t sequence = 0;
+  std::string subject_id;
+  uint32_t attempts = 0;
+  std::string last_error;
+  Micros enqueued_at = 0;
+  Micros dead_at = 0;
+};
+
+struct DeadLetterFilter {
+  std::string queue;  // empty = all
+  std::string group;  // empty = all
+  size_t limit = 100;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Stores `referral` and appends `message` to its queue in one transaction. When the sender
+  // already used referral.client_request_id, nothing is written and the original is returned
+  // with duplicate = true (or AlreadyExists when its request_digest differs).
+  virtual absl::StatusOr<SubmitResult> SubmitReferral(const ReferralRecord& referral,
+                                                      const NewMessage& message) = 0;
+  virtual absl::StatusOr<ReferralRecord> GetReferral(const std::string& id) = 0;
+  // Sets the referral's state to `to` if it is currently `from`; returns whether it changed.
+  virtual absl::StatusOr<bool> TransitionReferral(const std::string& id, int from, int to,
+                                                  Micros now) = 0;
+
+  // Creates the consumer group if it does not exist. A new group starts with every message
+  // retained in the queue (so nothing sent before the first subscriber is missed).
+  virtual absl::Status EnsureGroup(const std::string& queue, const std::string& group,
+                                   Micros now) = 0;
+  // Makes every retained message with sequence ≥ from_sequence deliverable again to the group.
+  virtual absl::StatusOr<uint64_t> Replay(const std::string& queue, const std::string& group,
+                                          uint64_t from_sequence, Micros now) = 0;
+  // Leases up to max_messages deliverable messages, highest priority first, FIFO within a
+  // priority. Expired leases that reached max_attempts become dead letters first.
+  virtual absl::StatusOr<LeaseResult> Lease(const LeaseRequest& request) = 0;
+  // Marks the message done for the group. NotFound if the group never had it.
+  virtual absl::StatusOr<AckResult> Ack(const std::string& queue, const std::string& group,
+                                        uint64_t sequence, Micros now) = 0;
+  // Gives a leased message back: ready again at `retry_at`, or a dead letter when its attempts
+  // reached max_attempts. A message already acked stays acked.
+  virtual absl::Status Nack(const std::string& queue, const std::string& group, uint64_t sequence,
+                            const std::string& reason, uint32_t max_attempts, Micros retry_at,
+                            Micros now) = 0;
+  // Releases leases without counting a failure (a subscriber went away): ready at `now`.
+  virtual absl::Status Release(const std::string& queue, const std::string& group,
+                               const std::vector<uint64_t>& sequences, Micros now) = 0;
+
+  virtual absl::StatusOr<std::vector<QueueStats>> ListQueueStats(Micros now) = 0;
+  virtual absl::StatusOr<std::vector<DeadLetterRecord>> ListDeadLetters(
+      const DeadLetterFilter& filter) = 0;
+  // Dead letters back to ready with attempts reset; sequence 0 = all of the queue and group.
+  virtual absl::StatusOr<uint64_t> RequeueDeadLetters(const std::string& queue,
+                                                      const std::string& group, uint64_t sequence,
+                                                      Micros now) = 0;
+  // Deletes messages enqueued before `cutoff` that every group has acked; returns how many.
+  virtual absl::StatusOr<uint64_t> Prune(Micros cutoff) = 0;
+
+  // OK, or the latched background error.
+  virtual absl::Status Health() = 0;
+};
+
+}  // namespace refbroker::storage

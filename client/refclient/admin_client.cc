@@ -1,0 +1,41 @@
+#include "client/refclient/admin_client.h"
+
+#include <chrono>
+
+namespace refclient {
+namespace {
+
+template <typename Request, typename Response, typename Method>
+absl::StatusOr<Response> Call(Connection& connection, const Request& request, Method method) {
+  auto stub = refbroker::v1::AdminService::NewStub(connection.channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+  Response response;
+  absl::Status s = FromGrpc(((*stub).*method)(&ctx, request, &response));
+  if (!s.ok()) return s;
+  return response;
+}
+
+}  // namespace
+
+absl::StatusOr<refbroker::v1::ListQueuesResponse> AdminClient::ListQueues(
+    const std::string& owner) {
+  refbroker::v1::ListQueuesRequest request;
+  request.set_owner(owner);
+  return Call<refbroker::v1::ListQueuesRequest, refbroker::v1::ListQueuesResponse>(
+      connection_, request, &refbroker::v1::AdminService::Stub::ListQueues);
+}
+
+absl::StatusOr<refbroker::v1::ListDeadLettersResponse> AdminClient::ListDeadLetters(
+    const refbroker::v1::ListDeadLettersRequest& request) {
+  return Call<refbroker::v1::ListDeadLettersRequest, refbroker::v1::ListDeadLettersResponse>(
+      connection_, request, &refbroker::v1::AdminService::Stub::ListDeadLetters);
+}
+
+absl::StatusOr<refbroker::v1::RequeueDeadLetterResponse> AdminClient::Requeue(
+    const refbroker::v1::RequeueDeadLetterRequest& request) {
+  return Call<refbroker::v1::RequeueDeadLetterRequest, refbroker::v1::RequeueDeadLetterResponse>(
+      connection_, request, &refbroker::v1::AdminService::Stub::RequeueDeadLetter);
+}
+
+}  // namespace refclient

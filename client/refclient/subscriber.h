@@ -1,0 +1,91 @@
+#pragma once
+// File: client/refclient/subscriber.h
+//
+// Subscriber: reads one queue as a member of a consumer group, hands each delivery to your
+// handler and acks or nacks it as the handler decides. It reconnects after transient failures
+// and resumes where the group left off (positions are kept by the broker), so a county
+// hospital's interface engine can run it forever.
+//
+// Example (a county hospital referral office):
+//
+//   refclient::SubscriberOptions opts;
+//   opts.queue.set_owner("12411723417580001B");          // our own credit code
+//   opts.queue.set_kind(refbroker::v1::REFERRALS);
+//   opts.group = "his";
+//   refclient::Subscriber sub(conn, opts);
+//   std::thread t([&] {
+//     sub.Run([](const refbroker::v1::Delivery& d) {
+//       if (!SaveToHis(d.referral())) return refclient::Decision::Nack("HIS down");
+//       return refclient::Decision::Ack();                // only after it is safely stored
+//     });
+//   });
+//   ...
+//   sub.Stop();
+//   t.join();
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "client/refclient/connection.h"
+#include "refbroker/v1/delivery.grpc.pb.h"
+
+namespace refclient {
+
+/// What to do with one delivery.
+struct Decision {
+  enum class Kind { kAck, kNack, kNone };
+  Kind kind = Kind::kAck;
+  std::string reason;  ///< for kNack: shown to operators; no patient data
+
+  static Decision Ack() { return {Kind::kAck, ""}; }
+  static Decision Nack(std::string why) { return {Kind::kNack, std::move(why)}; }
+  /// Neither: the broker redelivers it after the ack deadline (tests, or a later Ack()).
+  static Decision None() { return {Kind::kNone, ""}; }
+};
+
+struct SubscriberOptions {
+  refbroker::v1::QueueRef queue;
+  std::string group = "default";
+  uint32_t window = 16;        ///< most unacked deliveries the broker sends
+  uint64_t replay_from = 0;    ///< on the first connection only: replay from this sequence
+  std::chrono::milliseconds reconnect_backoff{200};
+  std::chrono::milliseconds max_reconnect_backoff{3000};
+};
+
+class Subscriber {
+ public:
+  using Handler = std::function<Decision(const refbroker::v1::Delivery&)>;
+
+  Subscriber(Connection& connection, SubscriberOptions options)
+      : connection_(connection), options_(std::move(options)) {}
+
+  /// Delivers until Stop() (returns OK) or a permanent error (UNAUTHENTICATED,
+  /// PERMISSION_DENIED, INVALID_ARGUMENT, ...), which it returns. Transient errors reconnect.
+  absl::Status Run(const Handler& handler);
+  /// Thread-safe; Run returns soon after.
+  void Stop();
+  /// Sends an ack for a delivery the handler answered with Decision::None(). Thread-safe.
+  bool Ack(uint64_t sequence);
+
+  /// Number of (re)connections made so far.
+  int connections() const { return connections_.load(); }
+
+ private:
+  absl::Status RunOnce(const Handler& handler, bool first);
+
+  Connection& connection_;
+  SubscriberOptions options_;
+  std::atomic<bool> stopped_{false};
+  std::atomic<int> connections_{0};
+  std::mutex mu_;
+  grpc::ClientContext* context_ = nullptr;  // guarded by mu_
+  grpc::ClientReaderWriter<refbroker::v1::SubscribeRequest, refbroker::v1::Delivery>* stream_ =
+      nullptr;                               // guarded by mu_ (for Ack)
+};
+
+}  // namespace refclient
