@@ -1,0 +1,391 @@
+// Store conformance: every operation of the Store interface, including its failure cases, run
+// against each implementation (SQLite now; PostgreSQL joins with one more factory line).
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+#include <fstream>
+
+#include "broker/storage/sqlite_store.h"
+#include "broker/storage/store.h"
+
+namespace refbroker::storage {
+namespace {
+
+struct StoreFactory {
+  std::string name;
+  // Opens (or reopens) the store kept under `dir`.
+  std::function<absl::StatusOr<std::unique_ptr<Store>>(const std::string& dir)> open;
+};
+
+void PrintTo(const StoreFactory& f, std::ostream* os) { *os << f.name; }
+
+StoreFactory SqliteFactory() {
+  return {"sqlite", [](const std::string& dir) -> absl::StatusOr<std::unique_ptr<Store>> {
+            SqliteOptions o;
+            o.path = dir + "/store.db";
+            auto s = SqliteStore::Open(o);
+            if (!s.ok()) return s.status();
+            return std::unique_ptr<Store>(std::move(*s));
+          }};
+}
+
+constexpr Micros kT0 = 1795000000LL * 1000000;
+constexpr Micros kSecond = 1000000;
+const std::string kQueue = "12411723417580001B/referrals";
+
+class StoreConformance : public testing::TestWithParam<StoreFactory> {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() /
+            ("refbroker-store-" + std::to_string(getpid()) + "-" +
+             testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    auto s = GetParam().open(dir_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+
+  ReferralRecord Referral(const std::string& id, const std::string& request_id,
+                          const std::string& sender = "124117234175811018", int priority = 3) {
+    ReferralRecord r;
+    r.id = id;
+    r.sender = sender;
+    r.receiver = "12411723417580001B";
+    r.client_request_id = request_id;
+    r.request_digest = "digest-" + request_id;
+    r.state = 1;
+    r.priority = priority;
+    r.submitted_at = kT0;
+    r.updated_at = kT0;
+    r.body = "body-" + id;
+    return r;
+  }
+
+  // Submits a referral with its message; returns the message's sequence via a lease-free scan.
+  void Submit(const std::string& id, int priority = 3, Micros at = kT0) {
+    ReferralRecord r = Referral(id, "req-" + id, "124117234175811018", priority);
+    r.submitted_at = at;
+    auto res = store_->SubmitReferral(r, NewMessage{kQueue, priority, id, "payload-" + id});
+    ASSERT_TRUE(res.ok()) << res.status();
+    ASSERT_FALSE(res->duplicate);
+  }
+
+  LeaseResult Lease(const std::string& group, size_t n, Micros now, Micros deadline = 30,
+                    uint32_t max_attempts = 3) {
+    LeaseRequest req{kQueue, group, n, now, now + deadline * kSecond, max_attempts};
+    auto r = store_->Lease(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : LeaseResult{};
+  }
+
+  std::vector<std::string> Subjects(const LeaseResult& r) {
+    std::vector<std::string> out;
+    for (const auto& m : r.messages) out.push_back(m.subject_id);
+    return out;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreConformance, SubmitStoresReferralAndItsMessage) {
+  Submit("ref-1");
+  auto got = store_->GetReferral("ref-1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->body, "body-ref-1");
+  EXPECT_EQ(got->receiver, "12411723417580001B");
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  auto leased = Lease("his", 10, kT0);
+  ASSERT_EQ(leased.messages.size(), 1u);
+  EXPECT_EQ(leased.messages[0].payload, "payload-ref-1");
+  EXPECT_EQ(leased.messages[0].attempt, 1u);
+  EXPECT_EQ(leased.messages[0].enqueued_at, kT0);
+}
+
+TEST_P(StoreConformance, SameRequestIdReturnsTheOriginalAndWritesNothing) {
+  Submit("ref-1");
+  ReferralRecord again = Referral("ref-2", "req-ref-1");
+  again.request_digest = "digest-req-ref-1";
+  auto res = store_->SubmitReferral(again, NewMessage{kQueue, 3, "ref-2", "p"});
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_TRUE(res->duplicate);
+  EXPECT_EQ(res->referral.id, "ref-1");
+  EXPECT_TRUE(absl::IsNotFound(store_->GetReferral("ref-2").status()));
+  auto stats = store_->ListQueueStats(kT0);
+  ASSERT_TRUE(stats.ok());
+  ASSERT_EQ(stats->size(), 1u);
+  EXPECT_EQ((*stats)[0].retained, 1u);
+}
+
+TEST_P(StoreConformance, SameRequestIdWithOtherContentIsAlreadyExists) {
+  Submit("ref-1");
+  ReferralRecord other = Referral("ref-2", "req-ref-1");
+  other.request_digest = "something else";
+  auto res = store_->SubmitReferral(other, NewMessage{kQueue, 3, "ref-2", "p"});
+  EXPECT_TRUE(absl::IsAlreadyExists(res.status())) << res.status();
+  EXPECT_TRUE(absl::IsNotFound(store_->GetReferral("ref-2").status()));
+}
+
+TEST_P(StoreConformance, RequestIdsAreScopedBySender) {
+  Submit("ref-1");
+  ReferralRecord other = Referral("ref-2", "req-ref-1", "12411723417581102B");
+  auto res = store_->SubmitReferral(other, NewMessage{kQueue, 3, "ref-2", "p"});
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_FALSE(res->duplicate);
+}
+
+TEST_P(StoreConformance, GetUnknownReferralIsNotFound) {
+  EXPECT_TRUE(absl::IsNotFound(store_->GetReferral("ref-none").status()));
+}
+
+TEST_P(StoreConformance, TransitionChecksTheCurrentState) {
+  Submit("ref-1");
+  auto moved = store_->TransitionReferral("ref-1", 1, 2, kT0 + kSecond);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_TRUE(*moved);
+  auto again = store_->TransitionReferral("ref-1", 1, 2, kT0 + kSecond);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  EXPECT_EQ(store_->GetReferral("ref-1")->state, 2);
+  EXPECT_EQ(store_->GetReferral("ref-1")->updated_at, kT0 + kSecond);
+  EXPECT_TRUE(absl::IsNotFound(store_->TransitionReferral("ref-x", 1, 2, kT0).status()));
+}
+
+TEST_P(StoreConformance, ANewGroupReceivesTheBacklog) {
+  Submit("ref-1");
+  Submit("ref-2");
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());  // idempotent
+  EXPECT_EQ(Subjects(Lease("his", 10, kT0)), (std::vector<std::string>{"ref-1", "ref-2"}));
+}
+
+TEST_P(StoreConformance, LeaseOrdersByPriorityThenArrival) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("routine-1", 3);
+  Submit("urgent-1", 2);
+  Submit("routine-2", 3);
+  Submit("emergency-1", 1);
+  Submit("urgent-2", 2);
+  EXPECT_EQ(Subjects(Lease("his", 10, kT0)),
+            (std::vector<std::string>{"emergency-1", "urgent-1", "urgent-2", "routine-1",
+                                      "routine-2"}));
+}
+
+TEST_P(StoreConformance, LeasedMessagesAreHiddenUntilTheirDeadline) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  Submit("ref-2");
+  auto first = Lease("his", 1, kT0, 30);
+  EXPECT_EQ(Subjects(first), std::vector<std::string>{"ref-1"});
+  EXPECT_EQ(Subjects(Lease("his", 10, kT0 + kSecond, 30)), std::vector<std::string>{"ref-2"});
+  auto none = Lease("his", 10, kT0 + 2 * kSecond);
+  EXPECT_TRUE(none.messages.empty());
+  ASSERT_TRUE(none.next_visible_at.has_value());
+  EXPECT_EQ(*none.next_visible_at, kT0 + 30 * kSecond);
+  auto again = Lease("his", 10, kT0 + 30 * kSecond + 1);
+  ASSERT_EQ(again.messages.size(), 1u);
+  EXPECT_EQ(again.messages[0].subject_id, "ref-1");
+  EXPECT_EQ(again.messages[0].attempt, 2u);
+}
+
+TEST_P(StoreConformance, ExpiredLeaseAtTheAttemptLimitBecomesADeadLetter) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("poison");
+  Submit("next");
+  Micros t = kT0;
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    auto r = Lease("his", 1, t, 10, 2);
+    ASSERT_EQ(Subjects(r), std::vector<std::string>{"poison"});
+    t += 11 * kSecond;
+  }
+  // Two attempts used: the poison message is dead and does not block the next one.
+  EXPECT_EQ(Subjects(Lease("his", 1, t, 10, 2)), std::vector<std::string>{"next"});
+  auto dead = store_->ListDeadLetters(DeadLetterFilter{kQueue, "his", 10});
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].subject_id, "poison");
+  EXPECT_EQ((*dead)[0].attempts, 2u);
+  EXPECT_EQ((*dead)[0].last_error, "ack deadline exceeded");
+}
+
+TEST_P(StoreConformance, AckIsDurableIdempotentAndChecked) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  auto m = Lease("his", 1, kT0).messages.at(0);
+  auto ack = store_->Ack(kQueue, "his", m.sequence, kT0);
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_TRUE(ack->first_ack);
+  EXPECT_EQ(ack->subject_id, "ref-1");
+  auto again = store_->Ack(kQueue, "his", m.sequence, kT0);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->first_ack);
+  EXPECT_TRUE(absl::IsNotFound(store_->Ack(kQueue, "his", 999999, kT0).status()));
+  EXPECT_TRUE(absl::IsNotFound(store_->Ack(kQueue, "other", m.sequence, kT0).status()));
+  Reopen();
+  auto after = Lease("his", 10, kT0 + 3600 * kSecond);
+  EXPECT_TRUE(after.messages.empty());
+}
+
+TEST_P(StoreConformance, NackRetriesLaterThenDeadLettersAtTheLimit) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  auto m = Lease("his", 1, kT0, 30, 2).messages.at(0);
+  ASSERT_TRUE(store_->Nack(kQueue, "his", m.sequence, "HIS down", 2, kT0 + 5 * kSecond, kT0).ok());
+  EXPECT_TRUE(Lease("his", 1, kT0 + kSecond, 30, 2).messages.empty());  // not before retry_at
+  auto second = Lease("his", 1, kT0 + 5 * kSecond, 30, 2);
+  ASSERT_EQ(second.messages.size(), 1u);
+  EXPECT_EQ(second.messages[0].attempt, 2u);
+  ASSERT_TRUE(store_->Nack(kQueue, "his", m.sequence, "HIS down", 2, kT0, kT0).ok());
+  auto dead = store_->ListDeadLetters(DeadLetterFilter{"", "", 10});
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].last_error, "HIS down");
+  EXPECT_TRUE(absl::IsNotFound(
+      store_->Nack(kQueue, "his", 424242, "x", 2, kT0, kT0)));
+}
+
+TEST_P(StoreConformance, ReleaseMakesLeasesReadyAtOnce) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  auto m = Lease("his", 1, kT0, 30).messages.at(0);
+  ASSERT_TRUE(store_->Release(kQueue, "his", {m.sequence}, kT0 + kSecond).ok());
+  auto again = Lease("his", 1, kT0 + kSecond);
+  ASSERT_EQ(again.messages.size(), 1u);
+  EXPECT_EQ(again.messages[0].attempt, 2u);
+}
+
+TEST_P(StoreConformance, GroupsConsumeIndependently) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "archive", kT0).ok());
+  Submit("ref-1");
+  auto a = Lease("his", 10, kT0);
+  ASSERT_TRUE(store_->Ack(kQueue, "his", a.messages.at(0).sequence, kT0).ok());
+  EXPECT_EQ(Subjects(Lease("archive", 10, kT0)), std::vector<std::string>{"ref-1"});
+}
+
+TEST_P(StoreConformance, ReplayRedeliversAckedMessagesFromAPosition) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  Submit("ref-2");
+  auto leased = Lease("his", 10, kT0);
+  for (const auto& m : leased.messages) ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0).ok());
+  auto n = store_->Replay(kQueue, "his", leased.messages[1].sequence, kT0);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(Subjects(Lease("his", 10, kT0)), std::vector<std::string>{"ref-2"});
+}
+
+TEST_P(StoreConformance, QueueStatsCountEveryState) {
+  Submit("ref-0");
+  auto before = store_->ListQueueStats(kT0 + kSecond);
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(before->size(), 1u);
+  EXPECT_EQ((*before)[0].unconsumed, 1u);
+  EXPECT_EQ((*before)[0].oldest_unconsumed_at, kT0);
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  Submit("ref-2");
+  auto leased = Lease("his", 2, kT0, 30, 1);
+  ASSERT_TRUE(store_->Nack(kQueue, "his", leased.messages[1].sequence, "bad", 1, kT0, kT0).ok());
+  auto stats = store_->ListQueueStats(kT0 + kSecond);
+  ASSERT_TRUE(stats.ok());
+  ASSERT_EQ(stats->size(), 1u);
+  const QueueStats& q = (*stats)[0];
+  EXPECT_EQ(q.retained, 3u);
+  EXPECT_EQ(q.unconsumed, 0u);
+  ASSERT_EQ(q.groups.size(), 1u);
+  EXPECT_EQ(q.groups[0].in_flight, 1u);
+  EXPECT_EQ(q.groups[0].dead, 1u);
+  EXPECT_EQ(q.groups[0].ready, 1u);
+  EXPECT_EQ(q.groups[0].oldest_enqueued_at, kT0);
+}
+
+TEST_P(StoreConformance, RequeueBringsDeadLettersBack) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  Submit("ref-2");
+  for (const auto& m : Lease("his", 2, kT0, 30, 1).messages) {
+    ASSERT_TRUE(store_->Nack(kQueue, "his", m.sequence, "bad", 1, kT0, kT0).ok());
+  }
+  auto dead = store_->ListDeadLetters(DeadLetterFilter{kQueue, "his", 1});
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->size(), 1u);  // limit honoured
+  auto one = store_->RequeueDeadLetters(kQueue, "his", (*dead)[0].sequence, kT0);
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(*one, 1u);
+  EXPECT_TRUE(absl::IsNotFound(
+      store_->RequeueDeadLetters(kQueue, "his", (*dead)[0].sequence, kT0).status()));
+  auto rest = store_->RequeueDeadLetters(kQueue, "his", 0, kT0);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_EQ(*rest, 1u);
+  auto again = Lease("his", 10, kT0);
+  ASSERT_EQ(again.messages.size(), 2u);
+  EXPECT_EQ(again.messages[0].attempt, 1u);  // attempts reset
+}
+
+TEST_P(StoreConformance, PruneRemovesOnlyOldMessagesEveryGroupAcked) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("old-acked", 3, kT0);
+  Submit("old-pending", 3, kT0);
+  Submit("new-acked", 3, kT0 + 100 * kSecond);
+  for (const auto& m : Lease("his", 10, kT0 + 100 * kSecond).messages) {
+    if (m.subject_id != "old-pending") {
+      ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0).ok());
+    }
+  }
+  auto pruned = store_->Prune(kT0 + 50 * kSecond);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 1u);
+  auto stats = store_->ListQueueStats(kT0);
+  EXPECT_EQ((*stats)[0].retained, 2u);
+  // The referral record itself stays: retention applies to queue messages.
+  EXPECT_TRUE(store_->GetReferral("old-acked").ok());
+}
+
+TEST_P(StoreConformance, PruneKeepsMessagesOfQueuesWithoutGroups) {
+  Submit("waiting", 3, kT0);
+  auto pruned = store_->Prune(kT0 + 3600 * kSecond);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 0u);
+}
+
+TEST_P(StoreConformance, EverythingAcknowledgedSurvivesReopen) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  Submit("ref-2");
+  auto m = Lease("his", 1, kT0).messages.at(0);
+  ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0).ok());
+  Reopen();
+  EXPECT_TRUE(store_->GetReferral("ref-1").ok());
+  EXPECT_EQ(Subjects(Lease("his", 10, kT0)), std::vector<std::string>{"ref-2"});
+  EXPECT_TRUE(store_->Health().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance, testing::Values(SqliteFactory()),
+                         [](const testing::TestParamInfo<StoreFactory>& i) { return i.param.name; });
+
+TEST(SqliteStore, RefusesToOpenAFileThatIsNotADatabase) {
+  auto dir = std::filesystem::temp_directory_path() / ("refbroker-bad-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "store.db") << std::string(8192, 'x');
+  SqliteOptions o;
+  o.path = (dir / "store.db").string();
+  auto s = SqliteStore::Open(o);
+  EXPECT_FALSE(s.ok());
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace refbroker::storage

@@ -1,0 +1,128 @@
+// Crash test: clinics submit while the broker is killed with SIGKILL again and again and
+// restarted on the same data; hospitals subscribe throughout. At the end every queue is drained
+// and every submission the broker acknowledged must have been delivered.
+//
+// REFBROKER_CRASH_KILLS (default 6) sets the number of kills; the soak label runs more.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <random>
+#include <map>
+#include <set>
+
+#include "client/refclient/referral_client.h"
+#include "tests/support/broker_process.h"
+#include "tests/support/test_clients.h"
+
+namespace refbroker::testing {
+namespace {
+
+const char* kClinics[][2] = {{"xiyangdian-thc", "124117234175811018"},
+                             {"guhuai-thc", "12411723417581102B"},
+                             {"yuhuangmiao-thc", "12411723417581103E"},
+                             {"dongheyan-thc", "12411723417581104H"}};
+const char* kHospitals[][2] = {{"people-hospital", "12411723417580001B"},
+                               {"central-hospital", "12411723417580002E"},
+                               {"mch-hospital", "12411723417580003H"},
+                               {"tcm-hospital", "12411723417580004L"}};
+
+int Kills() {
+  const char* v = std::getenv("REFBROKER_CRASH_KILLS");
+  return v ? std::max(1, std::atoi(v)) : 6;
+}
+
+TEST(Crash, EveryAcknowledgedReferralIsDeliveredAfterRepeatedSigkill) {
+  BrokerConfig config;
+  config.ack_deadline_ms = 1500;
+  config.max_attempts = 1000;  // crashes must not turn messages into dead letters
+  BrokerProcess broker(config);
+  ASSERT_TRUE(broker.Start().ok());
+
+  std::mutex mu;
+  std::set<std::string> acked;  // referral ids the broker acknowledged
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> submitted{0}, failed{0};
+
+  std::vector<std::thread> clinics;
+  for (int c = 0; c < 4; ++c) {
+    clinics.emplace_back([&, c] {
+      auto conn = ConnectAs(broker.address(), kClinics[c][0]);
+      refclient::RetryPolicy retry;
+      retry.max_attempts = 1000;  // keep retrying through restarts, same request id
+      retry.per_call_timeout = std::chrono::milliseconds(5000);
+      refclient::ReferralClient client(*conn, retry);
+      std::mt19937 rng(c);
+      for (int i = 0; !stop; ++i) {
+        auto referral = MakeReferral(kClinics[c][1], std::string(kClinics[c][0]) + "-" +
+                                                         std::to_string(i),
+                                     refbroker::v1::ROUTINE, kHospitals[rng() % 4][1]);
+        submitted++;
+        auto r = client.Submit(referral);
+        if (r.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          acked.insert(r->referral().id());
+        } else {
+          failed++;
+        }
+      }
+    });
+  }
+
+  std::mutex dmu;
+  std::map<std::string, int> delivered;  // referral id → times delivered
+  std::vector<std::unique_ptr<refclient::Connection>> hconns;
+  std::vector<std::unique_ptr<CollectingSubscriber>> subs;
+  auto record = [&](const refbroker::v1::Delivery& d) {
+    std::lock_guard<std::mutex> lock(dmu);
+    delivered[d.referral().id()]++;
+    return refclient::Decision::Ack();
+  };
+  for (auto& h : kHospitals) {
+    hconns.push_back(ConnectAs(broker.address(), h[0]));
+    subs.push_back(std::make_unique<CollectingSubscriber>(*hconns.back(), h[1], "his", 16, record));
+  }
+
+  std::mt19937 rng(12345);
+  const int kills = Kills();
+  for (int k = 0; k < kills; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 700));
+    broker.Kill();
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 200));
+    ASSERT_TRUE(broker.Start().ok()) << "restart " << k << " failed; see " << broker.log_path();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  stop = true;
+  for (auto& t : clinics) t.join();
+
+  // Drain: wait until every acknowledged referral has been delivered.
+  auto missing = [&] {
+    std::lock_guard<std::mutex> l1(mu);
+    std::lock_guard<std::mutex> l2(dmu);
+    size_t n = 0;
+    for (const auto& id : acked) n += delivered.count(id) ? 0 : 1;
+    return n;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (missing() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (auto& s : subs) s->Stop();
+
+  size_t lost = missing(), duplicates = 0, unexpected = 0;
+  for (const auto& [id, n] : delivered) {
+    duplicates += n - 1;
+    unexpected += acked.count(id) ? 0 : 1;  // stored but its acknowledgement was cut by a kill
+  }
+  std::printf("crash test: kills=%d submitted=%llu acknowledged=%zu delivered=%zu "
+              "unacknowledged_but_delivered=%zu failed_after_retries=%llu\n",
+              kills, static_cast<unsigned long long>(submitted.load()), acked.size(),
+              delivered.size(), unexpected, static_cast<unsigned long long>(failed.load()));
+  std::printf("lost=%zu duplicates=%zu\n", lost, duplicates);
+  EXPECT_GT(acked.size(), 50u) << "too little traffic to mean anything";
+  EXPECT_EQ(lost, 0u);
+}
+
+}  // namespace
+}  // namespace refbroker::testing

@@ -1,0 +1,114 @@
+#include "tests/support/broker_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace refbroker::testing {
+
+std::string CertsDir() { return REFBROKER_TEST_CERTS; }
+std::string CertPath(const std::string& stem) { return CertsDir() + "/" + stem + ".crt"; }
+std::string KeyPath(const std::string& stem) { return CertsDir() + "/" + stem + ".key"; }
+
+BrokerProcess::BrokerProcess(BrokerConfig config) : config_(config) {
+  std::random_device rd;
+  dir_ = (std::filesystem::temp_directory_path() /
+          ("refbroker-it-" + std::to_string(getpid()) + "-" + std::to_string(rd())))
+             .string();
+  std::filesystem::create_directories(dir_);
+  WriteConfig();
+}
+
+BrokerProcess::~BrokerProcess() {
+  if (pid_ > 0) Kill();
+  std::error_code ec;
+  if (std::getenv("REFBROKER_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_, ec);
+}
+
+void BrokerProcess::WriteConfig() {
+  std::ofstream out(dir_ + "/refbroker.toml");
+  out << "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n"
+      << "workers = 16\ndrain_seconds = " << config_.drain_seconds << "\n"
+      << "[tls]\nca = \"" << CertsDir() << "/ca.crt\"\ncert = \"" << CertsDir()
+      << "/broker.crt\"\nkey = \"" << CertsDir() << "/broker.key\"\n"
+      << "[registry]\npath = \"" << REFBROKER_SOURCE_DIR << "/deploy/registry.toml\"\n"
+      << "[storage]\npath = \"refbroker.db\"\n"
+      << "[delivery]\nack_deadline_ms = " << config_.ack_deadline_ms
+      << "\nmax_attempts = " << config_.max_attempts
+      << "\nnack_retry_delay_ms = " << config_.nack_retry_delay_ms << "\n"
+      << "[log]\nlevel = \"info\"\n";
+}
+
+absl::Status BrokerProcess::Start() {
+  if (pid_ > 0) return absl::FailedPreconditionError("already running");
+  std::string port_file = dir_ + "/port";
+  std::filesystem::remove(port_file);
+  std::vector<std::string> args = {REFBROKER_BINARY, "-c", dir_ + "/refbroker.toml",
+                                   "--port-file", port_file};
+  if (port_ != 0) {
+    args.push_back("--listen");
+    args.push_back(address());
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, log_path().c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  int rc = posix_spawn(&pid_, REFBROKER_BINARY, &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    pid_ = -1;
+    return absl::InternalError("posix_spawn refbroker failed");
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(port_file);
+    int grpc_port = 0, metrics_port = 0;
+    if (in >> grpc_port >> metrics_port && grpc_port > 0) {
+      port_ = grpc_port;
+      metrics_port_ = metrics_port;
+      return absl::OkStatus();
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::InternalError("refbroker exited during start; see " + log_path());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Kill();
+  return absl::DeadlineExceededError("refbroker did not start; see " + log_path());
+}
+
+int BrokerProcess::Stop() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void BrokerProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+}  // namespace refbroker::testing

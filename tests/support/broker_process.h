@@ -1,0 +1,59 @@
+#pragma once
+// BrokerProcess: the real refbroker binary, started by a test on a loopback port with real mTLS
+// (the test PKI in REFBROKER_TEST_CERTS) and a fresh SQLite file in a temporary directory.
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace refbroker::testing {
+
+struct BrokerConfig {
+  int ack_deadline_ms = 1000;
+  int max_attempts = 3;
+  int nack_retry_delay_ms = 0;
+  int drain_seconds = 2;
+};
+
+class BrokerProcess {
+ public:
+  // A fresh data directory under the system temp directory.
+  explicit BrokerProcess(BrokerConfig config = BrokerConfig());
+  ~BrokerProcess();  // SIGKILLs a running broker and removes the directory
+  BrokerProcess(const BrokerProcess&) = delete;
+  BrokerProcess& operator=(const BrokerProcess&) = delete;
+
+  // Starts the broker and waits until it listens. The first start picks a free port; later
+  // starts reuse it, so clients reconnect to the same address.
+  absl::Status Start();
+  // SIGTERM and wait (clean drain); returns the exit code.
+  int Stop();
+  // SIGKILL and wait: a crash.
+  void Kill();
+  bool running() const { return pid_ > 0; }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  const std::string& dir() const { return dir_; }
+  std::string db_path() const { return dir_ + "/refbroker.db"; }
+  std::string log_path() const { return dir_ + "/broker.log"; }
+
+ private:
+  void WriteConfig();
+
+  BrokerConfig config_;
+  std::string dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int metrics_port_ = 0;
+};
+
+// Paths of the test PKI.
+std::string CertsDir();
+std::string CertPath(const std::string& stem);
+std::string KeyPath(const std::string& stem);
+
+}  // namespace refbroker::testing

@@ -1,0 +1,95 @@
+#include "tests/support/test_clients.h"
+
+#include <cstdio>
+
+#include "tests/support/broker_process.h"
+
+namespace refbroker::testing {
+
+std::unique_ptr<refclient::Connection> ConnectAs(const std::string& address,
+                                                 const std::string& stem) {
+  refclient::ConnectionOptions o;
+  o.targets = {address};
+  o.ca_file = CertsDir() + "/ca.crt";
+  o.cert_file = CertPath(stem);
+  o.key_file = KeyPath(stem);
+  auto c = refclient::Connection::Create(o);
+  if (!c.ok()) std::abort();
+  return std::move(*c);
+}
+
+refbroker::v1::Referral MakeReferral(const std::string& clinic, const std::string& request_id,
+                                     refbroker::v1::Priority priority, const std::string& to) {
+  refsim::SyntheticReferrals gen(std::hash<std::string>()(request_id));
+  return gen.Make(clinic, to, priority, request_id);
+}
+
+CollectingSubscriber::CollectingSubscriber(refclient::Connection& conn, const std::string& owner,
+                                           const std::string& group, uint32_t window,
+                                           Decide decide)
+    : subscriber_(conn,
+                  [&] {
+                    refclient::SubscriberOptions o;
+                    o.queue.set_owner(owner);
+                    o.queue.set_kind(refbroker::v1::REFERRALS);
+                    o.group = group;
+                    o.window = window;
+                    o.reconnect_backoff = std::chrono::milliseconds(50);
+                    o.max_reconnect_backoff = std::chrono::milliseconds(300);
+                    return o;
+                  }()),
+      decide_(std::move(decide)) {
+  thread_ = std::thread([this] {
+    absl::Status s = subscriber_.Run([this](const refbroker::v1::Delivery& d) {
+      refclient::Decision decision = decide_ ? decide_(d) : refclient::Decision::Ack();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        deliveries_.push_back(d);
+      }
+      cv_.notify_all();
+      return decision;
+    });
+    std::lock_guard<std::mutex> lock(mu_);
+    result_ = s;
+    done_ = true;
+    cv_.notify_all();
+  });
+}
+
+CollectingSubscriber::~CollectingSubscriber() { Stop(); }
+
+void CollectingSubscriber::Stop() {
+  subscriber_.Stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool CollectingSubscriber::WaitFor(size_t n, double seconds) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, std::chrono::duration<double>(seconds),
+                      [&] { return deliveries_.size() >= n || done_; }) &&
+         deliveries_.size() >= n;
+}
+
+std::vector<refbroker::v1::Delivery> CollectingSubscriber::deliveries() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return deliveries_;
+}
+
+absl::Status CollectingSubscriber::result() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return result_;
+}
+
+int RunRefctl(const std::string& address, const std::string& args, std::string* out) {
+  std::string cmd = std::string(REFCTL_BINARY) + " --broker " + address + " --certs " +
+                    CertsDir() + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace refbroker::testing
