@@ -13,9 +13,8 @@
 namespace refbroker {
 namespace {
 
-constexpr const char* kServiceNames[] = {"refbroker.v1.ReferralService",
-                                         "refbroker.v1.DeliveryService",
-                                         "refbroker.v1.AdminService"};
+constexpr const char* kServiceNames[] = {
+    "refbroker.v1.ReferralService", "refbroker.v1.DeliveryService", "refbroker.v1.AdminService"};
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* key) {
   std::ifstream in(path);
@@ -98,12 +97,13 @@ absl::Status BrokerServer::StartGrpc() {
     return absl::UnavailableError(
         absl::StrCat("server.listen: cannot listen on ", options_.server.listen));
   }
-  for (const char* name : kServiceNames) server_->GetHealthCheckService()->SetServingStatus(name, true);
+  for (const char* name : kServiceNames)
+    server_->GetHealthCheckService()->SetServingStatus(name, true);
   server_->GetHealthCheckService()->SetServingStatus(true);
   if (!options_.server.metrics_listen.empty()) {
-    ASSIGN_OR_RETURN(http_, observability::MetricsHttpServer::Start(
-                                options_.server.metrics_listen, *metrics_,
-                                [this] { return store_->Health(); }));
+    ASSIGN_OR_RETURN(
+        http_, observability::MetricsHttpServer::Start(options_.server.metrics_listen, *metrics_,
+                                                       [this] { return store_->Health(); }));
   }
   spdlog::info("refbroker listening port={} metrics_port={} store={} principals={}", port_,
                metrics_port(), options_.storage.path, registry_->principals().size());

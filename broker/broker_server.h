@@ -3,10 +3,10 @@
 // mTLS, health checking and reflection), the metrics endpoint and background timers.
 // main() only parses options, calls Start(), waits for a signal and calls Shutdown().
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <grpcpp/grpcpp.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <thread>
 

@@ -1,11 +1,11 @@
 // refbroker: the daemon. Parses flags and the TOML config, starts the BrokerServer, waits for
 // SIGTERM/SIGINT and drains. Everything else lives in broker_core.
 
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <spdlog/spdlog.h>
-
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -56,9 +56,8 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
-  signals.async_wait([&](const boost::system::error_code&, int sig) {
-    spdlog::info("signal {} received", sig);
-  });
+  signals.async_wait(
+      [&](const boost::system::error_code&, int sig) { spdlog::info("signal {} received", sig); });
   io.run();
   (*server)->Shutdown();
   server->reset();

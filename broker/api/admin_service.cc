@@ -6,33 +6,13 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "broker/api/status_convert.h"
+#include "broker/api/internal/unary_call.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace refbroker::api {
 namespace {
 
 using google::protobuf::util::TimeUtil;
-
-// Runs `body` for an authenticated caller on the worker pool and finishes the reactor.
-template <typename Body>
-grpc::ServerUnaryReactor* Serve(ServiceContext& ctx, grpc::CallbackServerContext* context,
-                                const char* method, Body body) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto principal = ctx.authenticator.Authenticate(context->auth_context().get());
-  if (!principal.ok()) {
-    ctx.metrics.CountRpc(method, principal.status().code());
-    reactor->Finish(ToGrpcStatus(principal.status()));
-    return reactor;
-  }
-  const auth::Principal* who = *principal;
-  ctx.engine.RunBlocking([&ctx, reactor, who, method, body] {
-    absl::Status s = body(*who);
-    ctx.metrics.CountRpc(method, s.code());
-    reactor->Finish(ToGrpcStatus(s));
-  });
-  return reactor;
-}
 
 // "up" for queues of county-level receivers (they receive up-referrals), "down" for township.
 std::string DirectionOf(const auth::Principal* owner) {
@@ -152,27 +132,28 @@ absl::Status AdminServiceImpl::DoRequeue(const auth::Principal& who,
 grpc::ServerUnaryReactor* AdminServiceImpl::ListQueues(
     grpc::CallbackServerContext* context, const refbroker::v1::ListQueuesRequest* request,
     refbroker::v1::ListQueuesResponse* response) {
-  return Serve(ctx_, context, "ListQueues", [this, request, response](const auth::Principal& w) {
-    return DoListQueues(w, *request, *response);
-  });
+  return internal::ServeUnary(ctx_, context, "ListQueues",
+                              [this, request, response](const auth::Principal& w) {
+                                return DoListQueues(w, *request, *response);
+                              });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListDeadLetters(
     grpc::CallbackServerContext* context, const refbroker::v1::ListDeadLettersRequest* request,
     refbroker::v1::ListDeadLettersResponse* response) {
-  return Serve(ctx_, context, "ListDeadLetters",
-               [this, request, response](const auth::Principal& w) {
-                 return DoListDeadLetters(w, *request, *response);
-               });
+  return internal::ServeUnary(ctx_, context, "ListDeadLetters",
+                              [this, request, response](const auth::Principal& w) {
+                                return DoListDeadLetters(w, *request, *response);
+                              });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RequeueDeadLetter(
     grpc::CallbackServerContext* context, const refbroker::v1::RequeueDeadLetterRequest* request,
     refbroker::v1::RequeueDeadLetterResponse* response) {
-  return Serve(ctx_, context, "RequeueDeadLetter",
-               [this, request, response](const auth::Principal& w) {
-                 return DoRequeue(w, *request, *response);
-               });
+  return internal::ServeUnary(ctx_, context, "RequeueDeadLetter",
+                              [this, request, response](const auth::Principal& w) {
+                                return DoRequeue(w, *request, *response);
+                              });
 }
 
 }  // namespace refbroker::api

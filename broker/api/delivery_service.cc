@@ -160,15 +160,15 @@ class SubscribeReactor final : public Reactor {
     }
     uint32_t window = open.window() == 0 ? kDefaultWindow : open.window();
     if (window > static_cast<uint32_t>(ctx_.delivery_options.max_window)) {
-      return absl::InvalidArgumentError(absl::StrCat("open.window: at most ",
-                                                     ctx_.delivery_options.max_window));
+      return absl::InvalidArgumentError(
+          absl::StrCat("open.window: at most ", ctx_.delivery_options.max_window));
     }
     if (absl::Status s = ctx_.policy.CanConsume(*who_, *queue); !s.ok()) return s;
-    spdlog::info("subscribe principal={} queue={} group={} window={}", who_->id,
-                 queue->ToString(), open.consumer_group(), window);
+    spdlog::info("subscribe principal={} queue={} group={} window={}", who_->id, queue->ToString(),
+                 open.consumer_group(), window);
     ctx_.metrics.CountRpc("Subscribe", absl::StatusCode::kOk);
-    subscription_ = ctx_.engine.Subscribe(*queue, open.consumer_group(), window,
-                                          open.replay_from(), sink_);
+    subscription_ =
+        ctx_.engine.Subscribe(*queue, open.consumer_group(), window, open.replay_from(), sink_);
     return absl::OkStatus();
   }
 

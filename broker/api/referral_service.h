@@ -11,9 +11,9 @@ class ReferralServiceImpl final : public refbroker::v1::ReferralService::Callbac
  public:
   explicit ReferralServiceImpl(ServiceContext& ctx) : ctx_(ctx) {}
 
-  grpc::ServerUnaryReactor* SubmitReferral(grpc::CallbackServerContext* context,
-                                           const refbroker::v1::SubmitReferralRequest* request,
-                                           refbroker::v1::SubmitReferralResponse* response) override;
+  grpc::ServerUnaryReactor* SubmitReferral(
+      grpc::CallbackServerContext* context, const refbroker::v1::SubmitReferralRequest* request,
+      refbroker::v1::SubmitReferralResponse* response) override;
   grpc::ServerUnaryReactor* GetReferral(grpc::CallbackServerContext* context,
                                         const refbroker::v1::GetReferralRequest* request,
                                         refbroker::v1::Referral* response) override;

@@ -88,20 +88,28 @@ absl::StatusOr<Principal> ParsePerson(const toml::table& t, const std::string& w
 
 const char* LevelName(Level level) {
   switch (level) {
-    case Level::kTownship: return "TOWNSHIP";
-    case Level::kCounty: return "COUNTY";
-    case Level::kCity: return "CITY";
+    case Level::kTownship:
+      return "TOWNSHIP";
+    case Level::kCounty:
+      return "COUNTY";
+    case Level::kCity:
+      return "CITY";
   }
   return "?";
 }
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kClinic: return "clinic";
-    case Role::kHospital: return "hospital";
-    case Role::kCenter: return "center";
-    case Role::kOperator: return "operator";
-    case Role::kAuditor: return "auditor";
+    case Role::kClinic:
+      return "clinic";
+    case Role::kHospital:
+      return "hospital";
+    case Role::kCenter:
+      return "center";
+    case Role::kOperator:
+      return "operator";
+    case Role::kAuditor:
+      return "auditor";
   }
   return "?";
 }
@@ -175,8 +183,8 @@ absl::Status Registry::Index() {
     }
     for (const std::string& partner : p.partners) {
       if (!Find(partner)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "registry: principal '", p.id, "' names unknown partner '", partner, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("registry: principal '", p.id, "' names unknown partner '", partner, "'"));
       }
     }
   }

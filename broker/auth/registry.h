@@ -21,16 +21,16 @@ const char* RoleName(Role role);
 // A principal: an institution (keyed by its unified social credit code) or a person acting for
 // an alliance (operator, auditor). The client certificate's CN is `id`.
 struct Principal {
-  std::string id;        // institution code, or operator/auditor id
-  std::string name;      // display name, e.g. 平舆县人民医院
-  std::string cert;      // certificate file stem used by certs/make-dev-certs.sh
+  std::string id;    // institution code, or operator/auditor id
+  std::string name;  // display name, e.g. 平舆县人民医院
+  std::string cert;  // certificate file stem used by certs/make-dev-certs.sh
   Role role = Role::kClinic;
   Level level = Level::kTownship;
   std::string alliance;
-  bool lead = false;                      // lead hospital of its alliance
-  std::vector<std::string> specialties;   // hospitals
-  std::vector<std::string> services;      // resource centers: ECG_READING, IMAGING_READING, ...
-  std::vector<std::string> partners;      // institutions outside the alliance it may refer to
+  bool lead = false;                     // lead hospital of its alliance
+  std::vector<std::string> specialties;  // hospitals
+  std::vector<std::string> services;     // resource centers: ECG_READING, IMAGING_READING, ...
+  std::vector<std::string> partners;     // institutions outside the alliance it may refer to
 
   bool IsInstitution() const { return role != Role::kOperator && role != Role::kAuditor; }
 };

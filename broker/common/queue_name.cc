@@ -10,12 +10,9 @@ constexpr struct {
   QueueKind kind;
   const char* name;
 } kKindNames[] = {
-    {refbroker::v1::REFERRALS, "referrals"},
-    {refbroker::v1::REFERRAL_UPDATES, "referral-updates"},
-    {refbroker::v1::CONSULTS, "consults"},
-    {refbroker::v1::CONSULT_UPDATES, "consult-updates"},
-    {refbroker::v1::RESULTS, "results"},
-    {refbroker::v1::ALLIANCE, "alliance"},
+    {refbroker::v1::REFERRALS, "referrals"}, {refbroker::v1::REFERRAL_UPDATES, "referral-updates"},
+    {refbroker::v1::CONSULTS, "consults"},   {refbroker::v1::CONSULT_UPDATES, "consult-updates"},
+    {refbroker::v1::RESULTS, "results"},     {refbroker::v1::ALLIANCE, "alliance"},
 };
 }  // namespace
 

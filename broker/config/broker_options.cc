@@ -54,8 +54,8 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   try {
     t = toml::parse(text);
   } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config: ", std::string(e.description()), " at line ", e.source().begin.line));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: ", std::string(e.description()), " at line ", e.source().begin.line));
   }
   BrokerOptions o;
   GetString(t, "server", "listen", o.server.listen);
@@ -94,8 +94,8 @@ absl::Status BrokerOptions::Validate() const {
     return absl::InvalidArgumentError("config tls.ca, tls.cert, tls.key: all required (mTLS)");
   }
   if (storage.engine != "sqlite") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config storage.engine: '", storage.engine, "' is not supported (sqlite)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config storage.engine: '", storage.engine, "' is not supported (sqlite)"));
   }
   if (storage.path.empty()) return absl::InvalidArgumentError("config storage.path: required");
   RETURN_IF_ERROR(Range("server.max_message_bytes", server.max_message_bytes, 4096, 64 << 20));
@@ -104,8 +104,7 @@ absl::Status BrokerOptions::Validate() const {
   RETURN_IF_ERROR(Range("storage.max_batch", storage.max_batch, 1, 100000));
   RETURN_IF_ERROR(Range("delivery.ack_deadline_ms", delivery.ack_deadline_ms, 100, 86400000));
   RETURN_IF_ERROR(Range("delivery.max_attempts", delivery.max_attempts, 1, 1000));
-  RETURN_IF_ERROR(Range("delivery.nack_retry_delay_ms", delivery.nack_retry_delay_ms, 0,
-                        86400000));
+  RETURN_IF_ERROR(Range("delivery.nack_retry_delay_ms", delivery.nack_retry_delay_ms, 0, 86400000));
   RETURN_IF_ERROR(Range("delivery.retention_hours", delivery.retention_hours, 1, 24 * 3650));
   RETURN_IF_ERROR(Range("delivery.prune_interval_s", delivery.prune_interval_s, 1, 86400));
   RETURN_IF_ERROR(Range("delivery.max_window", delivery.max_window, 1, 100000));

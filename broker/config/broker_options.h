@@ -14,9 +14,9 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:7443";  // host:port; port 0 picks a free one
   std::string port_file;                  // if set, "<grpc port> <metrics port>\n" is written here
   std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics; empty disables
-  int max_message_bytes = 1 << 20;        // larger requests get RESOURCE_EXHAUSTED from gRPC
-  int workers = 32;                       // threads that run blocking store calls
-  int drain_seconds = 10;                 // SIGTERM: time given to in-flight calls
+  int max_message_bytes = 1 << 20;  // larger requests get RESOURCE_EXHAUSTED from gRPC
+  int workers = 32;                 // threads that run blocking store calls
+  int drain_seconds = 10;           // SIGTERM: time given to in-flight calls
 };
 
 struct TlsOptions {
@@ -32,17 +32,17 @@ struct StorageOptions {
 };
 
 struct DeliveryOptions {
-  int ack_deadline_ms = 30000;    // unacked messages are redelivered after this
-  int max_attempts = 5;           // then they move to the dead-letter list
-  int nack_retry_delay_ms = 1000; // a nacked message is ready again after this
-  int retention_hours = 168;      // acked messages are pruned after this
+  int ack_deadline_ms = 30000;     // unacked messages are redelivered after this
+  int max_attempts = 5;            // then they move to the dead-letter list
+  int nack_retry_delay_ms = 1000;  // a nacked message is ready again after this
+  int retention_hours = 168;       // acked messages are pruned after this
   int prune_interval_s = 300;
-  int max_window = 1000;          // largest window a subscriber may ask for
+  int max_window = 1000;  // largest window a subscriber may ask for
 };
 
 struct LogOptions {
-  std::string level = "info";     // trace, debug, info, warn, error
-  std::string format = "text";    // text or json
+  std::string level = "info";   // trace, debug, info, warn, error
+  std::string format = "text";  // text or json
 };
 
 struct BrokerOptions {

@@ -1,7 +1,8 @@
 #include "broker/delivery/subscription.h"
 
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
 
 #include "broker/delivery/delivery_engine.h"
 #include "google/protobuf/util/time_util.h"
@@ -84,8 +85,8 @@ void Subscription::Pump() {
 
 void Subscription::ArmTimer(std::optional<Micros> next_visible_at) {
   Micros now = engine_.clock().Now();
-  Micros at = next_visible_at ? std::min(*next_visible_at, now + kMaxIdleMicros)
-                              : now + kMaxIdleMicros;
+  Micros at =
+      next_visible_at ? std::min(*next_visible_at, now + kMaxIdleMicros) : now + kMaxIdleMicros;
   timer_.expires_after(std::chrono::microseconds(std::max<Micros>(at - now, 1000)));
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (!ec) self->Pump();
@@ -113,8 +114,8 @@ void Subscription::Ack(uint64_t sequence) {
                                        self->engine_.clock().Now());
     if (!r.ok()) {
       if (absl::IsNotFound(r.status())) {
-        self->FailAndClose(absl::InvalidArgumentError(
-            std::string("ack.sequence: ") + std::string(r.status().message())));
+        self->FailAndClose(absl::InvalidArgumentError(std::string("ack.sequence: ") +
+                                                      std::string(r.status().message())));
       } else {
         self->FailAndClose(r.status());
       }
@@ -136,10 +137,10 @@ void Subscription::Nack(uint64_t sequence, std::string reason) {
         self->queue_text_, self->group_, sequence, reason, opt.max_attempts,
         now + static_cast<Micros>(opt.nack_retry_delay_ms) * 1000, now);
     if (!s.ok()) {
-      self->FailAndClose(absl::IsNotFound(s) ? absl::InvalidArgumentError(
-                                                   std::string("nack.sequence: ") +
-                                                   std::string(s.message()))
-                                             : s);
+      self->FailAndClose(absl::IsNotFound(s)
+                             ? absl::InvalidArgumentError(std::string("nack.sequence: ") +
+                                                          std::string(s.message()))
+                             : s);
       return;
     }
     self->engine_.counters().nacked++;
@@ -159,8 +160,9 @@ void Subscription::Close() {
     self->inflight_.clear();
     absl::Status s = self->engine_.store().Release(self->queue_text_, self->group_, release,
                                                    self->engine_.clock().Now());
-    if (!s.ok()) spdlog::warn("queue={} group={} release failed: {}", self->queue_text_,
-                              self->group_, s.ToString());
+    if (!s.ok())
+      spdlog::warn("queue={} group={} release failed: {}", self->queue_text_, self->group_,
+                   s.ToString());
     self->engine_.Unregister(self.get());
     if (!release.empty()) self->engine_.Notify(self->queue_text_);
   });

@@ -10,12 +10,12 @@
 // a stream than the subscriber's window. A lease that expired no longer counts: its message is
 // deliverable again (to this stream or another member of the group).
 
+#include <atomic>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <atomic>
-#include <memory>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "broker/common/queue_name.h"
@@ -51,9 +51,9 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   std::string queue_text() const { return queue_text_; }
 
  private:
-  void Pump();                         // on strand
+  void Pump();                                           // on strand
   void ArmTimer(std::optional<Micros> next_visible_at);  // on strand
-  void FailAndClose(const absl::Status& status);          // on strand
+  void FailAndClose(const absl::Status& status);         // on strand
   refbroker::v1::Delivery ToDelivery(const storage::LeasedMessage& m) const;
 
   DeliveryEngine& engine_;
@@ -63,10 +63,10 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   const uint32_t window_;
   std::shared_ptr<DeliverySink> sink_;
   Strand strand_;
-  boost::asio::steady_timer timer_;     // used on strand only
+  boost::asio::steady_timer timer_;      // used on strand only
   std::map<uint64_t, Micros> inflight_;  // sequence → lease expiry; strand only
-  bool started_ = false;                // strand only
-  bool closed_ = false;                 // strand only
+  bool started_ = false;                 // strand only
+  bool closed_ = false;                  // strand only
   std::atomic<bool> pump_queued_{false};
 };
 

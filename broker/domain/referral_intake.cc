@@ -33,8 +33,8 @@ absl::Status CheckSender(const auth::Principal& caller, const Referral& r) {
         absl::StrCat("referral.from.institution: ", caller.id, " is not an institution"));
   }
   if (r.from().institution() != caller.id) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "referral.from.institution: the caller ", caller.id, " may only submit as itself"));
+    return absl::PermissionDeniedError(absl::StrCat("referral.from.institution: the caller ",
+                                                    caller.id, " may only submit as itself"));
   }
   if (r.direction() == refbroker::v1::DOWN) {
     return absl::UnimplementedError(
@@ -86,8 +86,7 @@ absl::StatusOr<SubmitOutcome> ReferralIntake::Submit(const auth::Principal& call
   QueueName queue{receiver->id, refbroker::v1::REFERRALS};
   refbroker::v1::Delivery payload;
   *payload.mutable_referral() = r;
-  storage::NewMessage message{queue.ToString(), r.priority(), r.id(),
-                              payload.SerializeAsString()};
+  storage::NewMessage message{queue.ToString(), r.priority(), r.id(), payload.SerializeAsString()};
 
   ASSIGN_OR_RETURN(storage::SubmitResult stored, store_.SubmitReferral(record, message));
   SubmitOutcome out;
@@ -96,10 +95,11 @@ absl::StatusOr<SubmitOutcome> ReferralIntake::Submit(const auth::Principal& call
     return absl::DataLossError("storage: stored referral does not parse");
   }
   out.referral.set_state(static_cast<refbroker::v1::ReferralState>(stored.referral.state));
-  *out.referral.mutable_updated_at() = TimeUtil::MicrosecondsToTimestamp(stored.referral.updated_at);
+  *out.referral.mutable_updated_at() =
+      TimeUtil::MicrosecondsToTimestamp(stored.referral.updated_at);
   if (!out.duplicate) {
-    spdlog::info("referral submitted id={} from={} to={} priority={}", out.referral.id(),
-                 caller.id, receiver->id, refbroker::v1::Priority_Name(out.referral.priority()));
+    spdlog::info("referral submitted id={} from={} to={} priority={}", out.referral.id(), caller.id,
+                 receiver->id, refbroker::v1::Priority_Name(out.referral.priority()));
     notify_(queue.ToString());
   } else {
     spdlog::info("referral resubmitted id={} from={} (duplicate request id)", out.referral.id(),

@@ -27,7 +27,10 @@ class ReferralIntake {
 
   ReferralIntake(storage::Store& store, const routing::ReferralRouter& router, const Clock& clock,
                  NotifyFn notify, ReferralLimits limits = ReferralLimits())
-      : store_(store), router_(router), clock_(clock), notify_(std::move(notify)),
+      : store_(store),
+        router_(router),
+        clock_(clock),
+        notify_(std::move(notify)),
         limits_(limits) {}
 
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED for bad input (field named), PERMISSION_DENIED when
@@ -37,8 +40,7 @@ class ReferralIntake {
                                        const refbroker::v1::Referral& submitted);
 
   // The stored referral (parsed), NotFound when unknown.
-  absl::StatusOr<refbroker::v1::Referral> Get(const std::string& id,
-                                              std::string* sender = nullptr,
+  absl::StatusOr<refbroker::v1::Referral> Get(const std::string& id, std::string* sender = nullptr,
                                               std::string* receiver = nullptr);
 
  private:

@@ -122,8 +122,8 @@ absl::Status ValidateClinical(const Referral& r, Micros now, const ReferralLimit
   if (!r.consent().has_obtained_at()) return Invalid("consent.obtained_at", "required");
   Micros at = r.consent().obtained_at().seconds() * 1000000;
   if (at > now + 5LL * 60 * 1000000) return Invalid("consent.obtained_at", "in the future");
-  RETURN_IF_ERROR(OptionalText(r.consent().recorded_by(), "consent.recorded_by",
-                               limits.max_short_text));
+  RETURN_IF_ERROR(
+      OptionalText(r.consent().recorded_by(), "consent.recorded_by", limits.max_short_text));
   RETURN_IF_ERROR(OptionalText(r.consent().document_ref(), "consent.document_ref", 512));
   if (static_cast<size_t>(r.attached_result_ids_size()) > limits.max_attachments) {
     return Invalid("attached_result_ids", absl::StrCat("more than ", limits.max_attachments));

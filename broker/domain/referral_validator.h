@@ -19,7 +19,7 @@ struct ReferralLimits {
   size_t max_diagnoses = 20;
   size_t max_attachments = 50;
   size_t max_identifiers = 8;
-  size_t max_short_text = 128;   // ids, department, names of doctors
+  size_t max_short_text = 128;  // ids, department, names of doctors
   size_t max_patient_name = 64;
 };
 

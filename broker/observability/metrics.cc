@@ -17,8 +17,8 @@ Metrics::Metrics()
                           .Help("SubmitReferral time from receipt to durable answer")
                           .Register(*registry_)
                           .Add({}, prometheus::Histogram::BucketBoundaries{
-                                       0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2,
-                                       0.5, 1, 2, 5})) {}
+                                       0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+                                       1, 2, 5})) {}
 
 void Metrics::CountRpc(const std::string& method, absl::StatusCode code) {
   rpcs_.Add({{"method", method}, {"code", absl::StatusCodeToString(code)}}).Increment();

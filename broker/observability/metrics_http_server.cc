@@ -1,8 +1,9 @@
 #include "broker/observability/metrics_http_server.h"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
 

@@ -19,11 +19,12 @@ absl::StatusOr<const auth::Principal*> ReferralRouter::RouteUp(
   }
   const auth::Principal* receiver = registry_.Find(target);
   if (receiver == nullptr || !receiver->IsInstitution()) {
-    return absl::InvalidArgumentError(absl::StrCat(kField, ": '", target,
-                                                   "' is not a registered institution"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kField, ": '", target, "' is not a registered institution"));
   }
   if (receiver->id == sender.id) {
-    return absl::InvalidArgumentError(absl::StrCat(kField, ": an institution cannot refer to itself"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kField, ": an institution cannot refer to itself"));
   }
   if (receiver->role != auth::Role::kHospital && receiver->role != auth::Role::kCenter) {
     return absl::InvalidArgumentError(

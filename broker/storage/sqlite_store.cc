@@ -30,9 +30,9 @@ absl::StatusOr<int> UserVersion(Db& db) {
 absl::Status Migrate(Db& db) {
   ASSIGN_OR_RETURN(int version, UserVersion(db));
   if (version > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "storage: database schema version ", version, " is newer than this broker (",
-        kSchemaVersion, ")"));
+    return absl::FailedPreconditionError(absl::StrCat("storage: database schema version ", version,
+                                                      " is newer than this broker (",
+                                                      kSchemaVersion, ")"));
   }
   if (version == 0) RETURN_IF_ERROR(db.Exec("PRAGMA auto_vacuum=INCREMENTAL; VACUUM"));
   for (int v = version; v < kSchemaVersion; ++v) {
@@ -86,10 +86,10 @@ absl::StatusOr<std::optional<ReferralRecord>> FindByRequestId(Db& db, const std:
 }
 
 absl::Status InsertReferral(Db& db, const ReferralRecord& r) {
-  ASSIGN_OR_RETURN(auto st, db.Prepare(
-                                "INSERT INTO referrals(id, sender, receiver, client_request_id, "
-                                "request_digest, state, priority, submitted_at, updated_at, body) "
-                                "VALUES(?,?,?,?,?,?,?,?,?,?)"));
+  ASSIGN_OR_RETURN(auto st,
+                   db.Prepare("INSERT INTO referrals(id, sender, receiver, client_request_id, "
+                              "request_digest, state, priority, submitted_at, updated_at, body) "
+                              "VALUES(?,?,?,?,?,?,?,?,?,?)"));
   st->Bind(1, r.id).Bind(2, r.sender).Bind(3, r.receiver).Bind(4, r.client_request_id);
   st->BindBlob(5, r.request_digest).Bind(6, r.state).Bind(7, r.priority);
   st->Bind(8, r.submitted_at).Bind(9, r.updated_at).BindBlob(10, r.body);
@@ -104,11 +104,11 @@ absl::StatusOr<uint64_t> Enqueue(Db& db, const NewMessage& m, Micros now) {
   ins->Bind(5, now);
   RETURN_IF_ERROR(ins->Run());
   uint64_t seq = static_cast<uint64_t>(db.LastInsertRowid());
-  ASSIGN_OR_RETURN(auto fan, db.Prepare(
-                                 "INSERT INTO group_messages(queue, grp, seq, priority, state, "
-                                 "attempts, visible_at, last_error, state_at) "
-                                 "SELECT queue, grp, ?, ?, 0, 0, 0, '', ? FROM consumer_groups "
-                                 "WHERE queue=?"));
+  ASSIGN_OR_RETURN(auto fan,
+                   db.Prepare("INSERT INTO group_messages(queue, grp, seq, priority, state, "
+                              "attempts, visible_at, last_error, state_at) "
+                              "SELECT queue, grp, ?, ?, 0, 0, 0, '', ? FROM consumer_groups "
+                              "WHERE queue=?"));
   fan->Bind(1, static_cast<int64_t>(seq)).Bind(2, m.priority).Bind(3, now).Bind(4, m.queue);
   RETURN_IF_ERROR(fan->Run());
   return seq;
@@ -116,11 +116,10 @@ absl::StatusOr<uint64_t> Enqueue(Db& db, const NewMessage& m, Micros now) {
 
 // Expired leases that used up their attempts become dead letters.
 absl::Status DeadLetterExpired(Db& db, const LeaseRequest& req) {
-  ASSIGN_OR_RETURN(auto st, db.Prepare(
-                                "UPDATE group_messages SET state=3, state_at=?1, last_error="
-                                "CASE WHEN last_error='' THEN 'ack deadline exceeded' ELSE "
-                                "last_error END WHERE queue=?2 AND grp=?3 AND state=1 AND "
-                                "visible_at<=?1 AND attempts>=?4"));
+  ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE group_messages SET state=3, state_at=?1, last_error="
+                                       "CASE WHEN last_error='' THEN 'ack deadline exceeded' ELSE "
+                                       "last_error END WHERE queue=?2 AND grp=?3 AND state=1 AND "
+                                       "visible_at<=?1 AND attempts>=?4"));
   st->Bind(1, req.now).Bind(2, req.queue).Bind(3, req.group).Bind(4, req.max_attempts);
   return st->Run();
 }
@@ -244,11 +243,11 @@ absl::Status SqliteStore::EnsureGroup(const std::string& queue, const std::strin
     ins->Bind(1, queue).Bind(2, group).Bind(3, now);
     RETURN_IF_ERROR(ins->Run());
     if (db.Changes() == 0) return absl::OkStatus();
-    ASSIGN_OR_RETURN(auto fill, db.Prepare(
-                                    "INSERT INTO group_messages(queue, grp, seq, priority, state, "
-                                    "attempts, visible_at, last_error, state_at) "
-                                    "SELECT queue, ?, seq, priority, 0, 0, 0, '', ? FROM messages "
-                                    "WHERE queue=?"));
+    ASSIGN_OR_RETURN(auto fill,
+                     db.Prepare("INSERT INTO group_messages(queue, grp, seq, priority, state, "
+                                "attempts, visible_at, last_error, state_at) "
+                                "SELECT queue, ?, seq, priority, 0, 0, 0, '', ? FROM messages "
+                                "WHERE queue=?"));
     fill->Bind(1, group).Bind(2, now).Bind(3, queue);
     return fill->Run();
   });
@@ -258,18 +257,18 @@ absl::StatusOr<uint64_t> SqliteStore::Replay(const std::string& queue, const std
                                              uint64_t from_sequence, Micros now) {
   uint64_t count = 0;
   RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
-    ASSIGN_OR_RETURN(auto reset, db.Prepare(
-                                     "UPDATE group_messages SET state=0, attempts=0, "
-                                     "visible_at=0, last_error='', state_at=? WHERE queue=? AND "
-                                     "grp=? AND seq>=?"));
+    ASSIGN_OR_RETURN(auto reset,
+                     db.Prepare("UPDATE group_messages SET state=0, attempts=0, "
+                                "visible_at=0, last_error='', state_at=? WHERE queue=? AND "
+                                "grp=? AND seq>=?"));
     reset->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(from_sequence));
     RETURN_IF_ERROR(reset->Run());
     count = static_cast<uint64_t>(db.Changes());
-    ASSIGN_OR_RETURN(auto fill, db.Prepare(
-                                    "INSERT OR IGNORE INTO group_messages(queue, grp, seq, "
-                                    "priority, state, attempts, visible_at, last_error, state_at) "
-                                    "SELECT queue, ?, seq, priority, 0, 0, 0, '', ? FROM messages "
-                                    "WHERE queue=? AND seq>=?"));
+    ASSIGN_OR_RETURN(auto fill,
+                     db.Prepare("INSERT OR IGNORE INTO group_messages(queue, grp, seq, "
+                                "priority, state, attempts, visible_at, last_error, state_at) "
+                                "SELECT queue, ?, seq, priority, 0, 0, 0, '', ? FROM messages "
+                                "WHERE queue=? AND seq>=?"));
     fill->Bind(1, group).Bind(2, now).Bind(3, queue).Bind(4, static_cast<int64_t>(from_sequence));
     RETURN_IF_ERROR(fill->Run());
     count += static_cast<uint64_t>(db.Changes());
@@ -283,12 +282,12 @@ absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
   RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
     result.messages.clear();
     RETURN_IF_ERROR(DeadLetterExpired(db, req));
-    ASSIGN_OR_RETURN(auto pick, db.Prepare(
-                                    "SELECT gm.seq, gm.priority, gm.attempts, m.subject_id, "
-                                    "m.payload, m.enqueued_at FROM group_messages gm "
-                                    "JOIN messages m ON m.seq=gm.seq "
-                                    "WHERE gm.queue=? AND gm.grp=? AND gm.state<2 AND "
-                                    "gm.visible_at<=? ORDER BY gm.priority, gm.seq LIMIT ?"));
+    ASSIGN_OR_RETURN(auto pick,
+                     db.Prepare("SELECT gm.seq, gm.priority, gm.attempts, m.subject_id, "
+                                "m.payload, m.enqueued_at FROM group_messages gm "
+                                "JOIN messages m ON m.seq=gm.seq "
+                                "WHERE gm.queue=? AND gm.grp=? AND gm.state<2 AND "
+                                "gm.visible_at<=? ORDER BY gm.priority, gm.seq LIMIT ?"));
     pick->Bind(1, req.queue).Bind(2, req.group).Bind(3, req.now);
     pick->Bind(4, static_cast<int64_t>(req.max_messages));
     for (;;) {
@@ -305,9 +304,9 @@ absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
       m.lease_until = req.lease_until;
       result.messages.push_back(std::move(m));
     }
-    ASSIGN_OR_RETURN(auto take, db.Prepare(
-                                    "UPDATE group_messages SET state=1, attempts=attempts+1, "
-                                    "visible_at=?, state_at=? WHERE queue=? AND grp=? AND seq=?"));
+    ASSIGN_OR_RETURN(auto take,
+                     db.Prepare("UPDATE group_messages SET state=1, attempts=attempts+1, "
+                                "visible_at=?, state_at=? WHERE queue=? AND grp=? AND seq=?"));
     for (const LeasedMessage& m : result.messages) {
       take->Bind(1, req.lease_until).Bind(2, req.now).Bind(3, req.queue).Bind(4, req.group);
       take->Bind(5, static_cast<int64_t>(m.sequence));
@@ -329,8 +328,8 @@ absl::StatusOr<AckResult> SqliteStore::Ack(const std::string& queue, const std::
     q->Bind(1, queue).Bind(2, group).Bind(3, static_cast<int64_t>(sequence));
     ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) {
-      return absl::NotFoundError(absl::StrCat("sequence ", sequence, " is not in group '", group,
-                                              "' of ", queue));
+      return absl::NotFoundError(
+          absl::StrCat("sequence ", sequence, " is not in group '", group, "' of ", queue));
     }
     result.subject_id = q->Text(1);
     if (q->Int(0) == schema::kAcked) return absl::OkStatus();
@@ -345,16 +344,16 @@ absl::StatusOr<AckResult> SqliteStore::Ack(const std::string& queue, const std::
 }
 
 absl::Status SqliteStore::Nack(const std::string& queue, const std::string& group,
-                               uint64_t sequence, const std::string& reason,
-                               uint32_t max_attempts, Micros retry_at, Micros now) {
+                               uint64_t sequence, const std::string& reason, uint32_t max_attempts,
+                               Micros retry_at, Micros now) {
   return writer_->Write([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT state, attempts FROM group_messages WHERE "
                                         "queue=? AND grp=? AND seq=?"));
     q->Bind(1, queue).Bind(2, group).Bind(3, static_cast<int64_t>(sequence));
     ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) {
-      return absl::NotFoundError(absl::StrCat("sequence ", sequence, " is not in group '", group,
-                                              "' of ", queue));
+      return absl::NotFoundError(
+          absl::StrCat("sequence ", sequence, " is not in group '", group, "' of ", queue));
     }
     int state = static_cast<int>(q->Int(0));
     if (state == schema::kAcked || state == schema::kDead) return absl::OkStatus();
@@ -399,15 +398,15 @@ absl::StatusOr<std::vector<QueueStats>> SqliteStore::ListQueueStats(Micros now) 
       q.unconsumed = q.retained;  // corrected below when the queue has groups
       q.oldest_unconsumed_at = msgs->Int(2);
     }
-    ASSIGN_OR_RETURN(auto groups, db.Prepare(
-                                      "SELECT cg.queue, cg.grp, "
-                                      "SUM(gm.state=0 OR (gm.state=1 AND gm.visible_at<=?1)), "
-                                      "SUM(gm.state=1 AND gm.visible_at>?1), SUM(gm.state=3), "
-                                      "MIN(CASE WHEN gm.state<2 THEN m.enqueued_at END) "
-                                      "FROM consumer_groups cg "
-                                      "LEFT JOIN group_messages gm ON gm.queue=cg.queue AND "
-                                      "gm.grp=cg.grp LEFT JOIN messages m ON m.seq=gm.seq "
-                                      "GROUP BY cg.queue, cg.grp"));
+    ASSIGN_OR_RETURN(auto groups,
+                     db.Prepare("SELECT cg.queue, cg.grp, "
+                                "SUM(gm.state=0 OR (gm.state=1 AND gm.visible_at<=?1)), "
+                                "SUM(gm.state=1 AND gm.visible_at>?1), SUM(gm.state=3), "
+                                "MIN(CASE WHEN gm.state<2 THEN m.enqueued_at END) "
+                                "FROM consumer_groups cg "
+                                "LEFT JOIN group_messages gm ON gm.queue=cg.queue AND "
+                                "gm.grp=cg.grp LEFT JOIN messages m ON m.seq=gm.seq "
+                                "GROUP BY cg.queue, cg.grp"));
     groups->Bind(1, now);
     for (;;) {
       ASSIGN_OR_RETURN(bool row, groups->Step());
@@ -435,12 +434,12 @@ absl::StatusOr<std::vector<DeadLetterRecord>> SqliteStore::ListDeadLetters(
     const DeadLetterFilter& filter) {
   std::vector<DeadLetterRecord> out;
   RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
-    ASSIGN_OR_RETURN(auto st, db.Prepare(
-                                  "SELECT gm.queue, gm.grp, gm.seq, m.subject_id, gm.attempts, "
-                                  "gm.last_error, m.enqueued_at, gm.state_at FROM group_messages "
-                                  "gm JOIN messages m ON m.seq=gm.seq WHERE gm.state=3 AND "
-                                  "(?1='' OR gm.queue=?1) AND (?2='' OR gm.grp=?2) "
-                                  "ORDER BY gm.state_at, gm.seq LIMIT ?3"));
+    ASSIGN_OR_RETURN(auto st,
+                     db.Prepare("SELECT gm.queue, gm.grp, gm.seq, m.subject_id, gm.attempts, "
+                                "gm.last_error, m.enqueued_at, gm.state_at FROM group_messages "
+                                "gm JOIN messages m ON m.seq=gm.seq WHERE gm.state=3 AND "
+                                "(?1='' OR gm.queue=?1) AND (?2='' OR gm.grp=?2) "
+                                "ORDER BY gm.state_at, gm.seq LIMIT ?3"));
     st->Bind(1, filter.queue).Bind(2, filter.group).Bind(3, static_cast<int64_t>(filter.limit));
     for (;;) {
       ASSIGN_OR_RETURN(bool row, st->Step());
@@ -473,9 +472,8 @@ absl::StatusOr<uint64_t> SqliteStore::RequeueDeadLetters(const std::string& queu
     RETURN_IF_ERROR(st->Run());
     count = static_cast<uint64_t>(db.Changes());
     if (count == 0 && sequence != 0) {
-      return absl::NotFoundError(absl::StrCat("sequence ", sequence,
-                                              " is not a dead letter of group '", group, "' of ",
-                                              queue));
+      return absl::NotFoundError(absl::StrCat(
+          "sequence ", sequence, " is not a dead letter of group '", group, "' of ", queue));
     }
     return absl::OkStatus();
   }));
@@ -486,18 +484,20 @@ absl::StatusOr<uint64_t> SqliteStore::Prune(Micros cutoff) {
   uint64_t count = 0;
   RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
     // Only messages of queues that have groups, and that every group has acked.
-    RETURN_IF_ERROR(db.Exec("CREATE TEMP TABLE IF NOT EXISTS prune_seq(seq INTEGER PRIMARY KEY);"
-                            "DELETE FROM prune_seq"));
-    ASSIGN_OR_RETURN(auto pick, db.Prepare(
-                                    "INSERT INTO prune_seq SELECT m.seq FROM messages m WHERE "
-                                    "m.enqueued_at<? AND EXISTS(SELECT 1 FROM consumer_groups cg "
-                                    "WHERE cg.queue=m.queue) AND NOT EXISTS(SELECT 1 FROM "
-                                    "group_messages gm WHERE gm.seq=m.seq AND gm.state<>2) "
-                                    "LIMIT 20000"));
+    RETURN_IF_ERROR(
+        db.Exec("CREATE TEMP TABLE IF NOT EXISTS prune_seq(seq INTEGER PRIMARY KEY);"
+                "DELETE FROM prune_seq"));
+    ASSIGN_OR_RETURN(auto pick,
+                     db.Prepare("INSERT INTO prune_seq SELECT m.seq FROM messages m WHERE "
+                                "m.enqueued_at<? AND EXISTS(SELECT 1 FROM consumer_groups cg "
+                                "WHERE cg.queue=m.queue) AND NOT EXISTS(SELECT 1 FROM "
+                                "group_messages gm WHERE gm.seq=m.seq AND gm.state<>2) "
+                                "LIMIT 20000"));
     pick->Bind(1, cutoff);
     RETURN_IF_ERROR(pick->Run());
-    RETURN_IF_ERROR(db.Exec("DELETE FROM group_messages WHERE seq IN (SELECT seq FROM prune_seq);"
-                            "DELETE FROM messages WHERE seq IN (SELECT seq FROM prune_seq)"));
+    RETURN_IF_ERROR(
+        db.Exec("DELETE FROM group_messages WHERE seq IN (SELECT seq FROM prune_seq);"
+                "DELETE FROM messages WHERE seq IN (SELECT seq FROM prune_seq)"));
     count = static_cast<uint64_t>(db.Changes());
     return absl::OkStatus();
   }));

@@ -17,9 +17,9 @@
 namespace refbroker::storage {
 
 struct SqliteOptions {
-  std::string path;            // database file; its directory must exist
-  size_t max_batch = 256;      // most requests in one group commit
-  size_t readers = 4;          // read-only connections
+  std::string path;        // database file; its directory must exist
+  size_t max_batch = 256;  // most requests in one group commit
+  size_t readers = 4;      // read-only connections
 };
 
 class SqliteStore final : public Store {
@@ -33,8 +33,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<ReferralRecord> GetReferral(const std::string& id) override;
   absl::StatusOr<bool> TransitionReferral(const std::string& id, int from, int to,
                                           Micros now) override;
-  absl::Status EnsureGroup(const std::string& queue, const std::string& group,
-                           Micros now) override;
+  absl::Status EnsureGroup(const std::string& queue, const std::string& group, Micros now) override;
   absl::StatusOr<uint64_t> Replay(const std::string& queue, const std::string& group,
                                   uint64_t from_sequence, Micros now) override;
   absl::StatusOr<LeaseResult> Lease(const LeaseRequest& request) override;

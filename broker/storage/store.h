@@ -94,8 +94,8 @@ struct GroupStats {
 
 struct QueueStats {
   std::string queue;
-  uint64_t retained = 0;          // messages in the store
-  uint64_t unconsumed = 0;        // messages waiting for a queue that has no group yet
+  uint64_t retained = 0;    // messages in the store
+  uint64_t unconsumed = 0;  // messages waiting for a queue that has no group yet
   Micros oldest_unconsumed_at = 0;
   std::vector<GroupStats> groups;
 };

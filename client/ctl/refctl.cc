@@ -9,9 +9,9 @@
 // Connection: --broker host:port (repeatable), certificates from --certs DIR as --as NAME
 // (DIR/NAME.crt, DIR/NAME.key, DIR/ca.crt), or explicit --ca/--cert/--key.
 
-#include <CLI/CLI.hpp>
 #include <google/protobuf/util/json_util.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
 
@@ -69,7 +69,8 @@ void PrintJson(const google::protobuf::Message& m) {
 std::string Age(int64_t seconds) {
   if (seconds <= 0) return "-";
   char buf[32];
-  if (seconds < 60) std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(seconds));
+  if (seconds < 60)
+    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(seconds));
   else if (seconds < 3600)
     std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(seconds / 60),
                   static_cast<long long>(seconds % 60));
@@ -162,8 +163,7 @@ int DlqList(const Globals& g, const std::string& queue, const std::string& group
   return 0;
 }
 
-int DlqRequeue(const Globals& g, const std::string& queue, const std::string& group,
-               uint64_t seq) {
+int DlqRequeue(const Globals& g, const std::string& queue, const std::string& group, uint64_t seq) {
   auto q = ParseQueue(queue);
   if (!q.ok()) return Fail(q.status());
   refbroker::v1::RequeueDeadLetterRequest req;
@@ -173,8 +173,10 @@ int DlqRequeue(const Globals& g, const std::string& queue, const std::string& gr
   auto conn = Connect(g);
   auto r = refclient::AdminClient(*conn).Requeue(req);
   if (!r.ok()) return Fail(r.status());
-  if (g.json) PrintJson(*r);
-  else std::cout << "requeued " << r->requeued() << " message(s)\n";
+  if (g.json)
+    PrintJson(*r);
+  else
+    std::cout << "requeued " << r->requeued() << " message(s)\n";
   return 0;
 }
 
@@ -186,7 +188,8 @@ int ReferralGet(const Globals& g, const std::string& id) {
     PrintJson(*r);
     return 0;
   }
-  std::cout << "id:        " << r->id() << "\nstate:     " << refbroker::v1::ReferralState_Name(r->state())
+  std::cout << "id:        " << r->id()
+            << "\nstate:     " << refbroker::v1::ReferralState_Name(r->state())
             << "\ndirection: " << refbroker::v1::Direction_Name(r->direction())
             << "\npriority:  " << refbroker::v1::Priority_Name(r->priority())
             << "\nfrom:      " << r->from().institution() << " (" << r->from().department() << ")"

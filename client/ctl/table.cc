@@ -27,9 +27,16 @@ size_t DisplayWidth(const std::string& text) {
     unsigned char c = static_cast<unsigned char>(text[i]);
     uint32_t cp = c;
     size_t len = 1;
-    if (c >= 0xF0) { cp = c & 0x07; len = 4; }
-    else if (c >= 0xE0) { cp = c & 0x0F; len = 3; }
-    else if (c >= 0xC0) { cp = c & 0x1F; len = 2; }
+    if (c >= 0xF0) {
+      cp = c & 0x07;
+      len = 4;
+    } else if (c >= 0xE0) {
+      cp = c & 0x0F;
+      len = 3;
+    } else if (c >= 0xC0) {
+      cp = c & 0x1F;
+      len = 2;
+    }
     for (size_t k = 1; k < len && i + k < text.size(); ++k) {
       cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
     }
@@ -52,7 +59,10 @@ void Table::Print(std::ostream& out) const {
     for (size_t i = 0; i < widths.size(); ++i) {
       std::string cell = i < row.size() ? row[i] : "";
       std::string pad(widths[i] - DisplayWidth(cell), ' ');
-      if (IsNumeric(cell)) out << pad << cell; else out << cell << pad;
+      if (IsNumeric(cell))
+        out << pad << cell;
+      else
+        out << cell << pad;
       out << (i + 1 < widths.size() ? "  " : "\n");
     }
   };

@@ -16,8 +16,7 @@ absl::StatusOr<refbroker::v1::SubmitReferralResponse> ReferralClient::Submit(
   auto backoff = retry_.initial_backoff;
   absl::Status last;
   for (int attempt = 1; attempt <= retry_.max_attempts; ++attempt) {
-    auto stub = refbroker::v1::ReferralService::NewStub(
-        connection_.channel());
+    auto stub = refbroker::v1::ReferralService::NewStub(connection_.channel());
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + retry_.per_call_timeout);
     ctx.set_wait_for_ready(true);

@@ -25,7 +25,7 @@
 namespace refclient {
 
 struct RetryPolicy {
-  int max_attempts = 8;                                    ///< 1 = no retry
+  int max_attempts = 8;  ///< 1 = no retry
   std::chrono::milliseconds initial_backoff{100};
   std::chrono::milliseconds max_backoff{2000};
   std::chrono::milliseconds per_call_timeout{10000};

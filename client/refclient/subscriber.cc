@@ -6,8 +6,8 @@ namespace refclient {
 namespace {
 
 bool IsPermanent(const absl::Status& s) {
-  return absl::IsUnauthenticated(s) || absl::IsPermissionDenied(s) ||
-         absl::IsInvalidArgument(s) || absl::IsFailedPrecondition(s) || absl::IsUnimplemented(s);
+  return absl::IsUnauthenticated(s) || absl::IsPermissionDenied(s) || absl::IsInvalidArgument(s) ||
+         absl::IsFailedPrecondition(s) || absl::IsUnimplemented(s);
 }
 
 }  // namespace

@@ -51,8 +51,8 @@ struct Decision {
 struct SubscriberOptions {
   refbroker::v1::QueueRef queue;
   std::string group = "default";
-  uint32_t window = 16;        ///< most unacked deliveries the broker sends
-  uint64_t replay_from = 0;    ///< on the first connection only: replay from this sequence
+  uint32_t window = 16;      ///< most unacked deliveries the broker sends
+  uint64_t replay_from = 0;  ///< on the first connection only: replay from this sequence
   std::chrono::milliseconds reconnect_backoff{200};
   std::chrono::milliseconds max_reconnect_backoff{3000};
 };
@@ -85,7 +85,7 @@ class Subscriber {
   std::mutex mu_;
   grpc::ClientContext* context_ = nullptr;  // guarded by mu_
   grpc::ClientReaderWriter<refbroker::v1::SubscribeRequest, refbroker::v1::Delivery>* stream_ =
-      nullptr;                               // guarded by mu_ (for Ack)
+      nullptr;  // guarded by mu_ (for Ack)
 };
 
 }  // namespace refclient

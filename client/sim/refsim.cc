@@ -3,8 +3,9 @@
 // queue and acks. A progress line while it runs; at the end a summary of sent, acknowledged,
 // delivered and lost (acknowledged by the broker but never delivered). Exit 1 if any was lost.
 
-#include <CLI/CLI.hpp>
+#include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -97,13 +98,18 @@ void RunClinic(const Options& o, const refbroker::auth::Principal& clinic,
   }
 }
 
+// A live line on a terminal; one line every few seconds in a log.
 void Progress(double t, Tally& tally, bool final_line) {
+  static const bool tty = isatty(fileno(stderr));
+  static double last_logged = -10;
+  if (!tty && !final_line && t - last_logged < 5) return;
+  last_logged = t;
   std::lock_guard<std::mutex> lock(tally.mu);
-  std::fprintf(stderr, "\r[%5.1fs] sent %llu  acked %llu  delivered %zu  errors %llu   %s", t,
-               static_cast<unsigned long long>(tally.sent.load()),
+  std::fprintf(stderr, "%s[%5.1fs] sent %llu  acked %llu  delivered %zu  errors %llu   %s",
+               tty ? "\r" : "", t, static_cast<unsigned long long>(tally.sent.load()),
                static_cast<unsigned long long>(tally.acked.load()), tally.delivered_ids.size(),
                static_cast<unsigned long long>(tally.failed + tally.rejected),
-               final_line ? "\n" : "");
+               final_line || !tty ? "\n" : "");
   std::fflush(stderr);
 }
 
@@ -172,13 +178,13 @@ int main(int argc, char** argv) {
   }
 
   auto start = Clock::now();
-  auto end = start + std::chrono::duration_cast<Clock::duration>(
-                         std::chrono::duration<double>(o.duration));
+  auto end = start +
+             std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
   std::vector<std::thread> clinic_threads;
   for (size_t i = 0; i < clinics.size(); ++i) {
     clinic_threads.emplace_back(RunClinic, std::cref(o), std::cref(*clinics[i]),
-                                std::cref(hospital_codes), o.rate / clinics.size(), end,
-                                o.seed + i, std::ref(tally));
+                                std::cref(hospital_codes), o.rate / clinics.size(), end, o.seed + i,
+                                std::ref(tally));
   }
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   while (Clock::now() < end) {
@@ -199,22 +205,22 @@ int main(int argc, char** argv) {
   uint64_t lost = o.no_subscribe ? 0 : tally.Lost();
   uint64_t redeliveries = tally.deliveries - tally.delivered_ids.size();
   if (o.json) {
-    std::printf("{\"sent\":%llu,\"acknowledged\":%llu,\"delivered\":%zu,\"lost\":%llu,"
-                "\"redeliveries\":%llu,\"rejected\":%llu,\"failed\":%llu}\n",
-                (unsigned long long)tally.sent.load(), (unsigned long long)tally.acked.load(),
-                tally.delivered_ids.size(), (unsigned long long)lost,
-                (unsigned long long)redeliveries, (unsigned long long)tally.rejected.load(),
-                (unsigned long long)tally.failed.load());
+    std::printf(
+        "{\"sent\":%llu,\"acknowledged\":%llu,\"delivered\":%zu,\"lost\":%llu,"
+        "\"redeliveries\":%llu,\"rejected\":%llu,\"failed\":%llu}\n",
+        (unsigned long long)tally.sent.load(), (unsigned long long)tally.acked.load(),
+        tally.delivered_ids.size(), (unsigned long long)lost, (unsigned long long)redeliveries,
+        (unsigned long long)tally.rejected.load(), (unsigned long long)tally.failed.load());
   } else {
     std::printf("refsim summary: %zu clinics → %zu county hospitals, %.0f s at %.1f/s\n",
                 clinics.size(), hospitals.size(), o.duration, o.rate);
-    std::printf("  sent          %llu\n  acknowledged  %llu\n  delivered     %zu\n"
-                "  lost          %llu\n  redeliveries  %llu\n  rejected      %llu\n"
-                "  failed        %llu (transient, after retries)\n",
-                (unsigned long long)tally.sent.load(), (unsigned long long)tally.acked.load(),
-                tally.delivered_ids.size(), (unsigned long long)lost,
-                (unsigned long long)redeliveries, (unsigned long long)tally.rejected.load(),
-                (unsigned long long)tally.failed.load());
+    std::printf(
+        "  sent          %llu\n  acknowledged  %llu\n  delivered     %zu\n"
+        "  lost          %llu\n  redeliveries  %llu\n  rejected      %llu\n"
+        "  failed        %llu (transient, after retries)\n",
+        (unsigned long long)tally.sent.load(), (unsigned long long)tally.acked.load(),
+        tally.delivered_ids.size(), (unsigned long long)lost, (unsigned long long)redeliveries,
+        (unsigned long long)tally.rejected.load(), (unsigned long long)tally.failed.load());
   }
   return lost == 0 && tally.rejected == 0 ? 0 : 1;
 }

@@ -9,8 +9,8 @@ namespace refsim {
 namespace {
 
 constexpr const char* kSurnames[] = {"王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"};
-constexpr const char* kGiven[] = {"秀英", "桂兰", "建国", "志强", "海燕", "国华", "丽娟", "明",
-                                  "磊", "静", "伟", "芳"};
+constexpr const char* kGiven[] = {"秀英", "桂兰", "建国", "志强", "海燕", "国华",
+                                  "丽娟", "明",   "磊",   "静",   "伟",   "芳"};
 struct Dx {
   const char* code;
   const char* name;

@@ -48,7 +48,8 @@ const BadSubmit kCases[] = {
      absl::StatusCode::kInvalidArgument, "referral.patient.identifiers[0].value"},
     {"NoPatientName", [](auto& q) { R(q).mutable_patient()->clear_name(); },
      absl::StatusCode::kInvalidArgument, "referral.patient.name"},
-    {"SenderCodeChecksum", [](auto& q) { R(q).mutable_from()->set_institution("124117234175811019"); },
+    {"SenderCodeChecksum",
+     [](auto& q) { R(q).mutable_from()->set_institution("124117234175811019"); },
      absl::StatusCode::kInvalidArgument, "referral.from.institution"},
     {"NoDepartment", [](auto& q) { R(q).mutable_from()->clear_department(); },
      absl::StatusCode::kInvalidArgument, "referral.from.department"},
@@ -70,10 +71,7 @@ const BadSubmit kCases[] = {
      absl::StatusCode::kInvalidArgument, "referral.to_institution"},
     {"ReceiverIsATownship", [](auto& q) { R(q).set_to_institution(kGuhuai); },
      absl::StatusCode::kInvalidArgument, "referral.to_institution"},
-    {"DownReferralNotYet",
-     [](auto& q) {
-       R(q).set_direction(refbroker::v1::DOWN);
-     },
+    {"DownReferralNotYet", [](auto& q) { R(q).set_direction(refbroker::v1::DOWN); },
      absl::StatusCode::kUnimplemented, "referral.direction"},
     {"SubmittingAsAnotherClinic", [](auto& q) { R(q).mutable_from()->set_institution(kGuhuai); },
      absl::StatusCode::kPermissionDenied, "referral.from.institution"},

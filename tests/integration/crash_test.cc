@@ -8,8 +8,8 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <random>
 #include <map>
+#include <random>
 #include <set>
 
 #include "client/refclient/referral_client.h"
@@ -55,9 +55,9 @@ TEST(Crash, EveryAcknowledgedReferralIsDeliveredAfterRepeatedSigkill) {
       refclient::ReferralClient client(*conn, retry);
       std::mt19937 rng(c);
       for (int i = 0; !stop; ++i) {
-        auto referral = MakeReferral(kClinics[c][1], std::string(kClinics[c][0]) + "-" +
-                                                         std::to_string(i),
-                                     refbroker::v1::ROUTINE, kHospitals[rng() % 4][1]);
+        auto referral =
+            MakeReferral(kClinics[c][1], std::string(kClinics[c][0]) + "-" + std::to_string(i),
+                         refbroker::v1::ROUTINE, kHospitals[rng() % 4][1]);
         submitted++;
         auto r = client.Submit(referral);
         if (r.ok()) {
@@ -115,10 +115,11 @@ TEST(Crash, EveryAcknowledgedReferralIsDeliveredAfterRepeatedSigkill) {
     duplicates += n - 1;
     unexpected += acked.count(id) ? 0 : 1;  // stored but its acknowledgement was cut by a kill
   }
-  std::printf("crash test: kills=%d submitted=%llu acknowledged=%zu delivered=%zu "
-              "unacknowledged_but_delivered=%zu failed_after_retries=%llu\n",
-              kills, static_cast<unsigned long long>(submitted.load()), acked.size(),
-              delivered.size(), unexpected, static_cast<unsigned long long>(failed.load()));
+  std::printf(
+      "crash test: kills=%d submitted=%llu acknowledged=%zu delivered=%zu "
+      "unacknowledged_but_delivered=%zu failed_after_retries=%llu\n",
+      kills, static_cast<unsigned long long>(submitted.load()), acked.size(), delivered.size(),
+      unexpected, static_cast<unsigned long long>(failed.load()));
   std::printf("lost=%zu duplicates=%zu\n", lost, duplicates);
   EXPECT_GT(acked.size(), 50u) << "too little traffic to mean anything";
   EXPECT_EQ(lost, 0u);

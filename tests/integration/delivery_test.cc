@@ -23,8 +23,8 @@ BrokerConfig Config(int ack_deadline_ms, int max_attempts = 3) {
 
 std::string Submit(refclient::Connection& clinic, const std::string& request_id,
                    refbroker::v1::Priority priority = refbroker::v1::ROUTINE) {
-  auto r = refclient::ReferralClient(clinic).Submit(
-      MakeReferral(kXiyangdian, request_id, priority));
+  auto r =
+      refclient::ReferralClient(clinic).Submit(MakeReferral(kXiyangdian, request_id, priority));
   EXPECT_TRUE(r.ok()) << r.status();
   return r.ok() ? r->referral().id() : "";
 }
@@ -72,11 +72,11 @@ TEST(Delivery, ANackedMessageBecomesADeadLetterAndRefctlRequeuesIt) {
   EXPECT_NE(out.find(poison), std::string::npos) << out;
   EXPECT_NE(out.find("cannot map department"), std::string::npos) << out;
   out.clear();
-  ASSERT_EQ(RunRefctl(broker.address(),
-                      "dlq requeue --queue " + std::string(kPeopleHospital) +
-                          "/referrals --group his",
-                      &out),
-            0)
+  ASSERT_EQ(
+      RunRefctl(broker.address(),
+                "dlq requeue --queue " + std::string(kPeopleHospital) + "/referrals --group his",
+                &out),
+      0)
       << out;
   EXPECT_NE(out.find("requeued 1"), std::string::npos) << out;
   CollectingSubscriber again(*hospital, kPeopleHospital, "his", 1);

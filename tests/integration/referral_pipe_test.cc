@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <fstream>
 
 #include "client/refclient/referral_client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -38,8 +39,7 @@ TEST_F(ReferralPipeTest, ClinicReferralReachesTheSubscribedHospitalAndIsAcked) {
   ASSERT_TRUE(sub.WaitFor(1, 10));
   auto got = sub.deliveries().front();
   EXPECT_EQ(got.referral().id(), ref.id());
-  EXPECT_EQ(got.referral().patient().identifiers(0).value(),
-            ref.patient().identifiers(0).value());
+  EXPECT_EQ(got.referral().patient().identifiers(0).value(), ref.patient().identifiers(0).value());
   EXPECT_EQ(got.attempt(), 1u);
   EXPECT_EQ(got.queue().owner(), kPeopleHospital);
 
@@ -55,10 +55,36 @@ TEST_F(ReferralPipeTest, ClinicReferralReachesTheSubscribedHospitalAndIsAcked) {
   sub.Stop();
 
   std::string out;
-  ASSERT_EQ(RunRefctl(broker_.address(), "--json queues --owner " + std::string(kPeopleHospital),
-                      &out), 0) << out;
+  ASSERT_EQ(
+      RunRefctl(broker_.address(), "--json queues --owner " + std::string(kPeopleHospital), &out),
+      0)
+      << out;
   EXPECT_NE(out.find("\"retained\": \"1\""), std::string::npos) << out;
   EXPECT_EQ(out.find("\"depth\""), std::string::npos) << out;  // 0: nothing left to deliver
+}
+
+TEST_F(ReferralPipeTest, TheBrokerLogNamesNoPatient) {
+  auto clinic = ConnectAs(broker_.address(), "xiyangdian-thc");
+  auto referral = MakeReferral(kXiyangdian, "phi-1");
+  auto submitted = refclient::ReferralClient(*clinic).Submit(referral);
+  ASSERT_TRUE(submitted.ok());
+  auto bad = referral;
+  bad.set_client_request_id("phi-2");
+  bad.mutable_patient()->set_birth_date("1900-01-01");
+  EXPECT_FALSE(refclient::ReferralClient(*clinic).Submit(bad).ok());
+  auto hospital = ConnectAs(broker_.address(), "people-hospital");
+  CollectingSubscriber sub(*hospital, kPeopleHospital, "his", 1);
+  ASSERT_TRUE(sub.WaitFor(1, 10));
+  sub.Stop();
+  ASSERT_EQ(broker_.Stop(), 0);  // SIGTERM with a subscriber gone: clean exit
+  std::ifstream in(broker_.log_path());
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find(submitted->referral().id()), std::string::npos) << "log has the broker id";
+  const auto& p = referral.patient();
+  EXPECT_EQ(log.find(p.identifiers(0).value()), std::string::npos);
+  EXPECT_EQ(log.find(p.identifiers(0).value().substr(6, 8)), std::string::npos);
+  EXPECT_EQ(log.find(p.name()), std::string::npos);
+  EXPECT_EQ(log.find(referral.reason()), std::string::npos);
 }
 
 TEST_F(ReferralPipeTest, RetryWithTheSameClientRequestIdYieldsTheSameReferral) {
@@ -134,8 +160,9 @@ TEST_F(ReferralPipeTest, RefctlQueuesShowsDepthByDirection) {
   EXPECT_NE(table.find("Down-referral queues"), std::string::npos) << table;
   EXPECT_NE(table.find("平舆县人民医院"), std::string::npos) << table;
   std::string json;
-  ASSERT_EQ(RunRefctl(broker_.address(), "--json queues --owner " + std::string(kPeopleHospital),
-                      &json), 0);
+  ASSERT_EQ(
+      RunRefctl(broker_.address(), "--json queues --owner " + std::string(kPeopleHospital), &json),
+      0);
   EXPECT_NE(json.find("\"depth\": \"3\""), std::string::npos) << json;
   EXPECT_NE(json.find("\"direction\": \"up\""), std::string::npos) << json;
 }

@@ -54,8 +54,8 @@ absl::Status BrokerProcess::Start() {
   if (pid_ > 0) return absl::FailedPreconditionError("already running");
   std::string port_file = dir_ + "/port";
   std::filesystem::remove(port_file);
-  std::vector<std::string> args = {REFBROKER_BINARY, "-c", dir_ + "/refbroker.toml",
-                                   "--port-file", port_file};
+  std::vector<std::string> args = {REFBROKER_BINARY, "-c", dir_ + "/refbroker.toml", "--port-file",
+                                   port_file};
   if (port_ != 0) {
     args.push_back("--listen");
     args.push_back(address());
@@ -65,8 +65,8 @@ absl::Status BrokerProcess::Start() {
   argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, log_path().c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0644);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
   int rc = posix_spawn(&pid_, REFBROKER_BINARY, &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);

@@ -25,8 +25,7 @@ refbroker::v1::Referral MakeReferral(const std::string& clinic, const std::strin
 }
 
 CollectingSubscriber::CollectingSubscriber(refclient::Connection& conn, const std::string& owner,
-                                           const std::string& group, uint32_t window,
-                                           Decide decide)
+                                           const std::string& group, uint32_t window, Decide decide)
     : subscriber_(conn,
                   [&] {
                     refclient::SubscriberOptions o;
@@ -65,9 +64,9 @@ void CollectingSubscriber::Stop() {
 
 bool CollectingSubscriber::WaitFor(size_t n, double seconds) {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, std::chrono::duration<double>(seconds),
-                      [&] { return deliveries_.size() >= n || done_; }) &&
-         deliveries_.size() >= n;
+  return cv_.wait_for(lock, std::chrono::duration<double>(seconds), [&] {
+    return deliveries_.size() >= n || done_;
+  }) && deliveries_.size() >= n;
 }
 
 std::vector<refbroker::v1::Delivery> CollectingSubscriber::deliveries() {
@@ -81,8 +80,8 @@ absl::Status CollectingSubscriber::result() {
 }
 
 int RunRefctl(const std::string& address, const std::string& args, std::string* out) {
-  std::string cmd = std::string(REFCTL_BINARY) + " --broker " + address + " --certs " +
-                    CertsDir() + " " + args + " 2>&1";
+  std::string cmd = std::string(REFCTL_BINARY) + " --broker " + address + " --certs " + CertsDir() +
+                    " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return -1;
   char buf[4096];

@@ -83,9 +83,8 @@ void GroupCommitWriter::CommitBatch(std::deque<Request*>& batch) {
       batch_status = r->result.ok() ? absl::InternalError("storage: fatal error") : r->result;
       break;
     }
-    absl::Status end = r->result.ok()
-                           ? db_->Exec("RELEASE request")
-                           : db_->Exec("ROLLBACK TO request; RELEASE request");
+    absl::Status end = r->result.ok() ? db_->Exec("RELEASE request")
+                                      : db_->Exec("ROLLBACK TO request; RELEASE request");
     if (!end.ok()) batch_status = end;
   }
   if (batch_status.ok()) batch_status = db_->Exec("COMMIT");

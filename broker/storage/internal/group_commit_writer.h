@@ -59,9 +59,9 @@ class GroupCommitWriter {
   mutable std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
-  std::deque<Request*> queue_;   // guarded by mu_
-  bool stopping_ = false;        // guarded by mu_
-  absl::Status latched_;         // guarded by mu_
+  std::deque<Request*> queue_;  // guarded by mu_
+  bool stopping_ = false;       // guarded by mu_
+  absl::Status latched_;        // guarded by mu_
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> writes_{0};
   std::thread thread_;

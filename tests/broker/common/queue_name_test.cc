@@ -26,7 +26,8 @@ TEST(QueueName, ProtoErrorsNameTheField) {
   EXPECT_EQ(s.message(), "open.queue.owner: required");
   ref.set_owner("x");
   ref.clear_kind();
-  EXPECT_EQ(QueueName::FromProto(ref, "open.queue").status().message(), "open.queue.kind: required");
+  EXPECT_EQ(QueueName::FromProto(ref, "open.queue").status().message(),
+            "open.queue.kind: required");
 }
 
 }  // namespace

@@ -8,8 +8,8 @@ namespace {
 class ReferralRouterTest : public testing::Test {
  protected:
   void SetUp() override {
-    auto reg = auth::Registry::LoadFile(std::string(REFBROKER_SOURCE_DIR) +
-                                        "/deploy/registry.toml");
+    auto reg =
+        auth::Registry::LoadFile(std::string(REFBROKER_SOURCE_DIR) + "/deploy/registry.toml");
     ASSERT_TRUE(reg.ok()) << reg.status();
     registry_ = std::move(*reg);
     router_ = std::make_unique<ReferralRouter>(*registry_);

@@ -20,8 +20,10 @@ std::string TempDb(const char* name) {
 std::unique_ptr<Db> OpenWithTable(const std::string& path) {
   auto db = Db::Open(path, false);
   EXPECT_TRUE(db.ok());
-  EXPECT_TRUE((*db)->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                          "CREATE TABLE IF NOT EXISTS t(k INTEGER PRIMARY KEY)").ok());
+  EXPECT_TRUE((*db)
+                  ->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                         "CREATE TABLE IF NOT EXISTS t(k INTEGER PRIMARY KEY)")
+                  .ok());
   return std::move(*db);
 }
 
@@ -40,9 +42,12 @@ TEST(GroupCommitWriter, ConcurrentWritersShareCommits) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        ASSERT_TRUE(writer.Write([&](Db& db) {
-          return db.Exec("INSERT INTO t VALUES(" + std::to_string(t * 1000 + i) + ")");
-        }).ok());
+        ASSERT_TRUE(writer
+                        .Write([&](Db& db) {
+                          return db.Exec("INSERT INTO t VALUES(" + std::to_string(t * 1000 + i) +
+                                         ")");
+                        })
+                        .ok());
       }
     });
   }

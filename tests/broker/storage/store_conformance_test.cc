@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 
 #include "broker/storage/sqlite_store.h"
 #include "broker/storage/store.h"
@@ -178,9 +178,9 @@ TEST_P(StoreConformance, LeaseOrdersByPriorityThenArrival) {
   Submit("routine-2", 3);
   Submit("emergency-1", 1);
   Submit("urgent-2", 2);
-  EXPECT_EQ(Subjects(Lease("his", 10, kT0)),
-            (std::vector<std::string>{"emergency-1", "urgent-1", "urgent-2", "routine-1",
-                                      "routine-2"}));
+  EXPECT_EQ(
+      Subjects(Lease("his", 10, kT0)),
+      (std::vector<std::string>{"emergency-1", "urgent-1", "urgent-2", "routine-1", "routine-2"}));
 }
 
 TEST_P(StoreConformance, LeasedMessagesAreHiddenUntilTheirDeadline) {
@@ -252,8 +252,7 @@ TEST_P(StoreConformance, NackRetriesLaterThenDeadLettersAtTheLimit) {
   ASSERT_TRUE(dead.ok());
   ASSERT_EQ(dead->size(), 1u);
   EXPECT_EQ((*dead)[0].last_error, "HIS down");
-  EXPECT_TRUE(absl::IsNotFound(
-      store_->Nack(kQueue, "his", 424242, "x", 2, kT0, kT0)));
+  EXPECT_TRUE(absl::IsNotFound(store_->Nack(kQueue, "his", 424242, "x", 2, kT0, kT0)));
 }
 
 TEST_P(StoreConformance, ReleaseMakesLeasesReadyAtOnce) {
@@ -280,7 +279,8 @@ TEST_P(StoreConformance, ReplayRedeliversAckedMessagesFromAPosition) {
   Submit("ref-1");
   Submit("ref-2");
   auto leased = Lease("his", 10, kT0);
-  for (const auto& m : leased.messages) ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0).ok());
+  for (const auto& m : leased.messages)
+    ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0).ok());
   auto n = store_->Replay(kQueue, "his", leased.messages[1].sequence, kT0);
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 1u);
@@ -374,7 +374,9 @@ TEST_P(StoreConformance, EverythingAcknowledgedSurvivesReopen) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance, testing::Values(SqliteFactory()),
-                         [](const testing::TestParamInfo<StoreFactory>& i) { return i.param.name; });
+                         [](const testing::TestParamInfo<StoreFactory>& i) {
+                           return i.param.name;
+                         });
 
 TEST(SqliteStore, RefusesToOpenAFileThatIsNotADatabase) {
   auto dir = std::filesystem::temp_directory_path() / ("refbroker-bad-" + std::to_string(getpid()));
