@@ -66,8 +66,10 @@ void PrintJson(const google::protobuf::Message& m) {
   std::cout << out;
 }
 
-std::string Age(int64_t seconds) {
-  if (seconds <= 0) return "-";
+// Age of the oldest waiting message; "-" when nothing waits.
+std::string Age(int64_t seconds, uint64_t depth) {
+  if (depth == 0) return "-";
+  if (seconds <= 0) return "0s";
   char buf[32];
   if (seconds < 60)
     std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(seconds));
@@ -121,7 +123,7 @@ int Queues(const Globals& g, const std::string& owner) {
       for (const auto& gs : q.groups()) consumers += gs.consumers();
       t.AddRow({q.queue().owner() + "/" + KindName(q.queue().kind()), q.owner_name(),
                 q.direction().empty() ? "-" : q.direction(), std::to_string(q.depth()),
-                std::to_string(q.in_flight()), Age(q.oldest_age_seconds()),
+                std::to_string(q.in_flight()), Age(q.oldest_age_seconds(), q.depth()),
                 std::to_string(q.dead_letters()), std::to_string(consumers),
                 std::to_string(q.retained())});
       rows++;

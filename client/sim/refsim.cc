@@ -36,15 +36,18 @@ struct Options {
   uint64_t seed = 0;
   bool json = false;
   bool no_subscribe = false;
+  double refuse_share = 0;  // share of referrals the hospitals' systems refuse (nack)
 };
 
 struct Tally {
   std::atomic<uint64_t> sent{0}, acked{0}, rejected{0}, failed{0}, duplicates{0};
   std::mutex mu;
-  std::set<std::string> acked_ids;      // guarded by mu
-  std::set<std::string> delivered_ids;  // guarded by mu
+  std::set<std::string> acked_ids;      // the broker acknowledged the submission; guarded by mu
+  std::set<std::string> delivered_ids;  // reached a hospital at least once; guarded by mu
+  std::set<std::string> refused_ids;    // the hospital's system nacked it; guarded by mu
   uint64_t deliveries = 0;              // guarded by mu
 
+  // Acknowledged by the broker but never delivered to a hospital.
   uint64_t Lost() {
     std::lock_guard<std::mutex> lock(mu);
     uint64_t lost = 0;
@@ -130,6 +133,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "random seed (default: time)");
   app.add_flag("--json", o.json, "print the summary as JSON");
   app.add_flag("--no-subscribe", o.no_subscribe, "submit only (leave messages queued)");
+  app.add_option("--refuse-share", o.refuse_share,
+                 "share of referrals the hospitals' systems refuse (nack), e.g. 0.01")
+      ->check(CLI::Range(0.0, 1.0));
   CLI11_PARSE(app, argc, argv);
   if (o.seed == 0) o.seed = static_cast<uint64_t>(Clock::now().time_since_epoch().count());
 
@@ -165,11 +171,16 @@ int main(int argc, char** argv) {
       so.group = o.group;
       so.window = o.window;
       subs.push_back(std::make_unique<refclient::Subscriber>(*sub_conns.back(), so));
-      sub_threads.emplace_back([&tally, sub = subs.back().get()] {
-        absl::Status s = sub->Run([&tally](const refbroker::v1::Delivery& d) {
+      sub_threads.emplace_back([&tally, &o, sub = subs.back().get()] {
+        absl::Status s = sub->Run([&tally, &o](const refbroker::v1::Delivery& d) {
           std::lock_guard<std::mutex> lock(tally.mu);
           tally.deliveries++;
           tally.delivered_ids.insert(d.referral().id());
+          // The same referral is refused on every attempt, as a real mapping error would be.
+          if (std::hash<std::string>()(d.referral().id()) % 10000 < o.refuse_share * 10000) {
+            tally.refused_ids.insert(d.referral().id());
+            return refclient::Decision::Nack("HIS: department code not mapped");
+          }
           return refclient::Decision::Ack();
         });
         if (!s.ok()) std::cerr << "\nrefsim: subscriber stopped: " << s.message() << "\n";
@@ -203,24 +214,27 @@ int main(int argc, char** argv) {
   for (auto& t : sub_threads) t.join();
 
   uint64_t lost = o.no_subscribe ? 0 : tally.Lost();
-  uint64_t redeliveries = tally.deliveries - tally.delivered_ids.size();
+  auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  unsigned long long sent = u(tally.sent), acked = u(tally.acked),
+                     delivered = u(tally.delivered_ids.size()), refused = u(tally.refused_ids.size()),
+                     redeliveries = u(tally.deliveries - tally.delivered_ids.size()),
+                     rejected = u(tally.rejected), failed = u(tally.failed);
   if (o.json) {
-    std::printf(
-        "{\"sent\":%llu,\"acknowledged\":%llu,\"delivered\":%zu,\"lost\":%llu,"
-        "\"redeliveries\":%llu,\"rejected\":%llu,\"failed\":%llu}\n",
-        (unsigned long long)tally.sent.load(), (unsigned long long)tally.acked.load(),
-        tally.delivered_ids.size(), (unsigned long long)lost, (unsigned long long)redeliveries,
-        (unsigned long long)tally.rejected.load(), (unsigned long long)tally.failed.load());
+    std::printf("{\"sent\":%llu,\"acknowledged\":%llu,\"delivered\":%llu,\"lost\":%llu,"
+                "\"redeliveries\":%llu,\"refused\":%llu,\"rejected\":%llu,\"failed\":%llu}\n",
+                sent, acked, delivered, u(lost), redeliveries, refused, rejected, failed);
   } else {
-    std::printf("refsim summary: %zu clinics → %zu county hospitals, %.0f s at %.1f/s\n",
+    std::printf("refsim summary: %zu clinics -> %zu county hospitals, %.0f s at %.1f/s\n",
                 clinics.size(), hospitals.size(), o.duration, o.rate);
-    std::printf(
-        "  sent          %llu\n  acknowledged  %llu\n  delivered     %zu\n"
-        "  lost          %llu\n  redeliveries  %llu\n  rejected      %llu\n"
-        "  failed        %llu (transient, after retries)\n",
-        (unsigned long long)tally.sent.load(), (unsigned long long)tally.acked.load(),
-        tally.delivered_ids.size(), (unsigned long long)lost, (unsigned long long)redeliveries,
-        (unsigned long long)tally.rejected.load(), (unsigned long long)tally.failed.load());
+    std::printf("  sent          %llu\n"
+                "  acknowledged  %llu  (durable in the broker)\n"
+                "  delivered     %llu  (reached a county hospital's system)\n"
+                "  lost          %llu  (acknowledged but never delivered)\n"
+                "  redeliveries  %llu\n"
+                "  refused       %llu  (nacked by the hospital: retried, then dead letters)\n"
+                "  rejected      %llu  (invalid)\n"
+                "  failed        %llu  (transient, after retries)\n",
+                sent, acked, delivered, u(lost), redeliveries, refused, rejected, failed);
   }
   return lost == 0 && tally.rejected == 0 ? 0 : 1;
 }
