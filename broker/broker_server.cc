@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(
   RETURN_IF_ERROR(server->Init());
   RETURN_IF_ERROR(server->StartGrpc());
   server->ScheduleHousekeeping();
+  server->deadlines_->Start();
   return server;
 }
 
@@ -52,9 +53,21 @@ absl::Status BrokerServer::Init() {
   eo.workers = options_.server.workers;
   engine_ = std::make_unique<delivery::DeliveryEngine>(*store_, SystemClock::Get(), eo);
   engine_->SetAckHook([this](const QueueName& q, const storage::AckResult& r) { OnAck(q, r); });
-  intake_ = std::make_unique<domain::ReferralIntake>(
-      *store_, *router_, SystemClock::Get(),
-      [this](const std::string& queue) { engine_->Notify(queue); });
+  ASSIGN_OR_RETURN(domain::WorkflowOptions wo, MakeWorkflowOptions());
+  domain::ReferralWorkflow::Hooks hooks;
+  hooks.notify = [this](const std::string& queue) { engine_->Notify(queue); };
+  hooks.deadline_set = [this](Micros due) {
+    if (deadlines_) deadlines_->Poke(due);
+  };
+  workflow_ = std::make_unique<domain::ReferralWorkflow>(*store_, *registry_, *policy_, *router_,
+                                                         SystemClock::Get(), std::move(wo), hooks);
+  deadlines_ = std::make_unique<timers::DeadlineScheduler>(
+      timers_io_, SystemClock::Get(),
+      [this] {
+        auto n = workflow_->EscalateDue();
+        if (!n.ok()) spdlog::warn("deadlines: escalation failed: {}", n.status().ToString());
+      },
+      [this] { return store_->NextDecisionDue(); });
   metrics_ = std::make_unique<observability::Metrics>();
   metrics_->SetRefresher([this](observability::Metrics& m) {
     m.SyncCounter("store_commits", "group commits (fsyncs) of the store", store_->commits());
@@ -79,7 +92,7 @@ absl::Status BrokerServer::StartGrpc() {
   ssl.pem_key_cert_pairs.push_back({key, cert});
 
   service_context_ = std::make_unique<api::ServiceContext>(api::ServiceContext{
-      *authenticator_, *policy_, *engine_, *intake_, *metrics_, options_.delivery});
+      *authenticator_, *policy_, *engine_, *workflow_, *metrics_, options_.delivery});
   referral_service_ = std::make_unique<api::ReferralServiceImpl>(*service_context_);
   delivery_service_ = std::make_unique<api::DeliveryServiceImpl>(*service_context_);
   admin_service_ = std::make_unique<api::AdminServiceImpl>(*service_context_, *registry_);
@@ -110,13 +123,31 @@ absl::Status BrokerServer::StartGrpc() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<domain::WorkflowOptions> BrokerServer::MakeWorkflowOptions() const {
+  domain::WorkflowOptions wo;
+  wo.emergency_deadline_s = options_.referral.emergency_deadline_s;
+  wo.urgent_deadline_s = options_.referral.urgent_deadline_s;
+  wo.routine_deadline_s = options_.referral.routine_deadline_s;
+  for (size_t i = 0; i < options_.referral.reroutes.size(); ++i) {
+    const config::RerouteOption& r = options_.referral.reroutes[i];
+    const auth::Principal* from = registry_->Find(r.from);
+    const auth::Principal* to = registry_->Find(r.to);
+    if (from == nullptr || to == nullptr || to->role != auth::Role::kHospital ||
+        from->alliance != to->alliance) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config referral.reroute[", i, "]: from and to must be hospitals of one alliance"));
+    }
+    wo.reroutes.push_back({r.from, r.specialty, r.to});
+  }
+  return wo;
+}
+
+// The receiver's system acked a new referral: it is DELIVERED.
 void BrokerServer::OnAck(const QueueName& queue, const storage::AckResult& result) {
   if (queue.kind != refbroker::v1::REFERRALS || !result.first_ack) return;
-  auto changed = store_->TransitionReferral(result.subject_id, refbroker::v1::SUBMITTED,
-                                            refbroker::v1::DELIVERED, SystemClock::Get().Now());
-  if (!changed.ok()) {
-    spdlog::warn("referral id={} DELIVERED not recorded: {}", result.subject_id,
-                 changed.status().ToString());
+  absl::Status s = workflow_->MarkDelivered(result.subject_id, queue.owner);
+  if (!s.ok()) {
+    spdlog::warn("referral id={} DELIVERED not recorded: {}", result.subject_id, s.ToString());
   }
 }
 

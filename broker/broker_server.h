@@ -19,11 +19,12 @@
 #include "broker/auth/registry.h"
 #include "broker/config/broker_options.h"
 #include "broker/delivery/delivery_engine.h"
-#include "broker/domain/referral_intake.h"
+#include "broker/domain/referral_workflow.h"
 #include "broker/observability/metrics.h"
 #include "broker/observability/metrics_http_server.h"
 #include "broker/routing/referral_router.h"
 #include "broker/storage/sqlite_store.h"
+#include "broker/timers/deadline_scheduler.h"
 
 namespace refbroker {
 
@@ -46,6 +47,7 @@ class BrokerServer {
   explicit BrokerServer(const config::BrokerOptions& options) : options_(options) {}
   absl::Status Init();
   absl::Status StartGrpc();
+  absl::StatusOr<domain::WorkflowOptions> MakeWorkflowOptions() const;
   void ScheduleHousekeeping();
   void Housekeeping();
   void OnAck(const QueueName& queue, const storage::AckResult& result);
@@ -57,7 +59,8 @@ class BrokerServer {
   std::unique_ptr<auth::AccessPolicy> policy_;
   std::unique_ptr<routing::ReferralRouter> router_;
   std::unique_ptr<delivery::DeliveryEngine> engine_;
-  std::unique_ptr<domain::ReferralIntake> intake_;
+  std::unique_ptr<domain::ReferralWorkflow> workflow_;
+  std::unique_ptr<timers::DeadlineScheduler> deadlines_;
   std::unique_ptr<observability::Metrics> metrics_;
   std::unique_ptr<api::ServiceContext> service_context_;
   std::unique_ptr<api::ReferralServiceImpl> referral_service_;

@@ -14,7 +14,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::SubmitReferral(
       ctx_, context, "SubmitReferral",
       [this, request, response, start](const auth::Principal& who) -> absl::Status {
         if (!request->has_referral()) return absl::InvalidArgumentError("referral: required");
-        auto outcome = ctx_.intake.Submit(who, request->referral());
+        auto outcome = ctx_.workflow.Submit(who, request->referral());
         ctx_.metrics.ObserveSubmitLatency(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         if (!outcome.ok()) return outcome.status();
@@ -30,13 +30,36 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::GetReferral(
   return internal::ServeUnary(
       ctx_, context, "GetReferral",
       [this, request, response](const auth::Principal& who) -> absl::Status {
-        std::string sender, receiver;
-        auto referral = ctx_.intake.Get(request->id(), &sender, &receiver);
+        auto referral = ctx_.workflow.Get(who, request->id());
         if (!referral.ok()) return referral.status();
-        // Unknown ids are NOT_FOUND, others' PERMISSION_DENIED: ids are unguessable ULIDs, and
-        // a sender needs NOT_FOUND to tell a lost submission from a foreign one.
-        if (absl::Status s = ctx_.policy.CanReadReferral(who, sender, receiver); !s.ok()) return s;
         *response = std::move(*referral);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* ReferralServiceImpl::TransitionReferral(
+    grpc::CallbackServerContext* context, const refbroker::v1::TransitionReferralRequest* request,
+    refbroker::v1::TransitionReferralResponse* response) {
+  return internal::ServeUnary(
+      ctx_, context, "TransitionReferral",
+      [this, request, response](const auth::Principal& who) -> absl::Status {
+        auto outcome = ctx_.workflow.Transition(who, *request);
+        if (!outcome.ok()) return outcome.status();
+        *response->mutable_referral() = std::move(outcome->referral);
+        response->set_duplicate(outcome->duplicate);
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* ReferralServiceImpl::ListReferrals(
+    grpc::CallbackServerContext* context, const refbroker::v1::ListReferralsRequest* request,
+    refbroker::v1::ListReferralsResponse* response) {
+  return internal::ServeUnary(
+      ctx_, context, "ListReferrals",
+      [this, request, response](const auth::Principal& who) -> absl::Status {
+        auto list = ctx_.workflow.List(who, *request);
+        if (!list.ok()) return list.status();
+        *response = std::move(*list);
         return absl::OkStatus();
       });
 }

@@ -17,6 +17,13 @@ class ReferralServiceImpl final : public refbroker::v1::ReferralService::Callbac
   grpc::ServerUnaryReactor* GetReferral(grpc::CallbackServerContext* context,
                                         const refbroker::v1::GetReferralRequest* request,
                                         refbroker::v1::Referral* response) override;
+  grpc::ServerUnaryReactor* TransitionReferral(
+      grpc::CallbackServerContext* context,
+      const refbroker::v1::TransitionReferralRequest* request,
+      refbroker::v1::TransitionReferralResponse* response) override;
+  grpc::ServerUnaryReactor* ListReferrals(grpc::CallbackServerContext* context,
+                                          const refbroker::v1::ListReferralsRequest* request,
+                                          refbroker::v1::ListReferralsResponse* response) override;
 
  private:
   ServiceContext& ctx_;

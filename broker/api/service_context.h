@@ -6,7 +6,7 @@
 #include "broker/auth/authenticator.h"
 #include "broker/config/broker_options.h"
 #include "broker/delivery/delivery_engine.h"
-#include "broker/domain/referral_intake.h"
+#include "broker/domain/referral_workflow.h"
 #include "broker/observability/metrics.h"
 
 namespace refbroker::api {
@@ -15,7 +15,7 @@ struct ServiceContext {
   const auth::Authenticator& authenticator;
   const auth::AccessPolicy& policy;
   delivery::DeliveryEngine& engine;
-  domain::ReferralIntake& intake;
+  domain::ReferralWorkflow& workflow;
   observability::Metrics& metrics;
   const config::DeliveryOptions& delivery_options;
 };

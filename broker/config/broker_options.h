@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -40,6 +41,21 @@ struct DeliveryOptions {
   int max_window = 1000;  // largest window a subscriber may ask for
 };
 
+// Where an escalated referral is re-routed: from a receiver, for a specialty ("" = any).
+struct RerouteOption {
+  std::string from;
+  std::string specialty;
+  std::string to;
+};
+
+struct ReferralOptions {
+  // Decision deadlines by priority: past them a referral is ESCALATED.
+  int64_t emergency_deadline_s = 10 * 60;
+  int64_t urgent_deadline_s = 2 * 3600;
+  int64_t routine_deadline_s = 48 * 3600;
+  std::vector<RerouteOption> reroutes;
+};
+
 struct LogOptions {
   std::string level = "info";   // trace, debug, info, warn, error
   std::string format = "text";  // text or json
@@ -50,6 +66,7 @@ struct BrokerOptions {
   TlsOptions tls;
   StorageOptions storage;
   DeliveryOptions delivery;
+  ReferralOptions referral;
   LogOptions log;
   std::string registry_path = "registry.toml";
 

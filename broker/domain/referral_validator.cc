@@ -162,11 +162,24 @@ absl::Status ValidateReferralSubmission(const Referral& r, Micros now,
     }
   }
   RETURN_IF_ERROR(ValidateClinical(r, now, limits));
-  if (r.direction() == refbroker::v1::UP &&
-      (!r.continues_referral_id().empty() || !r.follow_up_plan().empty())) {
-    return Invalid("continues_referral_id", "only a DOWN referral continues another");
+  RETURN_IF_ERROR(OptionalText(r.specialty(), "specialty", 64));
+  if (r.direction() == refbroker::v1::UP) {
+    if (!r.continues_referral_id().empty()) {
+      return Invalid("continues_referral_id", "only a DOWN referral continues another");
+    }
+    if (!r.follow_up_plan().empty()) return Invalid("follow_up_plan", "only for a DOWN referral");
+    if (r.down_reason() != refbroker::v1::DOWN_REASON_UNSPECIFIED) {
+      return Invalid("down_reason", "only for a DOWN referral");
+    }
+    return absl::OkStatus();
   }
-  RETURN_IF_ERROR(OptionalText(r.follow_up_plan(), "follow_up_plan", limits.max_clinical_summary));
+  RETURN_IF_ERROR(
+      RequireText(r.continues_referral_id(), "continues_referral_id", limits.max_short_text));
+  if (r.down_reason() == refbroker::v1::DOWN_REASON_UNSPECIFIED ||
+      !refbroker::v1::DownReason_IsValid(r.down_reason())) {
+    return Invalid("down_reason", "required for a DOWN referral");
+  }
+  RETURN_IF_ERROR(RequireText(r.follow_up_plan(), "follow_up_plan", limits.max_clinical_summary));
   return absl::OkStatus();
 }
 

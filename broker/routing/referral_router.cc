@@ -43,4 +43,25 @@ absl::StatusOr<const auth::Principal*> ReferralRouter::RouteUp(
   return receiver;
 }
 
+absl::StatusOr<const auth::Principal*> ReferralRouter::RouteDown(
+    const auth::Principal& sender, const std::string& to_institution) const {
+  constexpr char kField[] = "referral.to_institution";
+  const auth::Principal* receiver = registry_.Find(to_institution);
+  if (receiver == nullptr || !receiver->IsInstitution()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kField, ": '", to_institution, "' is not a registered institution"));
+  }
+  if (receiver->role != auth::Role::kClinic) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kField, ": a DOWN referral goes to a township health center"));
+  }
+  bool partner = std::find(sender.partners.begin(), sender.partners.end(), receiver->id) !=
+                 sender.partners.end();
+  if (receiver->alliance != sender.alliance && !partner) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kField, ": '", to_institution, "' is outside the sender's alliance and not a partner"));
+  }
+  return receiver;
+}
+
 }  // namespace refbroker::routing

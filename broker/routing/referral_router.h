@@ -21,6 +21,12 @@ class ReferralRouter {
   absl::StatusOr<const auth::Principal*> RouteUp(const auth::Principal& sender,
                                                  const std::string& to_institution) const;
 
+  // The receiving township for a DOWN referral from the county institution `sender`:
+  // a registered clinic of the sender's alliance (or a listed partner). INVALID_ARGUMENT naming
+  // "referral.to_institution" otherwise.
+  absl::StatusOr<const auth::Principal*> RouteDown(const auth::Principal& sender,
+                                                   const std::string& to_institution) const;
+
  private:
   const auth::Registry& registry_;
 };

@@ -50,6 +50,30 @@ CREATE INDEX group_messages_pending ON group_messages(queue, grp, priority, seq)
 CREATE INDEX group_messages_dead ON group_messages(queue, grp, seq) WHERE state = 3;
 CREATE INDEX group_messages_seq ON group_messages(seq);
 )sql",
+    // v2: the two-way workflow: history, journeys, decision deadlines, optimistic versions.
+    R"sql(
+ALTER TABLE referrals ADD COLUMN direction INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE referrals ADD COLUMN journey_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE referrals ADD COLUMN alliance TEXT NOT NULL DEFAULT '';
+ALTER TABLE referrals ADD COLUMN decision_due_at INTEGER;
+ALTER TABLE referrals ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+UPDATE referrals SET journey_id = id WHERE journey_id = '';
+CREATE INDEX referrals_sender ON referrals(sender, submitted_at);
+CREATE INDEX referrals_journey ON referrals(journey_id);
+CREATE INDEX referrals_alliance ON referrals(alliance, submitted_at);
+CREATE INDEX referrals_due ON referrals(decision_due_at) WHERE decision_due_at IS NOT NULL;
+CREATE TABLE referral_events(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  referral_id TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  action INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  body BLOB NOT NULL);
+CREATE INDEX referral_events_referral ON referral_events(referral_id, seq);
+CREATE UNIQUE INDEX referral_events_request ON referral_events(actor, client_request_id)
+  WHERE client_request_id <> '';
+)sql",
 };
 
 }  // namespace refbroker::storage::sqlite_schema

@@ -66,12 +66,17 @@ ReferralRecord ReadReferral(const Stmt& st) {
   r.submitted_at = st.Int(7);
   r.updated_at = st.Int(8);
   r.body = st.Text(9);
+  r.direction = static_cast<int>(st.Int(10));
+  r.journey_id = st.Text(11);
+  r.alliance = st.Text(12);
+  r.decision_due_at = st.IsNull(13) ? 0 : st.Int(13);
+  r.version = st.Int(14);
   return r;
 }
 
 constexpr char kReferralColumns[] =
     "id, sender, receiver, client_request_id, request_digest, state, priority, submitted_at, "
-    "updated_at, body";
+    "updated_at, body, direction, journey_id, alliance, decision_due_at, version";
 
 absl::StatusOr<std::optional<ReferralRecord>> FindByRequestId(Db& db, const std::string& sender,
                                                               const std::string& request_id) {
@@ -88,12 +93,45 @@ absl::StatusOr<std::optional<ReferralRecord>> FindByRequestId(Db& db, const std:
 absl::Status InsertReferral(Db& db, const ReferralRecord& r) {
   ASSIGN_OR_RETURN(auto st,
                    db.Prepare("INSERT INTO referrals(id, sender, receiver, client_request_id, "
-                              "request_digest, state, priority, submitted_at, updated_at, body) "
-                              "VALUES(?,?,?,?,?,?,?,?,?,?)"));
+                              "request_digest, state, priority, submitted_at, updated_at, body, "
+                              "direction, journey_id, alliance, decision_due_at, version) "
+                              "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,NULLIF(?,0),1)"));
   st->Bind(1, r.id).Bind(2, r.sender).Bind(3, r.receiver).Bind(4, r.client_request_id);
   st->BindBlob(5, r.request_digest).Bind(6, r.state).Bind(7, r.priority);
   st->Bind(8, r.submitted_at).Bind(9, r.updated_at).BindBlob(10, r.body);
+  st->Bind(11, r.direction).Bind(12, r.journey_id).Bind(13, r.alliance);
+  st->Bind(14, r.decision_due_at);
   return st->Run();
+}
+
+absl::Status InsertEvent(Db& db, const ReferralEventRecord& e) {
+  ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO referral_events(referral_id, actor, "
+                                       "client_request_id, action, at, body) VALUES(?,?,?,?,?,?)"));
+  st->Bind(1, e.referral_id).Bind(2, e.actor).Bind(3, e.client_request_id).Bind(4, e.action);
+  st->Bind(5, e.at).BindBlob(6, e.body);
+  return st->Run();
+}
+
+ReferralEventRecord ReadEvent(const Stmt& st) {
+  ReferralEventRecord e;
+  e.referral_id = st.Text(0);
+  e.actor = st.Text(1);
+  e.client_request_id = st.Text(2);
+  e.action = static_cast<int>(st.Int(3));
+  e.at = st.Int(4);
+  e.body = st.Text(5);
+  return e;
+}
+
+absl::StatusOr<std::optional<ReferralEventRecord>> FindEvent(Db& db, const std::string& actor,
+                                                            const std::string& request_id) {
+  ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT referral_id, actor, client_request_id, action, at, "
+                                       "body FROM referral_events WHERE actor=? AND "
+                                       "client_request_id=?"));
+  st->Bind(1, actor).Bind(2, request_id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<ReferralEventRecord>();
+  return std::optional<ReferralEventRecord>(ReadEvent(*st));
 }
 
 // Appends a message and fans it out to every existing consumer group of its queue.
@@ -177,7 +215,8 @@ absl::Status SqliteStore::Read(const std::function<absl::Status(Db&)>& fn) {
 absl::Status SqliteStore::Health() { return writer_->latched_error(); }
 
 absl::StatusOr<SubmitResult> SqliteStore::SubmitReferral(const ReferralRecord& referral,
-                                                         const NewMessage& message) {
+                                                         const ReferralEventRecord& event,
+                                                         const std::vector<NewMessage>& messages) {
   SubmitResult result;
   RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto existing,
@@ -193,9 +232,13 @@ absl::StatusOr<SubmitResult> SqliteStore::SubmitReferral(const ReferralRecord& r
       return absl::OkStatus();
     }
     RETURN_IF_ERROR(InsertReferral(db, referral));
-    ASSIGN_OR_RETURN(uint64_t seq, Enqueue(db, message, referral.submitted_at));
-    (void)seq;
+    RETURN_IF_ERROR(InsertEvent(db, event));
+    for (const NewMessage& m : messages) {
+      ASSIGN_OR_RETURN(uint64_t seq, Enqueue(db, m, referral.submitted_at));
+      (void)seq;
+    }
     result.referral = referral;
+    result.referral.version = 1;
     return absl::OkStatus();
   }));
   return result;
@@ -216,23 +259,130 @@ absl::StatusOr<ReferralRecord> SqliteStore::GetReferral(const std::string& id) {
   return out;
 }
 
-absl::StatusOr<bool> SqliteStore::TransitionReferral(const std::string& id, int from, int to,
-                                                     Micros now) {
-  bool changed = false;
+absl::StatusOr<ChangeResult> SqliteStore::ChangeReferral(const ReferralChange& c) {
+  ChangeResult result;
   RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
-    ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE referrals SET state=?, updated_at=? WHERE id=? "
-                                         "AND state=?"));
-    st->Bind(1, to).Bind(2, now).Bind(3, id).Bind(4, from);
-    RETURN_IF_ERROR(st->Run());
-    changed = db.Changes() > 0;
-    if (changed) return absl::OkStatus();
-    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM referrals WHERE id=?"));
-    q->Bind(1, id);
-    ASSIGN_OR_RETURN(bool exists, q->Step());
-    return exists ? absl::OkStatus()
-                  : absl::NotFoundError(absl::StrCat("referral '", id, "' not found"));
+    if (!c.event.client_request_id.empty()) {
+      ASSIGN_OR_RETURN(auto earlier, FindEvent(db, c.event.actor, c.event.client_request_id));
+      if (earlier) {
+        if (earlier->referral_id != c.referral_id || earlier->action != c.event.action) {
+          return absl::AlreadyExistsError(
+              "client_request_id: already used by this institution for another request");
+        }
+        result.duplicate = true;
+        result.event = std::move(*earlier);
+        return absl::OkStatus();
+      }
+    }
+    ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE referrals SET state=?, receiver=?, "
+                                         "decision_due_at=NULLIF(?,0), updated_at=?, body=?, "
+                                         "version=version+1 WHERE id=? AND version=?"));
+    up->Bind(1, c.state).Bind(2, c.receiver).Bind(3, c.decision_due_at).Bind(4, c.updated_at);
+    up->BindBlob(5, c.body).Bind(6, c.referral_id).Bind(7, c.expected_version);
+    RETURN_IF_ERROR(up->Run());
+    if (db.Changes() == 0) {
+      ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM referrals WHERE id=?"));
+      q->Bind(1, c.referral_id);
+      ASSIGN_OR_RETURN(bool exists, q->Step());
+      return exists ? absl::AbortedError("referral changed concurrently; retry")
+                    : absl::NotFoundError(absl::StrCat("referral '", c.referral_id,
+                                                       "' not found"));
+    }
+    RETURN_IF_ERROR(InsertEvent(db, c.event));
+    for (const NewMessage& m : c.messages) {
+      ASSIGN_OR_RETURN(uint64_t seq, Enqueue(db, m, c.updated_at));
+      (void)seq;
+    }
+    result.event = c.event;
+    return absl::OkStatus();
   }));
-  return changed;
+  return result;
+}
+
+absl::StatusOr<std::optional<ReferralEventRecord>> SqliteStore::FindReferralEvent(
+    const std::string& actor, const std::string& client_request_id) {
+  std::optional<ReferralEventRecord> out;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(out, FindEvent(db, actor, client_request_id));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ReferralEventRecord>> SqliteStore::ListReferralEvents(
+    const std::string& referral_id) {
+  std::vector<ReferralEventRecord> out;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT referral_id, actor, client_request_id, action, "
+                                         "at, body FROM referral_events WHERE referral_id=? "
+                                         "ORDER BY seq"));
+    st->Bind(1, referral_id);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back(ReadEvent(*st));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ReferralRecord>> SqliteStore::ListReferrals(const ReferralQuery& q) {
+  std::vector<ReferralRecord> out;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    static const std::string sql = absl::StrCat(
+        "SELECT ", kReferralColumns, " FROM referrals WHERE "
+        "(?1='' OR sender=?1 OR receiver=?1) AND (?2='' OR alliance=?2) AND "
+        "(?3='' OR sender=?3 OR receiver=?3) AND (?4=0 OR direction=?4) AND "
+        "(?5=0 OR state=?5) AND (?6=0 OR priority=?6) AND submitted_at>=?7 AND "
+        "(?8=0 OR submitted_at<?8) AND (?9='' OR journey_id=?9) AND "
+        "(?10=0 OR submitted_at<?10 OR (submitted_at=?10 AND id<?11)) "
+        "ORDER BY submitted_at DESC, id DESC LIMIT ?12");
+    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    st->Bind(1, q.party).Bind(2, q.alliance).Bind(3, q.institution).Bind(4, q.direction);
+    st->Bind(5, q.state).Bind(6, q.priority).Bind(7, q.submitted_from).Bind(8, q.submitted_to);
+    st->Bind(9, q.journey_id).Bind(10, q.after_submitted_at).Bind(11, q.after_id);
+    st->Bind(12, static_cast<int64_t>(q.limit));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back(ReadReferral(*st));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ReferralRecord>> SqliteStore::ListDueReferrals(Micros now,
+                                                                          size_t limit) {
+  std::vector<ReferralRecord> out;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    static const std::string sql =
+        absl::StrCat("SELECT ", kReferralColumns,
+                     " FROM referrals WHERE decision_due_at IS NOT NULL AND decision_due_at<=? "
+                     "ORDER BY decision_due_at LIMIT ?");
+    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    st->Bind(1, now).Bind(2, static_cast<int64_t>(limit));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back(ReadReferral(*st));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::optional<Micros>> SqliteStore::NextDecisionDue() {
+  std::optional<Micros> out;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT MIN(decision_due_at) FROM referrals WHERE "
+                                         "decision_due_at IS NOT NULL"));
+    ASSIGN_OR_RETURN(bool row, st->Step());
+    if (row && !st->IsNull(0)) out = st->Int(0);
+    return absl::OkStatus();
+  }));
+  return out;
 }
 
 absl::Status SqliteStore::EnsureGroup(const std::string& queue, const std::string& group,

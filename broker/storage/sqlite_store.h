@@ -29,10 +29,17 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   absl::StatusOr<SubmitResult> SubmitReferral(const ReferralRecord& referral,
-                                              const NewMessage& message) override;
+                                              const ReferralEventRecord& event,
+                                              const std::vector<NewMessage>& messages) override;
   absl::StatusOr<ReferralRecord> GetReferral(const std::string& id) override;
-  absl::StatusOr<bool> TransitionReferral(const std::string& id, int from, int to,
-                                          Micros now) override;
+  absl::StatusOr<ChangeResult> ChangeReferral(const ReferralChange& change) override;
+  absl::StatusOr<std::optional<ReferralEventRecord>> FindReferralEvent(
+      const std::string& actor, const std::string& client_request_id) override;
+  absl::StatusOr<std::vector<ReferralEventRecord>> ListReferralEvents(
+      const std::string& referral_id) override;
+  absl::StatusOr<std::vector<ReferralRecord>> ListReferrals(const ReferralQuery& query) override;
+  absl::StatusOr<std::vector<ReferralRecord>> ListDueReferrals(Micros now, size_t limit) override;
+  absl::StatusOr<std::optional<Micros>> NextDecisionDue() override;
   absl::Status EnsureGroup(const std::string& queue, const std::string& group, Micros now) override;
   absl::StatusOr<uint64_t> Replay(const std::string& queue, const std::string& group,
                                   uint64_t from_sequence, Micros now) override;

@@ -32,23 +32,75 @@ struct NewMessage {
   std::string payload;
 };
 
-// A referral as the store keeps it. `body` is the serialized refbroker.v1.Referral.
+// A referral as the store keeps it. `body` is the serialized refbroker.v1.Referral (without
+// its history, which is kept as events). The other fields are the indexed copy.
 struct ReferralRecord {
   std::string id;
   std::string sender;             // institution code
-  std::string receiver;           // institution code
+  std::string receiver;           // institution code (current: re-routing changes it)
   std::string client_request_id;  // unique per sender
   std::string request_digest;     // SHA-256 of the submitted content, to detect reused ids
   int state = 0;                  // refbroker.v1.ReferralState
   int priority = 3;
+  int direction = 1;              // refbroker.v1.Direction
+  std::string journey_id;
+  std::string alliance;           // the sender's alliance
   Micros submitted_at = 0;
   Micros updated_at = 0;
+  Micros decision_due_at = 0;     // 0 = no decision pending
+  int64_t version = 1;            // increases with every change
   std::string body;
+};
+
+// One entry of a referral's history.
+struct ReferralEventRecord {
+  std::string referral_id;
+  std::string actor;              // institution code; "" for the broker itself
+  std::string client_request_id;  // "" = none; otherwise unique per actor
+  int action = 0;                 // refbroker.v1.ReferralAction
+  Micros at = 0;
+  std::string body;               // serialized refbroker.v1.ReferralEvent
 };
 
 struct SubmitResult {
   ReferralRecord referral;  // as stored (the original one when duplicate)
   bool duplicate = false;
+};
+
+// A change of one referral, applied only while its version is still `expected_version`,
+// together with its history event and the messages that announce it — all or nothing.
+struct ReferralChange {
+  std::string referral_id;
+  int64_t expected_version = 0;
+  int state = 0;
+  std::string receiver;
+  Micros decision_due_at = 0;  // 0 = none
+  Micros updated_at = 0;
+  std::string body;
+  ReferralEventRecord event;
+  std::vector<NewMessage> messages;
+};
+
+struct ChangeResult {
+  bool duplicate = false;  // event.client_request_id was used before: nothing was written
+  ReferralEventRecord event;  // the stored event (the earlier one when duplicate)
+};
+
+// Which referrals to list. Empty/zero fields do not filter.
+struct ReferralQuery {
+  std::string party;        // only referrals this institution sends or receives
+  std::string alliance;     // only referrals of this alliance
+  std::string institution;  // sender or receiver (a user filter, within the above)
+  int direction = 0;
+  int state = 0;
+  int priority = 0;
+  Micros submitted_from = 0;  // inclusive
+  Micros submitted_to = 0;    // exclusive; 0 = no bound
+  std::string journey_id;
+  size_t limit = 50;
+  // Keyset paging, newest first: only referrals strictly before (after_submitted_at, after_id).
+  Micros after_submitted_at = 0;
+  std::string after_id;
 };
 
 // One message leased to a consumer group.
@@ -121,15 +173,31 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Stores `referral` and appends `message` to its queue in one transaction. When the sender
-  // already used referral.client_request_id, nothing is written and the original is returned
-  // with duplicate = true (or AlreadyExists when its request_digest differs).
+  // Stores `referral`, its first history event and `messages` in one transaction. When the
+  // sender already used referral.client_request_id, nothing is written and the original is
+  // returned with duplicate = true (or AlreadyExists when its request_digest differs).
   virtual absl::StatusOr<SubmitResult> SubmitReferral(const ReferralRecord& referral,
-                                                      const NewMessage& message) = 0;
+                                                      const ReferralEventRecord& event,
+                                                      const std::vector<NewMessage>& messages) = 0;
   virtual absl::StatusOr<ReferralRecord> GetReferral(const std::string& id) = 0;
-  // Sets the referral's state to `to` if it is currently `from`; returns whether it changed.
-  virtual absl::StatusOr<bool> TransitionReferral(const std::string& id, int from, int to,
-                                                  Micros now) = 0;
+  // Applies `change` atomically. Duplicate (nothing written) when the actor already used the
+  // event's client_request_id for the same referral and action; AlreadyExists when it used it
+  // for something else; Aborted when the version moved on (re-read and retry); NotFound.
+  virtual absl::StatusOr<ChangeResult> ChangeReferral(const ReferralChange& change) = 0;
+  // The event an actor recorded under a client_request_id, if any.
+  virtual absl::StatusOr<std::optional<ReferralEventRecord>> FindReferralEvent(
+      const std::string& actor, const std::string& client_request_id) = 0;
+  // A referral's history, oldest first.
+  virtual absl::StatusOr<std::vector<ReferralEventRecord>> ListReferralEvents(
+      const std::string& referral_id) = 0;
+  // Referrals matching `query`, newest first (submitted_at, then id, descending).
+  virtual absl::StatusOr<std::vector<ReferralRecord>> ListReferrals(
+      const ReferralQuery& query) = 0;
+  // Referrals whose decision deadline is ≤ now, earliest first.
+  virtual absl::StatusOr<std::vector<ReferralRecord>> ListDueReferrals(Micros now,
+                                                                       size_t limit) = 0;
+  // The earliest pending decision deadline, if any.
+  virtual absl::StatusOr<std::optional<Micros>> NextDecisionDue() = 0;
 
   // Creates the consumer group if it does not exist. A new group starts with every message
   // retained in the queue (so nothing sent before the first subscriber is missed).

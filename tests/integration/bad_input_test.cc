@@ -71,8 +71,16 @@ const BadSubmit kCases[] = {
      absl::StatusCode::kInvalidArgument, "referral.to_institution"},
     {"ReceiverIsATownship", [](auto& q) { R(q).set_to_institution(kGuhuai); },
      absl::StatusCode::kInvalidArgument, "referral.to_institution"},
-    {"DownReferralNotYet", [](auto& q) { R(q).set_direction(refbroker::v1::DOWN); },
-     absl::StatusCode::kUnimplemented, "referral.direction"},
+    {"DownWithoutItsUpLeg", [](auto& q) { R(q).set_direction(refbroker::v1::DOWN); },
+     absl::StatusCode::kInvalidArgument, "referral.continues_referral_id"},
+    {"DownWithoutReason",
+     [](auto& q) {
+       R(q).set_direction(refbroker::v1::DOWN);
+       R(q).set_continues_referral_id("ref-x");
+     },
+     absl::StatusCode::kInvalidArgument, "referral.down_reason"},
+    {"UpWithAFollowUpPlan", [](auto& q) { R(q).set_follow_up_plan("rehab"); },
+     absl::StatusCode::kInvalidArgument, "referral.follow_up_plan"},
     {"SubmittingAsAnotherClinic", [](auto& q) { R(q).mutable_from()->set_institution(kGuhuai); },
      absl::StatusCode::kPermissionDenied, "referral.from.institution"},
     {"OversizeReferral", [](auto& q) { R(q).set_clinical_summary(std::string(300 * 1024, 'x')); },

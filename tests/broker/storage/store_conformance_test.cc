@@ -70,14 +70,28 @@ class StoreConformance : public testing::TestWithParam<StoreFactory> {
     r.submitted_at = kT0;
     r.updated_at = kT0;
     r.body = "body-" + id;
+    r.journey_id = "jny-" + id;
+    r.alliance = "pingyu";
+    r.decision_due_at = kT0 + 600 * kSecond;
     return r;
+  }
+
+  static ReferralEventRecord Event(const std::string& referral_id, const std::string& actor = "",
+                                   const std::string& request_id = "", int action = 1) {
+    return ReferralEventRecord{referral_id, actor, request_id, action, kT0, "event"};
+  }
+
+  absl::StatusOr<SubmitResult> SubmitRecord(const ReferralRecord& r, const std::string& subject,
+                                            int priority = 3) {
+    return store_->SubmitReferral(r, Event(r.id),
+                                  {NewMessage{kQueue, priority, subject, "payload-" + subject}});
   }
 
   // Submits a referral with its message; returns the message's sequence via a lease-free scan.
   void Submit(const std::string& id, int priority = 3, Micros at = kT0) {
     ReferralRecord r = Referral(id, "req-" + id, "124117234175811018", priority);
     r.submitted_at = at;
-    auto res = store_->SubmitReferral(r, NewMessage{kQueue, priority, id, "payload-" + id});
+    auto res = SubmitRecord(r, id, priority);
     ASSERT_TRUE(res.ok()) << res.status();
     ASSERT_FALSE(res->duplicate);
   }
@@ -118,7 +132,7 @@ TEST_P(StoreConformance, SameRequestIdReturnsTheOriginalAndWritesNothing) {
   Submit("ref-1");
   ReferralRecord again = Referral("ref-2", "req-ref-1");
   again.request_digest = "digest-req-ref-1";
-  auto res = store_->SubmitReferral(again, NewMessage{kQueue, 3, "ref-2", "p"});
+  auto res = SubmitRecord(again, "ref-2");
   ASSERT_TRUE(res.ok()) << res.status();
   EXPECT_TRUE(res->duplicate);
   EXPECT_EQ(res->referral.id, "ref-1");
@@ -133,7 +147,7 @@ TEST_P(StoreConformance, SameRequestIdWithOtherContentIsAlreadyExists) {
   Submit("ref-1");
   ReferralRecord other = Referral("ref-2", "req-ref-1");
   other.request_digest = "something else";
-  auto res = store_->SubmitReferral(other, NewMessage{kQueue, 3, "ref-2", "p"});
+  auto res = SubmitRecord(other, "ref-2");
   EXPECT_TRUE(absl::IsAlreadyExists(res.status())) << res.status();
   EXPECT_TRUE(absl::IsNotFound(store_->GetReferral("ref-2").status()));
 }
@@ -141,7 +155,7 @@ TEST_P(StoreConformance, SameRequestIdWithOtherContentIsAlreadyExists) {
 TEST_P(StoreConformance, RequestIdsAreScopedBySender) {
   Submit("ref-1");
   ReferralRecord other = Referral("ref-2", "req-ref-1", "12411723417581102B");
-  auto res = store_->SubmitReferral(other, NewMessage{kQueue, 3, "ref-2", "p"});
+  auto res = SubmitRecord(other, "ref-2");
   ASSERT_TRUE(res.ok()) << res.status();
   EXPECT_FALSE(res->duplicate);
 }
@@ -150,17 +164,137 @@ TEST_P(StoreConformance, GetUnknownReferralIsNotFound) {
   EXPECT_TRUE(absl::IsNotFound(store_->GetReferral("ref-none").status()));
 }
 
-TEST_P(StoreConformance, TransitionChecksTheCurrentState) {
+ReferralChange ChangeOf(const ReferralRecord& r, int64_t version, int state,
+                        const std::string& request_id, std::vector<NewMessage> messages = {}) {
+  ReferralChange c;
+  c.referral_id = r.id;
+  c.expected_version = version;
+  c.state = state;
+  c.receiver = r.receiver;
+  c.decision_due_at = 0;
+  c.updated_at = kT0 + kSecond;
+  c.body = "body-v" + std::to_string(version + 1);
+  c.event = ReferralEventRecord{r.id, r.receiver, request_id, 3, kT0 + kSecond, "accept"};
+  c.messages = std::move(messages);
+  return c;
+}
+
+TEST_P(StoreConformance, SubmitKeepsTheIndexedFieldsAndTheFirstEvent) {
   Submit("ref-1");
-  auto moved = store_->TransitionReferral("ref-1", 1, 2, kT0 + kSecond);
-  ASSERT_TRUE(moved.ok());
-  EXPECT_TRUE(*moved);
-  auto again = store_->TransitionReferral("ref-1", 1, 2, kT0 + kSecond);
+  auto got = store_->GetReferral("ref-1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->journey_id, "jny-ref-1");
+  EXPECT_EQ(got->alliance, "pingyu");
+  EXPECT_EQ(got->decision_due_at, kT0 + 600 * kSecond);
+  EXPECT_EQ(got->version, 1);
+  auto events = store_->ListReferralEvents("ref-1");
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].body, "event");
+}
+
+TEST_P(StoreConformance, ChangeAppliesStateEventAndMessagesAtomically) {
+  Submit("ref-1");
+  ReferralRecord r = *store_->GetReferral("ref-1");
+  const std::string updates = "124117234175811018/referral-updates";
+  auto res = store_->ChangeReferral(
+      ChangeOf(r, 1, 3, "acc-1", {NewMessage{updates, 3, "ref-1", "update"}}));
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_FALSE(res->duplicate);
+  auto after = store_->GetReferral("ref-1");
+  EXPECT_EQ(after->state, 3);
+  EXPECT_EQ(after->version, 2);
+  EXPECT_EQ(after->decision_due_at, 0);
+  EXPECT_EQ(after->body, "body-v2");
+  EXPECT_EQ(store_->ListReferralEvents("ref-1")->size(), 2u);
+  auto stats = store_->ListQueueStats(kT0);
+  bool found = false;
+  for (const auto& q : *stats) found |= q.queue == updates && q.retained == 1;
+  EXPECT_TRUE(found);
+  auto next = store_->NextDecisionDue();
+  ASSERT_TRUE(next.ok());
+  EXPECT_FALSE(next->has_value());
+}
+
+TEST_P(StoreConformance, AStaleVersionIsAbortedAndWritesNothing) {
+  Submit("ref-1");
+  ReferralRecord r = *store_->GetReferral("ref-1");
+  ASSERT_TRUE(store_->ChangeReferral(ChangeOf(r, 1, 3, "a")).ok());
+  auto stale = store_->ChangeReferral(ChangeOf(r, 1, 4, "b", {NewMessage{kQueue, 3, "x", "y"}}));
+  EXPECT_TRUE(absl::IsAborted(stale.status())) << stale.status();
+  EXPECT_EQ(store_->GetReferral("ref-1")->state, 3);
+  EXPECT_EQ(store_->ListReferralEvents("ref-1")->size(), 2u);
+  EXPECT_EQ((*store_->ListQueueStats(kT0))[0].retained, 1u);
+  auto missing = ReferralRecord(r);
+  missing.id = "ref-none";
+  EXPECT_TRUE(absl::IsNotFound(store_->ChangeReferral(ChangeOf(missing, 1, 3, "c")).status()));
+}
+
+TEST_P(StoreConformance, AChangeRequestIdIsIdempotentPerActor) {
+  Submit("ref-1");
+  Submit("ref-2");
+  ReferralRecord r = *store_->GetReferral("ref-1");
+  ASSERT_TRUE(store_->ChangeReferral(ChangeOf(r, 1, 3, "same")).ok());
+  auto again = store_->ChangeReferral(ChangeOf(r, 2, 3, "same"));
   ASSERT_TRUE(again.ok());
-  EXPECT_FALSE(*again);
-  EXPECT_EQ(store_->GetReferral("ref-1")->state, 2);
-  EXPECT_EQ(store_->GetReferral("ref-1")->updated_at, kT0 + kSecond);
-  EXPECT_TRUE(absl::IsNotFound(store_->TransitionReferral("ref-x", 1, 2, kT0).status()));
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(store_->GetReferral("ref-1")->version, 2);
+  ReferralRecord r2 = *store_->GetReferral("ref-2");
+  EXPECT_TRUE(absl::IsAlreadyExists(store_->ChangeReferral(ChangeOf(r2, 1, 3, "same")).status()));
+  auto found = store_->FindReferralEvent(r.receiver, "same");
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->referral_id, "ref-1");
+  EXPECT_FALSE(store_->FindReferralEvent(r.receiver, "other")->has_value());
+}
+
+TEST_P(StoreConformance, ListReferralsFiltersAndPagesNewestFirst) {
+  for (int i = 0; i < 5; ++i) Submit("ref-" + std::to_string(i), 3, kT0 + i * kSecond);
+  ReferralRecord other = Referral("ref-x", "req-x", "12411723417581102B");
+  other.submitted_at = kT0 + 10 * kSecond;
+  other.alliance = "elsewhere";
+  ASSERT_TRUE(SubmitRecord(other, "ref-x").ok());
+
+  ReferralQuery q;
+  q.party = "124117234175811018";
+  q.limit = 2;
+  auto page1 = store_->ListReferrals(q);
+  ASSERT_TRUE(page1.ok());
+  ASSERT_EQ(page1->size(), 2u);
+  EXPECT_EQ((*page1)[0].id, "ref-4");
+  EXPECT_EQ((*page1)[1].id, "ref-3");
+  q.after_submitted_at = (*page1)[1].submitted_at;
+  q.after_id = (*page1)[1].id;
+  q.limit = 10;
+  auto page2 = store_->ListReferrals(q);
+  ASSERT_EQ(page2->size(), 3u);
+  EXPECT_EQ((*page2)[0].id, "ref-2");
+
+  ReferralQuery by_alliance;
+  by_alliance.alliance = "elsewhere";
+  EXPECT_EQ(store_->ListReferrals(by_alliance)->size(), 1u);
+  ReferralQuery by_time;
+  by_time.submitted_from = kT0 + kSecond;
+  by_time.submitted_to = kT0 + 3 * kSecond;
+  EXPECT_EQ(store_->ListReferrals(by_time)->size(), 2u);
+  ReferralQuery by_journey;
+  by_journey.journey_id = "jny-ref-2";
+  EXPECT_EQ(store_->ListReferrals(by_journey)->size(), 1u);
+  ReferralQuery by_state;
+  by_state.state = 5;
+  EXPECT_TRUE(store_->ListReferrals(by_state)->empty());
+}
+
+TEST_P(StoreConformance, DueReferralsComeEarliestFirst) {
+  Submit("late", 3, kT0);
+  ReferralRecord early = Referral("early", "req-early");
+  early.decision_due_at = kT0 + 10 * kSecond;
+  ASSERT_TRUE(SubmitRecord(early, "early").ok());
+  EXPECT_EQ(**store_->NextDecisionDue(), kT0 + 10 * kSecond);
+  EXPECT_TRUE(store_->ListDueReferrals(kT0, 10)->empty());
+  auto due = store_->ListDueReferrals(kT0 + 700 * kSecond, 10);
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].id, "early");
 }
 
 TEST_P(StoreConformance, ANewGroupReceivesTheBacklog) {
