@@ -3,221 +3,21 @@
 //   refctl queues                      queue depth, in flight, oldest age, dead letters
 //   refctl dlq list [--queue Q]        dead letters (metadata only)
 //   refctl dlq requeue --queue Q --group G [--seq N]
-//   refctl referral get ID
+//   refctl referrals [filters]         referrals the caller may see, newest first
+//   refctl referral show ID            the whole journey (both legs) as a timeline
 //   refctl health
 //
 // Connection: --broker host:port (repeatable), certificates from --certs DIR as --as NAME
 // (DIR/NAME.crt, DIR/NAME.key, DIR/ca.crt), or explicit --ca/--cert/--key.
 
-#include <google/protobuf/util/json_util.h>
-
 #include <CLI/CLI.hpp>
-#include <cstdlib>
-#include <iostream>
 
-#include "client/ctl/table.h"
-#include "client/refclient/admin_client.h"
-#include "client/refclient/connection.h"
-#include "client/refclient/referral_client.h"
-#include "grpc/health/v1/health.grpc.pb.h"
-
-namespace {
-
-struct Globals {
-  std::vector<std::string> brokers;
-  std::string certs_dir;
-  std::string as = "operator";
-  std::string ca, cert, key;
-  bool json = false;
-};
-
-std::string Env(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-
-std::unique_ptr<refclient::Connection> Connect(const Globals& g) {
-  refclient::ConnectionOptions o;
-  o.targets = g.brokers.empty() ? std::vector<std::string>{Env("REFCTL_BROKER", "127.0.0.1:7443")}
-                                : g.brokers;
-  std::string dir = g.certs_dir.empty() ? Env("REFCTL_CERTS", "certs/dev") : g.certs_dir;
-  o.ca_file = g.ca.empty() ? dir + "/ca.crt" : g.ca;
-  o.cert_file = g.cert.empty() ? dir + "/" + g.as + ".crt" : g.cert;
-  o.key_file = g.key.empty() ? dir + "/" + g.as + ".key" : g.key;
-  auto c = refclient::Connection::Create(o);
-  if (!c.ok()) {
-    std::cerr << "refctl: " << c.status().message() << "\n";
-    std::exit(2);
-  }
-  return std::move(*c);
-}
-
-int Fail(const absl::Status& s) {
-  std::cerr << "refctl: " << absl::StatusCodeToString(s.code()) << ": " << s.message() << "\n";
-  return 1;
-}
-
-void PrintJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = true;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  std::cout << out;
-}
-
-// Age of the oldest waiting message; "-" when nothing waits.
-std::string Age(int64_t seconds, uint64_t depth) {
-  if (depth == 0) return "-";
-  if (seconds <= 0) return "0s";
-  char buf[32];
-  if (seconds < 60)
-    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(seconds));
-  else if (seconds < 3600)
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(seconds / 60),
-                  static_cast<long long>(seconds % 60));
-  else
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(seconds / 3600),
-                  static_cast<long long>(seconds % 3600 / 60));
-  return buf;
-}
-
-std::string KindName(refbroker::v1::QueueKind k) {
-  std::string n = refbroker::v1::QueueKind_Name(k);
-  for (char& c : n) c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
-  return n;
-}
-
-absl::StatusOr<refbroker::v1::QueueRef> ParseQueue(const std::string& text) {
-  auto slash = text.find('/');
-  refbroker::v1::QueueRef q;
-  if (slash == std::string::npos) {
-    return absl::InvalidArgumentError("--queue: expected <owner>/<kind>, e.g. CODE/referrals");
-  }
-  q.set_owner(text.substr(0, slash));
-  std::string kind = text.substr(slash + 1);
-  for (char& c : kind) c = c == '-' ? '_' : static_cast<char>(std::toupper(c));
-  refbroker::v1::QueueKind k;
-  if (!refbroker::v1::QueueKind_Parse(kind, &k) || k == refbroker::v1::QUEUE_KIND_UNSPECIFIED) {
-    return absl::InvalidArgumentError("--queue: unknown kind " + text.substr(slash + 1));
-  }
-  q.set_kind(k);
-  return q;
-}
-
-int Queues(const Globals& g, const std::string& owner) {
-  auto conn = Connect(g);
-  auto r = refclient::AdminClient(*conn).ListQueues(owner);
-  if (!r.ok()) return Fail(r.status());
-  if (g.json) {
-    PrintJson(*r);
-    return 0;
-  }
-  for (const char* dir : {"up", "down", ""}) {
-    refctl::Table t({"QUEUE", "INSTITUTION", "DIR", "DEPTH", "IN FLIGHT", "OLDEST", "DEAD",
-                     "CONSUMERS", "RETAINED"});
-    int rows = 0;
-    for (const auto& q : r->queues()) {
-      if (q.direction() != dir) continue;
-      uint32_t consumers = 0;
-      for (const auto& gs : q.groups()) consumers += gs.consumers();
-      t.AddRow({q.queue().owner() + "/" + KindName(q.queue().kind()), q.owner_name(),
-                q.direction().empty() ? "-" : q.direction(), std::to_string(q.depth()),
-                std::to_string(q.in_flight()), Age(q.oldest_age_seconds(), q.depth()),
-                std::to_string(q.dead_letters()), std::to_string(consumers),
-                std::to_string(q.retained())});
-      rows++;
-    }
-    if (rows == 0) continue;
-    std::cout << (std::string(dir) == "up"     ? "Up-referral queues (county receivers)\n"
-                  : std::string(dir) == "down" ? "Down-referral queues (township receivers)\n"
-                                               : "Other queues\n");
-    t.Print(std::cout);
-    std::cout << "\n";
-  }
-  return 0;
-}
-
-int DlqList(const Globals& g, const std::string& queue, const std::string& group, uint32_t limit) {
-  refbroker::v1::ListDeadLettersRequest req;
-  if (!queue.empty()) {
-    auto q = ParseQueue(queue);
-    if (!q.ok()) return Fail(q.status());
-    *req.mutable_queue() = *q;
-  }
-  req.set_consumer_group(group);
-  req.set_limit(limit);
-  auto conn = Connect(g);
-  auto r = refclient::AdminClient(*conn).ListDeadLetters(req);
-  if (!r.ok()) return Fail(r.status());
-  if (g.json) {
-    PrintJson(*r);
-    return 0;
-  }
-  refctl::Table t({"QUEUE", "GROUP", "SEQ", "SUBJECT", "ATTEMPTS", "LAST ERROR"});
-  for (const auto& d : r->dead_letters()) {
-    t.AddRow({d.queue().owner() + "/" + KindName(d.queue().kind()), d.consumer_group(),
-              std::to_string(d.sequence()), d.subject_id(), std::to_string(d.attempts()),
-              d.last_error()});
-  }
-  t.Print(std::cout);
-  std::cout << r->dead_letters_size() << " dead letter(s)\n";
-  return 0;
-}
-
-int DlqRequeue(const Globals& g, const std::string& queue, const std::string& group, uint64_t seq) {
-  auto q = ParseQueue(queue);
-  if (!q.ok()) return Fail(q.status());
-  refbroker::v1::RequeueDeadLetterRequest req;
-  *req.mutable_queue() = *q;
-  req.set_consumer_group(group);
-  req.set_sequence(seq);
-  auto conn = Connect(g);
-  auto r = refclient::AdminClient(*conn).Requeue(req);
-  if (!r.ok()) return Fail(r.status());
-  if (g.json)
-    PrintJson(*r);
-  else
-    std::cout << "requeued " << r->requeued() << " message(s)\n";
-  return 0;
-}
-
-int ReferralGet(const Globals& g, const std::string& id) {
-  auto conn = Connect(g);
-  auto r = refclient::ReferralClient(*conn).Get(id);
-  if (!r.ok()) return Fail(r.status());
-  if (g.json) {
-    PrintJson(*r);
-    return 0;
-  }
-  std::cout << "id:        " << r->id()
-            << "\nstate:     " << refbroker::v1::ReferralState_Name(r->state())
-            << "\ndirection: " << refbroker::v1::Direction_Name(r->direction())
-            << "\npriority:  " << refbroker::v1::Priority_Name(r->priority())
-            << "\nfrom:      " << r->from().institution() << " (" << r->from().department() << ")"
-            << "\nto:        " << r->to_institution() << "\n";
-  return 0;
-}
-
-int Health(const Globals& g) {
-  auto conn = Connect(g);
-  auto stub = grpc::health::v1::Health::NewStub(conn->channel());
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc::health::v1::HealthCheckRequest req;
-  grpc::health::v1::HealthCheckResponse resp;
-  grpc::Status s = stub->Check(&ctx, req, &resp);
-  if (!s.ok()) return Fail(refclient::FromGrpc(s));
-  std::cout << grpc::health::v1::HealthCheckResponse_ServingStatus_Name(resp.status()) << "\n";
-  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
-}
-
-}  // namespace
+#include "client/ctl/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"refctl — operator CLI of refbroker"};
   app.require_subcommand(1);
-  Globals g;
+  refctl::Globals g;
   app.add_option("--broker", g.brokers, "broker host:port (repeatable; env REFCTL_BROKER)");
   app.add_option("--certs", g.certs_dir, "certificate directory (env REFCTL_CERTS, certs/dev)");
   app.add_option("--as", g.as, "certificate name in the directory (default operator)");
@@ -225,6 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--cert", g.cert, "client certificate (PEM)");
   app.add_option("--key", g.key, "client key (PEM)");
   app.add_flag("--json", g.json, "JSON output (proto field names)");
+  app.add_flag("--utc", g.utc, "times in UTC (default: China Standard Time, UTC+8)");
 
   std::string owner;
   auto* queues = app.add_subcommand("queues", "queue status, grouped by direction up/down");
@@ -244,19 +45,32 @@ int main(int argc, char** argv) {
   dlq_requeue->add_option("--group", group, "consumer group")->required();
   dlq_requeue->add_option("--seq", seq, "one sequence; omitted = all of the queue and group");
 
-  auto* referral = app.add_subcommand("referral", "referrals");
+  refctl::ReferralFilter filter;
+  auto* referrals = app.add_subcommand("referrals", "list referrals, newest first");
+  referrals->add_option("--institution", filter.institution, "sender or receiver code");
+  referrals->add_option("--direction", filter.direction, "up or down");
+  referrals->add_option("--state", filter.state, "e.g. submitted, accepted, escalated");
+  referrals->add_option("--priority", filter.priority, "emergency, urgent or routine");
+  referrals->add_option("--from", filter.from, "submitted on or after YYYY-MM-DD (UTC+8)");
+  referrals->add_option("--to", filter.to, "submitted before YYYY-MM-DD (UTC+8)");
+  referrals->add_option("--journey", filter.journey, "one journey id");
+  referrals->add_option("--limit", filter.limit, "at most this many (default 50)");
+
+  auto* referral = app.add_subcommand("referral", "one referral");
   referral->require_subcommand(1);
   std::string id;
-  auto* referral_get = referral->add_subcommand("get", "show one referral");
-  referral_get->add_option("id", id, "broker referral id")->required();
+  auto* referral_show = referral->add_subcommand("show", "the journey as a timeline, both legs");
+  referral_show->alias("get");
+  referral_show->add_option("id", id, "broker referral id")->required();
 
   auto* health = app.add_subcommand("health", "gRPC health of the broker");
 
   CLI11_PARSE(app, argc, argv);
-  if (queues->parsed()) return Queues(g, owner);
-  if (dlq_list->parsed()) return DlqList(g, queue, group, limit);
-  if (dlq_requeue->parsed()) return DlqRequeue(g, queue, group, seq);
-  if (referral_get->parsed()) return ReferralGet(g, id);
-  if (health->parsed()) return Health(g);
+  if (queues->parsed()) return refctl::Queues(g, owner);
+  if (dlq_list->parsed()) return refctl::DlqList(g, queue, group, limit);
+  if (dlq_requeue->parsed()) return refctl::DlqRequeue(g, queue, group, seq);
+  if (referrals->parsed()) return refctl::Referrals(g, filter);
+  if (referral_show->parsed()) return refctl::ReferralShow(g, id);
+  if (health->parsed()) return refctl::Health(g);
   return 2;
 }

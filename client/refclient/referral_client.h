@@ -45,8 +45,19 @@ class ReferralClient {
   absl::StatusOr<refbroker::v1::SubmitReferralResponse> Submit(
       const refbroker::v1::Referral& referral);
 
-  /// Reads one referral (sender, receiver or alliance operator only).
+  /// Reads one referral with its history (sender, receiver or alliance operator only).
   absl::StatusOr<refbroker::v1::Referral> Get(const std::string& id);
+
+  /// Accepts, declines, records arrival, completes or cancels. Retries transient failures with
+  /// the same client_request_id, so the action happens once.
+  /// @return FAILED_PRECONDITION when the referral's state does not allow it, PERMISSION_DENIED
+  ///         when the caller is not the party that may do it.
+  absl::StatusOr<refbroker::v1::TransitionReferralResponse> Transition(
+      const refbroker::v1::TransitionReferralRequest& request);
+
+  /// One page of the referrals the caller may see, newest first.
+  absl::StatusOr<refbroker::v1::ListReferralsResponse> List(
+      const refbroker::v1::ListReferralsRequest& request);
 
  private:
   Connection& connection_;

@@ -47,7 +47,14 @@ void BrokerProcess::WriteConfig() {
       << "[delivery]\nack_deadline_ms = " << config_.ack_deadline_ms
       << "\nmax_attempts = " << config_.max_attempts
       << "\nnack_retry_delay_ms = " << config_.nack_retry_delay_ms << "\n"
-      << "[log]\nlevel = \"info\"\n";
+      << "[referral]\nemergency_deadline_s = " << config_.emergency_deadline_s
+      << "\nurgent_deadline_s = " << config_.urgent_deadline_s
+      << "\nroutine_deadline_s = " << config_.routine_deadline_s << "\n";
+  for (const auto& r : config_.reroutes) {
+    out << "[[referral.reroute]]\nfrom = \"" << r[0] << "\"\nspecialty = \"" << r[1]
+        << "\"\nto = \"" << r[2] << "\"\n";
+  }
+  out << "[log]\nlevel = \"info\"\n";
 }
 
 absl::Status BrokerProcess::Start() {

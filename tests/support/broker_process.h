@@ -4,7 +4,9 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -15,6 +17,11 @@ struct BrokerConfig {
   int max_attempts = 3;
   int nack_retry_delay_ms = 0;
   int drain_seconds = 2;
+  int64_t emergency_deadline_s = 600;
+  int64_t urgent_deadline_s = 7200;
+  int64_t routine_deadline_s = 172800;
+  // [[referral.reroute]] lines: {from, specialty, to}.
+  std::vector<std::array<std::string, 3>> reroutes;
 };
 
 class BrokerProcess {

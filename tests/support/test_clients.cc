@@ -25,12 +25,13 @@ refbroker::v1::Referral MakeReferral(const std::string& clinic, const std::strin
 }
 
 CollectingSubscriber::CollectingSubscriber(refclient::Connection& conn, const std::string& owner,
-                                           const std::string& group, uint32_t window, Decide decide)
+                                           const std::string& group, uint32_t window, Decide decide,
+                                           refbroker::v1::QueueKind kind)
     : subscriber_(conn,
                   [&] {
                     refclient::SubscriberOptions o;
                     o.queue.set_owner(owner);
-                    o.queue.set_kind(refbroker::v1::REFERRALS);
+                    o.queue.set_kind(kind);
                     o.group = group;
                     o.window = window;
                     o.reconnect_backoff = std::chrono::milliseconds(50);

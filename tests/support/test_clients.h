@@ -39,7 +39,8 @@ class CollectingSubscriber {
  public:
   using Decide = std::function<refclient::Decision(const refbroker::v1::Delivery&)>;
   CollectingSubscriber(refclient::Connection& conn, const std::string& owner,
-                       const std::string& group, uint32_t window, Decide decide = nullptr);
+                       const std::string& group, uint32_t window, Decide decide = nullptr,
+                       refbroker::v1::QueueKind kind = refbroker::v1::REFERRALS);
   ~CollectingSubscriber();  // stops and joins
 
   // Waits until at least `n` deliveries arrived (true) or `seconds` passed (false).

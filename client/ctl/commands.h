@@ -1,0 +1,43 @@
+#pragma once
+// refctl's commands. Each returns the process exit code (0 ok, 1 broker error, 2 usage).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "client/refclient/connection.h"
+#include "google/protobuf/message.h"
+
+namespace refctl {
+
+struct Globals {
+  std::vector<std::string> brokers;
+  std::string certs_dir;
+  std::string as = "operator";
+  std::string ca, cert, key;
+  bool json = false;
+  bool utc = false;  // times in UTC instead of China Standard Time (UTC+8)
+};
+
+struct ReferralFilter {
+  std::string institution, direction, state, priority, from, to, journey;
+  uint32_t limit = 50;
+};
+
+std::unique_ptr<refclient::Connection> Connect(const Globals& g);
+int Fail(const absl::Status& s);
+void PrintJson(const google::protobuf::Message& m);
+// "2026-11-22 20:07:01 +08:00" (or "... UTC").
+std::string FormatTime(int64_t unix_seconds, bool utc);
+
+int Queues(const Globals& g, const std::string& owner);
+int DlqList(const Globals& g, const std::string& queue, const std::string& group, uint32_t limit);
+int DlqRequeue(const Globals& g, const std::string& queue, const std::string& group,
+               uint64_t seq);
+int Health(const Globals& g);
+int Referrals(const Globals& g, const ReferralFilter& filter);
+int ReferralShow(const Globals& g, const std::string& id);
+
+}  // namespace refctl
