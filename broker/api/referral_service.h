@@ -18,8 +18,7 @@ class ReferralServiceImpl final : public refbroker::v1::ReferralService::Callbac
                                         const refbroker::v1::GetReferralRequest* request,
                                         refbroker::v1::Referral* response) override;
   grpc::ServerUnaryReactor* TransitionReferral(
-      grpc::CallbackServerContext* context,
-      const refbroker::v1::TransitionReferralRequest* request,
+      grpc::CallbackServerContext* context, const refbroker::v1::TransitionReferralRequest* request,
       refbroker::v1::TransitionReferralResponse* response) override;
   grpc::ServerUnaryReactor* ListReferrals(grpc::CallbackServerContext* context,
                                           const refbroker::v1::ListReferralsRequest* request,

@@ -77,14 +77,16 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetInt(t, "delivery", "prune_interval_s", o.delivery.prune_interval_s);
   GetInt(t, "delivery", "max_window", o.delivery.max_window);
   if (const toml::table* ref = t["referral"].as_table()) {
-    if (auto v = (*ref)["emergency_deadline_s"].value<int64_t>()) o.referral.emergency_deadline_s = *v;
+    if (auto v = (*ref)["emergency_deadline_s"].value<int64_t>())
+      o.referral.emergency_deadline_s = *v;
     if (auto v = (*ref)["urgent_deadline_s"].value<int64_t>()) o.referral.urgent_deadline_s = *v;
     if (auto v = (*ref)["routine_deadline_s"].value<int64_t>()) o.referral.routine_deadline_s = *v;
     if (const toml::array* arr = (*ref)["reroute"].as_array()) {
       for (size_t i = 0; i < arr->size(); ++i) {
         const toml::table* r = (*arr)[i].as_table();
         if (r == nullptr) {
-          return absl::InvalidArgumentError(absl::StrCat("config referral.reroute[", i, "]: not a table"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("config referral.reroute[", i, "]: not a table"));
         }
         RerouteOption ro;
         ro.from = (*r)["from"].value_or(std::string());
@@ -131,12 +133,12 @@ absl::Status BrokerOptions::Validate() const {
   RETURN_IF_ERROR(Range("delivery.prune_interval_s", delivery.prune_interval_s, 1, 86400));
   RETURN_IF_ERROR(Range("delivery.max_window", delivery.max_window, 1, 100000));
   for (auto [key, v] : {std::pair<const char*, int64_t>{"referral.emergency_deadline_s",
-                                                       referral.emergency_deadline_s},
+                                                        referral.emergency_deadline_s},
                         {"referral.urgent_deadline_s", referral.urgent_deadline_s},
                         {"referral.routine_deadline_s", referral.routine_deadline_s}}) {
     if (v < 1 || v > 365LL * 86400) {
-      return absl::InvalidArgumentError(absl::StrCat("config ", key, ": ", v,
-                                                     " is outside 1..31536000"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config ", key, ": ", v, " is outside 1..31536000"));
     }
   }
   if (log.format != "text" && log.format != "json") {

@@ -28,10 +28,14 @@ const std::vector<TransitionRule>& ReferralTransitionRules() {
 
 const char* PartyName(Party party) {
   switch (party) {
-    case Party::kSender: return "the sender";
-    case Party::kReceiver: return "the receiver";
-    case Party::kBroker: return "the broker";
-    case Party::kOther: return "another institution";
+    case Party::kSender:
+      return "the sender";
+    case Party::kReceiver:
+      return "the receiver";
+    case Party::kBroker:
+      return "the broker";
+    case Party::kOther:
+      return "another institution";
   }
   return "?";
 }
@@ -41,14 +45,14 @@ absl::StatusOr<ReferralState> NextReferralState(ReferralState from, ReferralActi
   for (const TransitionRule& rule : ReferralTransitionRules()) {
     if (rule.action != action) continue;
     if (rule.party != party) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "action: only ", PartyName(rule.party), " may ", v1::ReferralAction_Name(action),
-          " a referral"));
+      return absl::PermissionDeniedError(absl::StrCat("action: only ", PartyName(rule.party),
+                                                      " may ", v1::ReferralAction_Name(action),
+                                                      " a referral"));
     }
     if (std::find(rule.from.begin(), rule.from.end(), from) == rule.from.end()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "action: cannot ", v1::ReferralAction_Name(action), " a referral that is ",
-          v1::ReferralState_Name(from)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("action: cannot ", v1::ReferralAction_Name(action), " a referral that is ",
+                       v1::ReferralState_Name(from)));
     }
     return rule.to;
   }

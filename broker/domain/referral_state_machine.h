@@ -32,8 +32,9 @@ const std::vector<TransitionRule>& ReferralTransitionRules();
 // The state after `party` does `action` on a referral in state `from`: PERMISSION_DENIED when
 // the party may never do it, FAILED_PRECONDITION when the state does not allow it. Messages
 // name the field "action".
-absl::StatusOr<refbroker::v1::ReferralState> NextReferralState(
-    refbroker::v1::ReferralState from, refbroker::v1::ReferralAction action, Party party);
+absl::StatusOr<refbroker::v1::ReferralState> NextReferralState(refbroker::v1::ReferralState from,
+                                                               refbroker::v1::ReferralAction action,
+                                                               Party party);
 
 // True while the receiver's decision is awaited (a decision deadline runs).
 bool DecisionPending(refbroker::v1::ReferralState state);

@@ -94,8 +94,7 @@ absl::Status ValidateTransition(const v1::TransitionReferralRequest& r) {
       return CheckText(r.decline().text(), "decline.text", 2000,
                        r.decline().reason() == v1::DECLINE_OTHER);
     case v1::TransitionReferralRequest::kComplete:
-      return CheckText(r.complete().outcome_summary(), "complete.outcome_summary", 16 * 1024,
-                       true);
+      return CheckText(r.complete().outcome_summary(), "complete.outcome_summary", 16 * 1024, true);
     case v1::TransitionReferralRequest::kCancel:
       return CheckText(r.cancel().reason(), "cancel.reason", 2000, true);
     default:
@@ -105,19 +104,29 @@ absl::Status ValidateTransition(const v1::TransitionReferralRequest& r) {
 
 v1::ReferralAction ActionOf(const v1::TransitionReferralRequest& r) {
   switch (r.action_case()) {
-    case v1::TransitionReferralRequest::kAccept: return v1::ACCEPT;
-    case v1::TransitionReferralRequest::kDecline: return v1::DECLINE;
-    case v1::TransitionReferralRequest::kArrive: return v1::ARRIVE;
-    case v1::TransitionReferralRequest::kComplete: return v1::COMPLETE;
-    case v1::TransitionReferralRequest::kCancel: return v1::CANCEL;
-    default: return v1::REFERRAL_ACTION_UNSPECIFIED;
+    case v1::TransitionReferralRequest::kAccept:
+      return v1::ACCEPT;
+    case v1::TransitionReferralRequest::kDecline:
+      return v1::DECLINE;
+    case v1::TransitionReferralRequest::kArrive:
+      return v1::ARRIVE;
+    case v1::TransitionReferralRequest::kComplete:
+      return v1::COMPLETE;
+    case v1::TransitionReferralRequest::kCancel:
+      return v1::CANCEL;
+    default:
+      return v1::REFERRAL_ACTION_UNSPECIFIED;
   }
 }
 
 void FillEvent(const v1::TransitionReferralRequest& r, v1::ReferralEvent& e) {
   switch (r.action_case()) {
-    case v1::TransitionReferralRequest::kAccept: e.set_text(r.accept().note()); break;
-    case v1::TransitionReferralRequest::kArrive: e.set_text(r.arrive().note()); break;
+    case v1::TransitionReferralRequest::kAccept:
+      e.set_text(r.accept().note());
+      break;
+    case v1::TransitionReferralRequest::kArrive:
+      e.set_text(r.arrive().note());
+      break;
     case v1::TransitionReferralRequest::kDecline:
       e.set_decline_reason(r.decline().reason());
       e.set_text(r.decline().text());
@@ -125,8 +134,11 @@ void FillEvent(const v1::TransitionReferralRequest& r, v1::ReferralEvent& e) {
     case v1::TransitionReferralRequest::kComplete:
       e.set_outcome_summary(r.complete().outcome_summary());
       break;
-    case v1::TransitionReferralRequest::kCancel: e.set_text(r.cancel().reason()); break;
-    default: break;
+    case v1::TransitionReferralRequest::kCancel:
+      e.set_text(r.cancel().reason());
+      break;
+    default:
+      break;
   }
 }
 
@@ -192,8 +204,8 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::Submit(const auth::Principal& ca
   Micros now = clock_.Now();
   RETURN_IF_ERROR(ValidateReferralSubmission(submitted, now, options_.limits));
   if (!caller.IsInstitution() || submitted.from().institution() != caller.id) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "referral.from.institution: the caller ", caller.id, " may only submit as itself"));
+    return absl::PermissionDeniedError(absl::StrCat("referral.from.institution: the caller ",
+                                                    caller.id, " may only submit as itself"));
   }
   Referral r = submitted;
   r.clear_id();
@@ -223,16 +235,16 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::SubmitDown(const auth::Principal
   Micros now = clock_.Now();
   auto up = store_.GetReferral(r.continues_referral_id());
   if (absl::IsNotFound(up.status())) {
-    return absl::NotFoundError(absl::StrCat(kField, ": no referral '", r.continues_referral_id(),
-                                            "'"));
+    return absl::NotFoundError(
+        absl::StrCat(kField, ": no referral '", r.continues_referral_id(), "'"));
   }
   if (!up.ok()) return up.status();
   if (up->direction != v1::UP) {
     return Invalid(kField, "a DOWN referral continues an UP referral");
   }
   if (up->receiver != caller.id) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        kField, ": only the institution that received the UP referral continues it"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(kField, ": only the institution that received the UP referral continues it"));
   }
   if (up->state != v1::COMPLETED) {
     return absl::FailedPreconditionError(
@@ -245,8 +257,8 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::SubmitDown(const auth::Principal
   legs.direction = v1::DOWN;
   legs.limit = 1;
   ASSIGN_OR_RETURN(auto downs, store_.ListReferrals(legs));
-  if (!downs.empty() && !(downs[0].sender == caller.id &&
-                          downs[0].client_request_id == r.client_request_id())) {
+  if (!downs.empty() &&
+      !(downs[0].sender == caller.id && downs[0].client_request_id == r.client_request_id())) {
     return absl::FailedPreconditionError(
         absl::StrCat(kField, ": the journey already continues with ", downs[0].id));
   }
@@ -263,9 +275,8 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::SubmitDown(const auth::Principal
   return StoreNew(caller, std::move(r), digest, now);
 }
 
-absl::StatusOr<SubmitOutcome> ReferralWorkflow::StoreNew(const auth::Principal& caller,
-                                                         Referral r, const std::string& digest,
-                                                         Micros now) {
+absl::StatusOr<SubmitOutcome> ReferralWorkflow::StoreNew(const auth::Principal& caller, Referral r,
+                                                         const std::string& digest, Micros now) {
   Micros due = DeadlineFor(r.priority(), now);
   r.set_id(NewId("ref", now));
   r.set_state(v1::SUBMITTED);
@@ -296,8 +307,8 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::StoreNew(const auth::Principal& 
   *event.mutable_actor()->mutable_doctor() = r.from().doctor();
   *event.mutable_at() = r.submitted_at();
   event.set_client_request_id(r.client_request_id());
-  storage::ReferralEventRecord event_record{r.id(), caller.id, "", v1::SUBMIT, now,
-                                            event.SerializeAsString()};
+  storage::ReferralEventRecord event_record{r.id(),     caller.id, "",
+                                            v1::SUBMIT, now,       event.SerializeAsString()};
   v1::Delivery payload;
   *payload.mutable_referral() = r;
   std::vector<storage::NewMessage> messages = {
@@ -405,7 +416,8 @@ absl::StatusOr<TransitionOutcome> ReferralWorkflow::Transition(
     const auth::Principal& caller, const v1::TransitionReferralRequest& request) {
   RETURN_IF_ERROR(ValidateTransition(request));
   if (!caller.IsInstitution()) {
-    return absl::PermissionDeniedError("action: only the sender or the receiver acts on a referral");
+    return absl::PermissionDeniedError(
+        "action: only the sender or the receiver acts on a referral");
   }
   v1::ReferralAction action = ActionOf(request);
   TransitionOutcome out;
@@ -534,8 +546,10 @@ absl::StatusOr<v1::ListReferralsResponse> ReferralWorkflow::List(
   q.state = req.state();
   q.priority = req.priority();
   q.journey_id = req.journey_id();
-  if (req.has_submitted_from()) q.submitted_from = TimeUtil::TimestampToMicroseconds(req.submitted_from());
-  if (req.has_submitted_to()) q.submitted_to = TimeUtil::TimestampToMicroseconds(req.submitted_to());
+  if (req.has_submitted_from())
+    q.submitted_from = TimeUtil::TimestampToMicroseconds(req.submitted_from());
+  if (req.has_submitted_to())
+    q.submitted_to = TimeUtil::TimestampToMicroseconds(req.submitted_to());
   if (!req.page_token().empty()) {
     auto colon = req.page_token().find(':');
     if (colon == std::string::npos) return Invalid("page_token", "not a token of this API");

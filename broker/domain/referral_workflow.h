@@ -61,7 +61,7 @@ class ReferralWorkflow {
  public:
   struct Hooks {
     std::function<void(const std::string& queue)> notify;  // messages were enqueued
-    std::function<void(Micros due)> deadline_set;           // a decision deadline was stored
+    std::function<void(Micros due)> deadline_set;          // a decision deadline was stored
   };
 
   ReferralWorkflow(storage::Store& store, const auth::Registry& registry,
@@ -77,8 +77,7 @@ class ReferralWorkflow {
   // Escalates every referral whose decision deadline passed; returns how many.
   absl::StatusOr<size_t> EscalateDue();
 
-  absl::StatusOr<refbroker::v1::Referral> Get(const auth::Principal& caller,
-                                              const std::string& id);
+  absl::StatusOr<refbroker::v1::Referral> Get(const auth::Principal& caller, const std::string& id);
   absl::StatusOr<refbroker::v1::ListReferralsResponse> List(
       const auth::Principal& caller, const refbroker::v1::ListReferralsRequest& request);
 

@@ -124,7 +124,7 @@ ReferralEventRecord ReadEvent(const Stmt& st) {
 }
 
 absl::StatusOr<std::optional<ReferralEventRecord>> FindEvent(Db& db, const std::string& actor,
-                                                            const std::string& request_id) {
+                                                             const std::string& request_id) {
   ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT referral_id, actor, client_request_id, action, at, "
                                        "body FROM referral_events WHERE actor=? AND "
                                        "client_request_id=?"));
@@ -285,8 +285,7 @@ absl::StatusOr<ChangeResult> SqliteStore::ChangeReferral(const ReferralChange& c
       q->Bind(1, c.referral_id);
       ASSIGN_OR_RETURN(bool exists, q->Step());
       return exists ? absl::AbortedError("referral changed concurrently; retry")
-                    : absl::NotFoundError(absl::StrCat("referral '", c.referral_id,
-                                                       "' not found"));
+                    : absl::NotFoundError(absl::StrCat("referral '", c.referral_id, "' not found"));
     }
     RETURN_IF_ERROR(InsertEvent(db, c.event));
     for (const NewMessage& m : c.messages) {
@@ -330,14 +329,15 @@ absl::StatusOr<std::vector<ReferralEventRecord>> SqliteStore::ListReferralEvents
 absl::StatusOr<std::vector<ReferralRecord>> SqliteStore::ListReferrals(const ReferralQuery& q) {
   std::vector<ReferralRecord> out;
   RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
-    static const std::string sql = absl::StrCat(
-        "SELECT ", kReferralColumns, " FROM referrals WHERE "
-        "(?1='' OR sender=?1 OR receiver=?1) AND (?2='' OR alliance=?2) AND "
-        "(?3='' OR sender=?3 OR receiver=?3) AND (?4=0 OR direction=?4) AND "
-        "(?5=0 OR state=?5) AND (?6=0 OR priority=?6) AND submitted_at>=?7 AND "
-        "(?8=0 OR submitted_at<?8) AND (?9='' OR journey_id=?9) AND "
-        "(?10=0 OR submitted_at<?10 OR (submitted_at=?10 AND id<?11)) "
-        "ORDER BY submitted_at DESC, id DESC LIMIT ?12");
+    static const std::string sql =
+        absl::StrCat("SELECT ", kReferralColumns,
+                     " FROM referrals WHERE "
+                     "(?1='' OR sender=?1 OR receiver=?1) AND (?2='' OR alliance=?2) AND "
+                     "(?3='' OR sender=?3 OR receiver=?3) AND (?4=0 OR direction=?4) AND "
+                     "(?5=0 OR state=?5) AND (?6=0 OR priority=?6) AND submitted_at>=?7 AND "
+                     "(?8=0 OR submitted_at<?8) AND (?9='' OR journey_id=?9) AND "
+                     "(?10=0 OR submitted_at<?10 OR (submitted_at=?10 AND id<?11)) "
+                     "ORDER BY submitted_at DESC, id DESC LIMIT ?12");
     ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
     st->Bind(1, q.party).Bind(2, q.alliance).Bind(3, q.institution).Bind(4, q.direction);
     st->Bind(5, q.state).Bind(6, q.priority).Bind(7, q.submitted_from).Bind(8, q.submitted_to);

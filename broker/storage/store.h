@@ -42,13 +42,13 @@ struct ReferralRecord {
   std::string request_digest;     // SHA-256 of the submitted content, to detect reused ids
   int state = 0;                  // refbroker.v1.ReferralState
   int priority = 3;
-  int direction = 1;              // refbroker.v1.Direction
+  int direction = 1;  // refbroker.v1.Direction
   std::string journey_id;
-  std::string alliance;           // the sender's alliance
+  std::string alliance;  // the sender's alliance
   Micros submitted_at = 0;
   Micros updated_at = 0;
-  Micros decision_due_at = 0;     // 0 = no decision pending
-  int64_t version = 1;            // increases with every change
+  Micros decision_due_at = 0;  // 0 = no decision pending
+  int64_t version = 1;         // increases with every change
   std::string body;
 };
 
@@ -59,7 +59,7 @@ struct ReferralEventRecord {
   std::string client_request_id;  // "" = none; otherwise unique per actor
   int action = 0;                 // refbroker.v1.ReferralAction
   Micros at = 0;
-  std::string body;               // serialized refbroker.v1.ReferralEvent
+  std::string body;  // serialized refbroker.v1.ReferralEvent
 };
 
 struct SubmitResult {
@@ -82,7 +82,7 @@ struct ReferralChange {
 };
 
 struct ChangeResult {
-  bool duplicate = false;  // event.client_request_id was used before: nothing was written
+  bool duplicate = false;     // event.client_request_id was used before: nothing was written
   ReferralEventRecord event;  // the stored event (the earlier one when duplicate)
 };
 
@@ -191,8 +191,7 @@ class Store {
   virtual absl::StatusOr<std::vector<ReferralEventRecord>> ListReferralEvents(
       const std::string& referral_id) = 0;
   // Referrals matching `query`, newest first (submitted_at, then id, descending).
-  virtual absl::StatusOr<std::vector<ReferralRecord>> ListReferrals(
-      const ReferralQuery& query) = 0;
+  virtual absl::StatusOr<std::vector<ReferralRecord>> ListReferrals(const ReferralQuery& query) = 0;
   // Referrals whose decision deadline is ≤ now, earliest first.
   virtual absl::StatusOr<std::vector<ReferralRecord>> ListDueReferrals(Micros now,
                                                                        size_t limit) = 0;

@@ -1,7 +1,8 @@
 #include "broker/timers/deadline_scheduler.h"
 
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
 
 namespace refbroker::timers {
 
@@ -27,8 +28,8 @@ void DeadlineScheduler::Poke(Micros due) {
 void DeadlineScheduler::Run() {
   fire_();
   auto next = next_();
-  Micros idle_until = clock_.Now() + std::chrono::duration_cast<std::chrono::microseconds>(
-                                         max_idle_).count();
+  Micros idle_until =
+      clock_.Now() + std::chrono::duration_cast<std::chrono::microseconds>(max_idle_).count();
   if (!next.ok()) {
     spdlog::warn("deadlines: cannot read the next one: {}", next.status().ToString());
     Arm(idle_until);

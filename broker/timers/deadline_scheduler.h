@@ -34,8 +34,8 @@ class DeadlineScheduler {
   void Poke(Micros due);
 
  private:
-  void Run();               // on io
-  void Arm(Micros at);      // on io
+  void Run();           // on io
+  void Arm(Micros at);  // on io
 
   boost::asio::io_context& io_;
   const Clock& clock_;

@@ -34,8 +34,7 @@ std::string FormatTime(int64_t unix_seconds, bool utc);
 
 int Queues(const Globals& g, const std::string& owner);
 int DlqList(const Globals& g, const std::string& queue, const std::string& group, uint32_t limit);
-int DlqRequeue(const Globals& g, const std::string& queue, const std::string& group,
-               uint64_t seq);
+int DlqRequeue(const Globals& g, const std::string& queue, const std::string& group, uint64_t seq);
 int Health(const Globals& g);
 int Referrals(const Globals& g, const ReferralFilter& filter);
 int ReferralShow(const Globals& g, const std::string& id);

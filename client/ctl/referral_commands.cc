@@ -127,11 +127,11 @@ int Referrals(const Globals& g, const ReferralFilter& f) {
   }
   Table t({"ID", "DIR", "PRIORITY", "STATE", "FROM", "TO", "SUBMITTED", "DECISION DUE"});
   for (const auto& r : all.referrals()) {
-    t.AddRow({r.id(), r.direction() == v1::UP ? "up" : "down", v1::Priority_Name(r.priority()),
-              v1::ReferralState_Name(r.state()), r.from().institution(), r.to_institution(),
-              FormatTime(r.submitted_at().seconds(), g.utc),
-              r.has_decision_deadline() ? FormatTime(r.decision_deadline().seconds(), g.utc)
-                                        : "-"});
+    t.AddRow(
+        {r.id(), r.direction() == v1::UP ? "up" : "down", v1::Priority_Name(r.priority()),
+         v1::ReferralState_Name(r.state()), r.from().institution(), r.to_institution(),
+         FormatTime(r.submitted_at().seconds(), g.utc),
+         r.has_decision_deadline() ? FormatTime(r.decision_deadline().seconds(), g.utc) : "-"});
   }
   t.Print(std::cout);
   std::cout << all.referrals_size() << " referral(s)\n";

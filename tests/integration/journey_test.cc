@@ -26,7 +26,8 @@ v1::TransitionReferralRequest Act(const std::string& id, const std::string& requ
 }
 
 // Waits until the referral reaches `state` (as its receiver's system acks asynchronously).
-bool WaitForState(refclient::ReferralClient& client, const std::string& id, v1::ReferralState state) {
+bool WaitForState(refclient::ReferralClient& client, const std::string& id,
+                  v1::ReferralState state) {
   for (int i = 0; i < 200; ++i) {
     auto r = client.Get(id);
     if (r.ok() && r->state() == state) return true;

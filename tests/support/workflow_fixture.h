@@ -57,8 +57,8 @@ class WorkflowFixture : public ::testing::Test {
       std::filesystem::create_directories(dir_);
     }
     if (!registry_) {
-      auto reg = auth::Registry::LoadFile(std::string(REFBROKER_SOURCE_DIR) +
-                                          "/deploy/registry.toml");
+      auto reg =
+          auth::Registry::LoadFile(std::string(REFBROKER_SOURCE_DIR) + "/deploy/registry.toml");
       ASSERT_TRUE(reg.ok()) << reg.status();
       registry_ = std::move(*reg);
       policy_ = std::make_unique<auth::AccessPolicy>(*registry_);
@@ -101,17 +101,24 @@ class WorkflowFixture : public ::testing::Test {
     r.mutable_doctor()->set_id("D1");
     r.mutable_doctor()->set_name("张医生");
     switch (action) {
-      case refbroker::v1::ACCEPT: r.mutable_accept(); break;
+      case refbroker::v1::ACCEPT:
+        r.mutable_accept();
+        break;
       case refbroker::v1::DECLINE:
         r.mutable_decline()->set_reason(refbroker::v1::NO_CAPACITY);
         r.mutable_decline()->set_text("no bed in cardiology");
         break;
-      case refbroker::v1::ARRIVE: r.mutable_arrive(); break;
+      case refbroker::v1::ARRIVE:
+        r.mutable_arrive();
+        break;
       case refbroker::v1::COMPLETE:
         r.mutable_complete()->set_outcome_summary("PCI done; stable; follow up in clinic");
         break;
-      case refbroker::v1::CANCEL: r.mutable_cancel()->set_reason("patient went elsewhere"); break;
-      default: break;
+      case refbroker::v1::CANCEL:
+        r.mutable_cancel()->set_reason("patient went elsewhere");
+        break;
+      default:
+        break;
     }
     return r;
   }

@@ -19,10 +19,14 @@ enum class Who { kSender, kReceiver, kOtherClinic, kOperator };
 
 const char* WhoName(Who w) {
   switch (w) {
-    case Who::kSender: return "Sender";
-    case Who::kReceiver: return "Receiver";
-    case Who::kOtherClinic: return "OtherClinic";
-    case Who::kOperator: return "Operator";
+    case Who::kSender:
+      return "Sender";
+    case Who::kReceiver:
+      return "Receiver";
+    case Who::kOtherClinic:
+      return "OtherClinic";
+    case Who::kOperator:
+      return "Operator";
   }
   return "?";
 }
@@ -71,17 +75,23 @@ class ReferralTransitionTable : public WorkflowFixture,
     static int n = 0;
     std::string id = SubmitUp("setup-" + std::to_string(n++));
     auto rec = *store_->GetReferral(id);
-    storage::ReferralChange c{id,  rec.version, state, rec.receiver, 0, clock_.Now(), rec.body,
-                              {id, "test-setup", "", 0, clock_.Now(), ""}, {}};
+    storage::ReferralChange c{
+        id, rec.version,  state,    rec.receiver,
+        0,  clock_.Now(), rec.body, {id, "test-setup", "", 0, clock_.Now(), ""},
+        {}};
     EXPECT_TRUE(store_->ChangeReferral(c).ok());
     return id;
   }
   std::string Principal(Who w) {
     switch (w) {
-      case Who::kSender: return kClinic;
-      case Who::kReceiver: return kHospital;
-      case Who::kOtherClinic: return kOtherClinic;
-      case Who::kOperator: return kOperator;
+      case Who::kSender:
+        return kClinic;
+      case Who::kReceiver:
+        return kHospital;
+      case Who::kOtherClinic:
+        return kOtherClinic;
+      case Who::kOperator:
+        return kOperator;
     }
     return "";
   }
@@ -128,17 +138,15 @@ TEST_P(ReferralTransitionTable, FollowsTheSpecification) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllCombinations, ReferralTransitionTable,
-    ::testing::Combine(::testing::Values(v1::SUBMITTED, v1::DELIVERED, v1::ACCEPTED, v1::DECLINED,
-                                         v1::ARRIVED, v1::COMPLETED, v1::CANCELLED,
-                                         v1::ESCALATED),
-                       ::testing::Values(v1::ACCEPT, v1::DECLINE, v1::ARRIVE, v1::COMPLETE,
-                                         v1::CANCEL),
-                       ::testing::Values(Who::kSender, Who::kReceiver, Who::kOtherClinic,
-                                         Who::kOperator)),
-    [](const ::testing::TestParamInfo<Combo>& info) {
-      return v1::ReferralState_Name(std::get<0>(info.param)) + "_" +
-             v1::ReferralAction_Name(std::get<1>(info.param)) + "_by" +
-             WhoName(std::get<2>(info.param));
+    ::testing::Combine(
+        ::testing::Values(v1::SUBMITTED, v1::DELIVERED, v1::ACCEPTED, v1::DECLINED, v1::ARRIVED,
+                          v1::COMPLETED, v1::CANCELLED, v1::ESCALATED),
+        ::testing::Values(v1::ACCEPT, v1::DECLINE, v1::ARRIVE, v1::COMPLETE, v1::CANCEL),
+        ::testing::Values(Who::kSender, Who::kReceiver, Who::kOtherClinic, Who::kOperator)),
+    [](const ::testing::TestParamInfo<Combo>& combo) {
+      return v1::ReferralState_Name(std::get<0>(combo.param)) + "_" +
+             v1::ReferralAction_Name(std::get<1>(combo.param)) + "_by" +
+             WhoName(std::get<2>(combo.param));
     });
 
 // The broker's own actions: DELIVER (the receiver's system acked) and ESCALATE (deadline).
@@ -175,8 +183,14 @@ TEST_F(BrokerActionTable, EscalateOnlyWhileADecisionIsPending) {
   for (auto& [id, state] : ids) {
     if (state != v1::SUBMITTED && state != v1::DELIVERED) continue;
     auto rec = *store_->GetReferral(id);
-    storage::ReferralChange c{id, rec.version, rec.state, rec.receiver, clock_.Now() + 1000,
-                              clock_.Now(), rec.body, {id, "test-setup", "", 0, clock_.Now(), ""},
+    storage::ReferralChange c{id,
+                              rec.version,
+                              rec.state,
+                              rec.receiver,
+                              clock_.Now() + 1000,
+                              clock_.Now(),
+                              rec.body,
+                              {id, "test-setup", "", 0, clock_.Now(), ""},
                               {}};
     ASSERT_TRUE(store_->ChangeReferral(c).ok());
   }

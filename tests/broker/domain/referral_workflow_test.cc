@@ -132,8 +132,8 @@ TEST_F(ReferralWorkflowTest, DownReferralRulesNameTheField) {
        "referral.follow_up_plan"},
       {[](auto& r) { r.set_to_institution(kAlternate); }, hospital,
        absl::StatusCode::kInvalidArgument, "referral.to_institution"},
-      {[this](auto& r) { *r.mutable_patient() = NewReferral("someone-else").patient(); },
-       hospital, absl::StatusCode::kInvalidArgument, "referral.patient"},
+      {[this](auto& r) { *r.mutable_patient() = NewReferral("someone-else").patient(); }, hospital,
+       absl::StatusCode::kInvalidArgument, "referral.patient"},
       {[](auto& r) { r.mutable_from()->set_institution(kAlternate); }, &P(kAlternate),
        absl::StatusCode::kPermissionDenied, "referral.continues_referral_id"},
   };
@@ -210,8 +210,8 @@ TEST_F(ReferralWorkflowTest, ListShowsEachPrincipalOnlyItsOwnAndPages) {
   auto s = workflow_->List(P(kClinic), bad).status();
   EXPECT_EQ(std::string(s.message()).rfind("page_token:", 0), 0u) << s;
   EXPECT_TRUE(absl::IsPermissionDenied(
-      workflow_->Get(P(kOtherClinic), page->referrals_size() ? page->referrals(0).id()
-                                                             : SubmitUp("x"))
+      workflow_
+          ->Get(P(kOtherClinic), page->referrals_size() ? page->referrals(0).id() : SubmitUp("x"))
           .status()));
 }
 
