@@ -53,11 +53,23 @@ absl::Status BrokerServer::Init() {
   eo.workers = options_.server.workers;
   engine_ = std::make_unique<delivery::DeliveryEngine>(*store_, SystemClock::Get(), eo);
   engine_->SetAckHook([this](const QueueName& q, const storage::AckResult& r) { OnAck(q, r); });
+  ASSIGN_OR_RETURN(auto catalogue,
+                   recognition::Catalogue::LoadFile(options_.recognition.catalogue_path));
+  catalogue_ = std::make_unique<recognition::CatalogueHolder>(std::move(catalogue));
+  domain::ResultLimits limits;
+  limits.max_result_bytes = static_cast<size_t>(options_.recognition.max_result_kb) * 1024;
+  limits.max_waveform_bytes = static_cast<size_t>(options_.recognition.max_waveform_kb) * 1024;
+  results_ = std::make_unique<domain::ResultWorkflow>(
+      *store_, *registry_, *catalogue_, SystemClock::Get(), limits,
+      [this](const std::string& queue) { engine_->Notify(queue); });
   ASSIGN_OR_RETURN(domain::WorkflowOptions wo, MakeWorkflowOptions());
   domain::ReferralWorkflow::Hooks hooks;
   hooks.notify = [this](const std::string& queue) { engine_->Notify(queue); };
   hooks.deadline_set = [this](Micros due) {
     if (deadlines_) deadlines_->Poke(due);
+  };
+  hooks.stamp_results = [this](const refbroker::v1::Referral& r, const std::string& receiver) {
+    return results_->VerdictsFor(r, receiver);
   };
   workflow_ = std::make_unique<domain::ReferralWorkflow>(*store_, *registry_, *policy_, *router_,
                                                          SystemClock::Get(), std::move(wo), hooks);
@@ -96,6 +108,7 @@ absl::Status BrokerServer::StartGrpc() {
   referral_service_ = std::make_unique<api::ReferralServiceImpl>(*service_context_);
   delivery_service_ = std::make_unique<api::DeliveryServiceImpl>(*service_context_);
   admin_service_ = std::make_unique<api::AdminServiceImpl>(*service_context_, *registry_);
+  result_service_ = std::make_unique<api::ResultServiceImpl>(*service_context_, *results_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -105,6 +118,7 @@ absl::Status BrokerServer::StartGrpc() {
   builder.RegisterService(referral_service_.get());
   builder.RegisterService(delivery_service_.get());
   builder.RegisterService(admin_service_.get());
+  builder.RegisterService(result_service_.get());
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     return absl::UnavailableError(
@@ -181,6 +195,17 @@ void BrokerServer::Housekeeping() {
     if (pruned.ok() && *pruned > 0) spdlog::info("retention pruned={}", *pruned);
     if (!pruned.ok()) spdlog::warn("retention failed: {}", pruned.status().ToString());
   }
+}
+
+absl::Status BrokerServer::ReloadCatalogue() {
+  absl::Status s = catalogue_->Reload(options_.recognition.catalogue_path);
+  if (s.ok()) {
+    spdlog::info("recognition catalogue reloaded version={}", catalogue_->Get()->version());
+  } else {
+    spdlog::warn("recognition catalogue not reloaded (version {} stays): {}",
+                 catalogue_->Get()->version(), s.ToString());
+  }
+  return s;
 }
 
 void BrokerServer::Shutdown() {

@@ -14,6 +14,9 @@
 #include "broker/api/admin_service.h"
 #include "broker/api/delivery_service.h"
 #include "broker/api/referral_service.h"
+#include "broker/api/result_service.h"
+#include "broker/domain/result_workflow.h"
+#include "broker/recognition/catalogue.h"
 #include "broker/auth/access_policy.h"
 #include "broker/auth/authenticator.h"
 #include "broker/auth/registry.h"
@@ -38,6 +41,9 @@ class BrokerServer {
   int port() const { return port_; }
   int metrics_port() const { return http_ ? http_->port() : 0; }
 
+  // Loads the recognition catalogue again (SIGHUP); keeps the current one if it fails.
+  absl::Status ReloadCatalogue();
+
   // Drains: health NOT_SERVING, subscribers told to reconnect elsewhere (UNAVAILABLE, their
   // unacked messages released), in-flight calls given drain_seconds, then everything stops.
   // Idempotent.
@@ -59,6 +65,8 @@ class BrokerServer {
   std::unique_ptr<auth::AccessPolicy> policy_;
   std::unique_ptr<routing::ReferralRouter> router_;
   std::unique_ptr<delivery::DeliveryEngine> engine_;
+  std::unique_ptr<recognition::CatalogueHolder> catalogue_;
+  std::unique_ptr<domain::ResultWorkflow> results_;
   std::unique_ptr<domain::ReferralWorkflow> workflow_;
   std::unique_ptr<timers::DeadlineScheduler> deadlines_;
   std::unique_ptr<observability::Metrics> metrics_;
@@ -66,6 +74,7 @@ class BrokerServer {
   std::unique_ptr<api::ReferralServiceImpl> referral_service_;
   std::unique_ptr<api::DeliveryServiceImpl> delivery_service_;
   std::unique_ptr<api::AdminServiceImpl> admin_service_;
+  std::unique_ptr<api::ResultServiceImpl> result_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<observability::MetricsHttpServer> http_;
   boost::asio::io_context timers_io_;

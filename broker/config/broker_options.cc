@@ -100,6 +100,9 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
       }
     }
   }
+  GetString(t, "recognition", "catalogue", o.recognition.catalogue_path);
+  GetInt(t, "recognition", "max_result_kb", o.recognition.max_result_kb);
+  GetInt(t, "recognition", "max_waveform_kb", o.recognition.max_waveform_kb);
   GetString(t, "log", "level", o.log.level);
   GetString(t, "log", "format", o.log.format);
   GetString(t, "registry", "path", o.registry_path);
@@ -108,6 +111,7 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   o.tls.key = Resolve(base_dir, o.tls.key);
   o.storage.path = Resolve(base_dir, o.storage.path);
   o.registry_path = Resolve(base_dir, o.registry_path);
+  o.recognition.catalogue_path = Resolve(base_dir, o.recognition.catalogue_path);
   o.server.port_file = Resolve(base_dir, o.server.port_file);
   return o;
 }
@@ -132,6 +136,8 @@ absl::Status BrokerOptions::Validate() const {
   RETURN_IF_ERROR(Range("delivery.retention_hours", delivery.retention_hours, 1, 24 * 3650));
   RETURN_IF_ERROR(Range("delivery.prune_interval_s", delivery.prune_interval_s, 1, 86400));
   RETURN_IF_ERROR(Range("delivery.max_window", delivery.max_window, 1, 100000));
+  RETURN_IF_ERROR(Range("recognition.max_result_kb", recognition.max_result_kb, 16, 16384));
+  RETURN_IF_ERROR(Range("recognition.max_waveform_kb", recognition.max_waveform_kb, 1, 16384));
   for (auto [key, v] : {std::pair<const char*, int64_t>{"referral.emergency_deadline_s",
                                                         referral.emergency_deadline_s},
                         {"referral.urgent_deadline_s", referral.urgent_deadline_s},

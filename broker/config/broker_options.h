@@ -56,6 +56,12 @@ struct ReferralOptions {
   std::vector<RerouteOption> reroutes;
 };
 
+struct RecognitionOptions {
+  std::string catalogue_path = "recognition.toml";  // versioned; reloaded on SIGHUP
+  int max_result_kb = 512;        // a larger result record is RESOURCE_EXHAUSTED
+  int max_waveform_kb = 256;      // an ECG waveform above this is RESOURCE_EXHAUSTED
+};
+
 struct LogOptions {
   std::string level = "info";   // trace, debug, info, warn, error
   std::string format = "text";  // text or json
@@ -67,6 +73,7 @@ struct BrokerOptions {
   StorageOptions storage;
   DeliveryOptions delivery;
   ReferralOptions referral;
+  RecognitionOptions recognition;
   LogOptions log;
   std::string registry_path = "registry.toml";
 

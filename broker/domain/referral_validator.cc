@@ -44,46 +44,58 @@ bool LooksLikeIcd10(const std::string& code) {
   return true;
 }
 
-absl::Status ValidatePatient(const Referral& r, Micros now, const ReferralLimits& limits) {
-  if (!r.has_patient()) return Invalid("patient", "required");
-  const auto& p = r.patient();
-  if (p.identifiers().empty()) return Invalid("patient.identifiers", "at least one required");
-  if (static_cast<size_t>(p.identifiers_size()) > limits.max_identifiers) {
-    return Invalid("patient.identifiers", absl::StrCat("more than ", limits.max_identifiers));
+}  // namespace
+
+absl::Status ValidatePatient(const refbroker::v1::Patient& p, const std::string& field,
+                             Micros now, size_t max_identifiers) {
+  auto invalid = [&](const std::string& sub, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(field, sub, ": ", why));
+  };
+  auto text = [&](const std::string& value, const std::string& sub, size_t max,
+                  bool required) -> absl::Status {
+    if (required && value.empty()) return invalid(sub, "required");
+    if (value.size() > max) return invalid(sub, absl::StrCat("longer than ", max, " bytes"));
+    return absl::OkStatus();
+  };
+  if (p.identifiers().empty()) return invalid(".identifiers", "at least one required");
+  if (static_cast<size_t>(p.identifiers_size()) > max_identifiers) {
+    return invalid(".identifiers", absl::StrCat("more than ", max_identifiers));
   }
   std::string resident_birth_date;
   for (int i = 0; i < p.identifiers_size(); ++i) {
     const auto& id = p.identifiers(i);
-    std::string f = absl::StrCat("patient.identifiers[", i, "]");
+    std::string f = absl::StrCat(".identifiers[", i, "]");
     if (id.type() == refbroker::v1::PATIENT_ID_TYPE_UNSPECIFIED ||
         !refbroker::v1::PatientIdType_IsValid(id.type())) {
-      return Invalid(f + ".type", "required");
+      return invalid(f + ".type", "required");
     }
-    RETURN_IF_ERROR(RequireText(id.value(), f + ".value", limits.max_short_text));
-    RETURN_IF_ERROR(OptionalText(id.issuer(), f + ".issuer", limits.max_short_text));
+    RETURN_IF_ERROR(text(id.value(), f + ".value", 128, true));
+    RETURN_IF_ERROR(text(id.issuer(), f + ".issuer", 128, false));
     if (id.type() == refbroker::v1::RESIDENT_ID) {
       std::time_t t = static_cast<std::time_t>(now / 1000000);
       std::tm tm{};
       gmtime_r(&t, &tm);
       if (auto s = ValidateResidentId(id.value(), tm.tm_year + 1900); !s.ok()) {
-        return Invalid(f + ".value", s.message());
+        return invalid(f + ".value", s.message());
       }
       resident_birth_date = ResidentIdBirthDate(id.value());
     }
     if (id.type() == refbroker::v1::HOSPITAL_MRN && id.issuer().empty()) {
-      return Invalid(f + ".issuer", "required for HOSPITAL_MRN");
+      return invalid(f + ".issuer", "required for HOSPITAL_MRN");
     }
   }
-  RETURN_IF_ERROR(RequireText(p.name(), "patient.name", limits.max_patient_name));
-  if (!refbroker::v1::Sex_IsValid(p.sex())) return Invalid("patient.sex", "unknown value");
+  RETURN_IF_ERROR(text(p.name(), ".name", 64, true));
+  if (!refbroker::v1::Sex_IsValid(p.sex())) return invalid(".sex", "unknown value");
   if (!p.birth_date().empty()) {
-    if (!IsCalendarDate(p.birth_date())) return Invalid("patient.birth_date", "not YYYY-MM-DD");
+    if (!IsCalendarDate(p.birth_date())) return invalid(".birth_date", "not YYYY-MM-DD");
     if (!resident_birth_date.empty() && resident_birth_date != p.birth_date()) {
-      return Invalid("patient.birth_date", "does not match the resident ID");
+      return invalid(".birth_date", "does not match the resident ID");
     }
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 absl::Status ValidateSource(const Referral& r, const ReferralLimits& limits) {
   if (!r.has_from()) return Invalid("from", "required");
@@ -154,7 +166,8 @@ absl::Status ValidateReferralSubmission(const Referral& r, Micros now,
       !refbroker::v1::Priority_IsValid(r.priority())) {
     return Invalid("priority", "required (EMERGENCY, URGENT or ROUTINE)");
   }
-  RETURN_IF_ERROR(ValidatePatient(r, now, limits));
+  if (!r.has_patient()) return Invalid("patient", "required");
+  RETURN_IF_ERROR(ValidatePatient(r.patient(), "referral.patient", now, limits.max_identifiers));
   RETURN_IF_ERROR(ValidateSource(r, limits));
   if (!r.to_institution().empty()) {
     if (auto s = ValidateCreditCode(r.to_institution()); !s.ok()) {

@@ -23,6 +23,11 @@ struct ReferralLimits {
   size_t max_patient_name = 64;
 };
 
+// Checks a patient's identifiers ((type, value, issuer); GB 11643 for resident IDs), name, sex
+// and birth date. Errors start with `field` (e.g. "referral.patient.identifiers[0].value: ...").
+absl::Status ValidatePatient(const refbroker::v1::Patient& patient, const std::string& field,
+                             Micros now, size_t max_identifiers = 8);
+
 // Checks what a sender must provide (DESIGN.md "Referral"). Fields the broker sets (id, state,
 // times) are ignored. `now` is used to reject consent times in the future.
 absl::Status ValidateReferralSubmission(const refbroker::v1::Referral& referral, Micros now,

@@ -215,6 +215,7 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::Submit(const auth::Principal& ca
   r.clear_journey_id();
   r.clear_decision_deadline();
   r.clear_history();
+  r.clear_attached_result_verdicts();
   if (r.direction() == v1::DOWN) return SubmitDown(caller, std::move(r));
   if (caller.role != auth::Role::kClinic) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -278,6 +279,11 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::SubmitDown(const auth::Principal
 absl::StatusOr<SubmitOutcome> ReferralWorkflow::StoreNew(const auth::Principal& caller, Referral r,
                                                          const std::string& digest, Micros now) {
   Micros due = DeadlineFor(r.priority(), now);
+  if (r.attached_result_ids_size() > 0 && hooks_.stamp_results) {
+    ASSIGN_OR_RETURN(auto verdicts, hooks_.stamp_results(r, r.to_institution()));
+    r.clear_attached_result_verdicts();
+    for (auto& v : verdicts) *r.add_attached_result_verdicts() = std::move(v);
+  }
   r.set_id(NewId("ref", now));
   r.set_state(v1::SUBMITTED);
   *r.mutable_submitted_at() = TimeUtil::MicrosecondsToTimestamp(now);
@@ -362,6 +368,13 @@ absl::StatusOr<storage::ChangeResult> ReferralWorkflow::Apply(Change& c) {
       event.set_rerouted_to(reroute->to);
       after.receiver = reroute->to;
       body.set_to_institution(reroute->to);
+      if (body.attached_result_ids_size() > 0 && hooks_.stamp_results) {
+        auto verdicts = hooks_.stamp_results(body, reroute->to);  // for the new receiver
+        if (verdicts.ok()) {
+          body.clear_attached_result_verdicts();
+          for (auto& v : *verdicts) *body.add_attached_result_verdicts() = std::move(v);
+        }
+      }
     }
     body.set_state(next);
     *body.mutable_updated_at() = event.at();

@@ -62,6 +62,10 @@ class ReferralWorkflow {
   struct Hooks {
     std::function<void(const std::string& queue)> notify;  // messages were enqueued
     std::function<void(Micros due)> deadline_set;          // a decision deadline was stored
+    // Mutual-recognition verdicts of the referral's attached results for a receiver.
+    std::function<absl::StatusOr<std::vector<refbroker::v1::RecognitionVerdict>>(
+        const refbroker::v1::Referral&, const std::string& receiver)>
+        stamp_results;
   };
 
   ReferralWorkflow(storage::Store& store, const auth::Registry& registry,

@@ -74,6 +74,38 @@ CREATE INDEX referral_events_referral ON referral_events(referral_id, seq);
 CREATE UNIQUE INDEX referral_events_request ON referral_events(actor, client_request_id)
   WHERE client_request_id <> '';
 )sql",
+    // v3: result records and re-test reasons (mutual recognition).
+    R"sql(
+CREATE TABLE results(
+  id TEXT PRIMARY KEY,
+  publisher TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  request_digest BLOB NOT NULL,
+  patient_key TEXT NOT NULL,
+  item_code TEXT NOT NULL,
+  kind INTEGER NOT NULL,
+  performed_at INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  repeat_without_reason INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  UNIQUE(publisher, client_request_id));
+CREATE INDEX results_patient_item ON results(patient_key, item_code, performed_at);
+CREATE INDEX results_received ON results(received_at);
+CREATE TABLE retests(
+  id TEXT PRIMARY KEY,
+  institution TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  patient_key TEXT NOT NULL,
+  item_code TEXT NOT NULL,
+  reason INTEGER NOT NULL,
+  recorded_at INTEGER NOT NULL,
+  used_by_result_id TEXT NOT NULL,
+  body BLOB NOT NULL,
+  UNIQUE(institution, client_request_id));
+CREATE INDEX retests_open ON retests(institution, patient_key, item_code, recorded_at)
+  WHERE used_by_result_id = '';
+CREATE INDEX retests_recorded ON retests(recorded_at);
+)sql",
 };
 
 }  // namespace refbroker::storage::sqlite_schema

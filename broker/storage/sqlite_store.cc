@@ -152,6 +152,14 @@ absl::StatusOr<uint64_t> Enqueue(Db& db, const NewMessage& m, Micros now) {
   return seq;
 }
 
+}  // namespace
+
+absl::StatusOr<uint64_t> SqliteEnqueue(Db& db, const NewMessage& m, Micros now) {
+  return Enqueue(db, m, now);
+}
+
+namespace {
+
 // Expired leases that used up their attempts become dead letters.
 absl::Status DeadLetterExpired(Db& db, const LeaseRequest& req) {
   ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE group_messages SET state=3, state_at=?1, last_error="

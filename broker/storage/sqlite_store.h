@@ -57,6 +57,18 @@ class SqliteStore final : public Store {
   absl::StatusOr<uint64_t> RequeueDeadLetters(const std::string& queue, const std::string& group,
                                               uint64_t sequence, Micros now) override;
   absl::StatusOr<uint64_t> Prune(Micros cutoff) override;
+  absl::StatusOr<PublishOutcome> PublishResult(const ResultRow& row,
+                                               const std::vector<NewMessage>& messages,
+                                               const std::string& use_retest_id) override;
+  absl::StatusOr<ResultRow> GetResult(const std::string& id) override;
+  absl::StatusOr<std::vector<ResultRow>> ListResults(const std::string& patient_key,
+                                                     const std::vector<std::string>& item_codes,
+                                                     size_t limit) override;
+  absl::StatusOr<RetestOutcome> RecordRetest(const RetestRow& row) override;
+  absl::StatusOr<std::optional<RetestRow>> FindUnusedRetest(const std::string& institution,
+                                                           const std::string& patient_key,
+                                                           const std::string& item_code) override;
+  absl::StatusOr<std::vector<RetestCountRow>> CountRetests(Micros from, Micros to) override;
   absl::Status Health() override;
 
   uint64_t commits() const { return writer_->commits(); }
@@ -64,8 +76,13 @@ class SqliteStore final : public Store {
 
  private:
   SqliteStore() = default;
-  // Runs `fn` on a pooled read-only connection.
+  // Runs `fn` on a pooled read-only connection, in one read transaction.
   absl::Status Read(const std::function<absl::Status(internal::Db&)>& fn);
+  absl::Status ReadTxn(const std::function<absl::Status(internal::Db&)>& fn) { return Read(fn); }
+  // Runs `fn` in the next group commit; returns when it is durable.
+  absl::Status WriteTxn(std::function<absl::Status(internal::Db&)> fn) {
+    return writer_->Write(std::move(fn));
+  }
 
   std::unique_ptr<internal::GroupCommitWriter> writer_;
   std::mutex readers_mu_;

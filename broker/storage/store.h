@@ -169,6 +169,50 @@ struct DeadLetterFilter {
   size_t limit = 100;
 };
 
+// A result record as the store keeps it; `body` is the serialized refbroker.v1.ResultRecord.
+struct ResultRow {
+  std::string id;
+  std::string publisher;          // performing institution
+  std::string client_request_id;  // unique per publisher
+  std::string request_digest;
+  std::string patient_key;        // PatientKey(): a hash, never the identifier itself
+  std::string item_code;
+  int kind = 0;
+  Micros performed_at = 0;
+  Micros received_at = 0;
+  bool repeat_without_reason = false;
+  std::string body;
+};
+
+// A recorded re-test reason; `body` is the serialized refbroker.v1.Retest.
+struct RetestRow {
+  std::string id;
+  std::string institution;
+  std::string client_request_id;  // unique per institution
+  std::string patient_key;
+  std::string item_code;
+  int reason = 0;
+  Micros recorded_at = 0;
+  std::string used_by_result_id;  // "" while it has not explained a new result
+  std::string body;
+};
+
+struct PublishOutcome {
+  ResultRow row;  // as stored (the original when duplicate)
+  bool duplicate = false;
+};
+
+struct RetestOutcome {
+  RetestRow row;
+  bool duplicate = false;
+};
+
+struct RetestCountRow {
+  std::string institution;
+  int reason = 0;  // 0 = results repeated without a reason
+  uint64_t count = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -229,6 +273,27 @@ class Store {
                                                       Micros now) = 0;
   // Deletes messages enqueued before `cutoff` that every group has acked; returns how many.
   virtual absl::StatusOr<uint64_t> Prune(Micros cutoff) = 0;
+
+  // Stores a result and its delivery messages; when `use_retest_id` is set, marks that re-test
+  // as used by this result in the same transaction (Aborted if it was used meanwhile).
+  // Duplicate on a publisher's reused client_request_id (AlreadyExists if the digest differs).
+  virtual absl::StatusOr<PublishOutcome> PublishResult(const ResultRow& row,
+                                                       const std::vector<NewMessage>& messages,
+                                                       const std::string& use_retest_id) = 0;
+  virtual absl::StatusOr<ResultRow> GetResult(const std::string& id) = 0;
+  // A patient's results, newest performed first; `item_codes` empty = every item.
+  virtual absl::StatusOr<std::vector<ResultRow>> ListResults(
+      const std::string& patient_key, const std::vector<std::string>& item_codes,
+      size_t limit) = 0;
+  // Duplicate on an institution's reused client_request_id.
+  virtual absl::StatusOr<RetestOutcome> RecordRetest(const RetestRow& row) = 0;
+  // The oldest re-test reason of `institution` for the patient's item not yet used.
+  virtual absl::StatusOr<std::optional<RetestRow>> FindUnusedRetest(
+      const std::string& institution, const std::string& patient_key,
+      const std::string& item_code) = 0;
+  // Re-tests by (institution, reason) and repeats without reason (reason 0) by publisher,
+  // recorded in [from, to) (to = 0: no bound).
+  virtual absl::StatusOr<std::vector<RetestCountRow>> CountRetests(Micros from, Micros to) = 0;
 
   // OK, or the latched background error.
   virtual absl::Status Health() = 0;

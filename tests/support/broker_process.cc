@@ -44,6 +44,8 @@ void BrokerProcess::WriteConfig() {
       << "/broker.crt\"\nkey = \"" << CertsDir() << "/broker.key\"\n"
       << "[registry]\npath = \"" << REFBROKER_SOURCE_DIR << "/deploy/registry.toml\"\n"
       << "[storage]\npath = \"refbroker.db\"\n"
+      << "[recognition]\ncatalogue = \"" << REFBROKER_SOURCE_DIR << "/deploy/recognition.toml\"\n"
+      << "max_waveform_kb = 64\n"
       << "[delivery]\nack_deadline_ms = " << config_.ack_deadline_ms
       << "\nmax_attempts = " << config_.max_attempts
       << "\nnack_retry_delay_ms = " << config_.nack_retry_delay_ms << "\n"

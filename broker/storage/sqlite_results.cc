@@ -1,0 +1,226 @@
+// SqliteStore: result records and re-test reasons (schema v3, see README.md).
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "broker/common/status_macros.h"
+#include "broker/storage/sqlite_store.h"
+
+namespace refbroker::storage {
+namespace {
+
+using internal::Db;
+using internal::Stmt;
+
+constexpr char kResultColumns[] =
+    "id, publisher, client_request_id, request_digest, patient_key, item_code, kind, "
+    "performed_at, received_at, repeat_without_reason, body";
+
+ResultRow ReadResult(const Stmt& st) {
+  ResultRow r;
+  r.id = st.Text(0);
+  r.publisher = st.Text(1);
+  r.client_request_id = st.Text(2);
+  r.request_digest = st.Text(3);
+  r.patient_key = st.Text(4);
+  r.item_code = st.Text(5);
+  r.kind = static_cast<int>(st.Int(6));
+  r.performed_at = st.Int(7);
+  r.received_at = st.Int(8);
+  r.repeat_without_reason = st.Int(9) != 0;
+  r.body = st.Text(10);
+  return r;
+}
+
+constexpr char kRetestColumns[] =
+    "id, institution, client_request_id, patient_key, item_code, reason, recorded_at, "
+    "used_by_result_id, body";
+
+RetestRow ReadRetest(const Stmt& st) {
+  RetestRow r;
+  r.id = st.Text(0);
+  r.institution = st.Text(1);
+  r.client_request_id = st.Text(2);
+  r.patient_key = st.Text(3);
+  r.item_code = st.Text(4);
+  r.reason = static_cast<int>(st.Int(5));
+  r.recorded_at = st.Int(6);
+  r.used_by_result_id = st.Text(7);
+  r.body = st.Text(8);
+  return r;
+}
+
+absl::Status InsertResult(Db& db, const ResultRow& r) {
+  static const std::string sql =
+      absl::StrCat("INSERT INTO results(", kResultColumns, ") VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+  ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+  st->Bind(1, r.id).Bind(2, r.publisher).Bind(3, r.client_request_id);
+  st->BindBlob(4, r.request_digest).Bind(5, r.patient_key).Bind(6, r.item_code);
+  st->Bind(7, r.kind).Bind(8, r.performed_at).Bind(9, r.received_at);
+  st->Bind(10, r.repeat_without_reason ? 1 : 0).BindBlob(11, r.body);
+  return st->Run();
+}
+
+}  // namespace
+
+// Defined in sqlite_store.cc; shared by the result operations.
+absl::StatusOr<uint64_t> SqliteEnqueue(Db& db, const NewMessage& m, Micros now);
+
+absl::StatusOr<PublishOutcome> SqliteStore::PublishResult(const ResultRow& row,
+                                                          const std::vector<NewMessage>& messages,
+                                                          const std::string& use_retest_id) {
+  PublishOutcome out;
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
+    static const std::string find = absl::StrCat(
+        "SELECT ", kResultColumns, " FROM results WHERE publisher=? AND client_request_id=?");
+    ASSIGN_OR_RETURN(auto q, db.Prepare(find.c_str()));
+    q->Bind(1, row.publisher).Bind(2, row.client_request_id);
+    ASSIGN_OR_RETURN(bool found, q->Step());
+    if (found) {
+      out.row = ReadResult(*q);
+      if (out.row.request_digest != row.request_digest) {
+        return absl::AlreadyExistsError(
+            "result.client_request_id: already used by this institution for a different result");
+      }
+      out.duplicate = true;
+      return absl::OkStatus();
+    }
+    if (!use_retest_id.empty()) {
+      ASSIGN_OR_RETURN(auto use, db.Prepare("UPDATE retests SET used_by_result_id=? WHERE id=? "
+                                            "AND used_by_result_id=''"));
+      use->Bind(1, row.id).Bind(2, use_retest_id);
+      RETURN_IF_ERROR(use->Run());
+      if (db.Changes() == 0) return absl::AbortedError("re-test reason used meanwhile; retry");
+    }
+    RETURN_IF_ERROR(InsertResult(db, row));
+    for (const NewMessage& m : messages) {
+      ASSIGN_OR_RETURN(uint64_t seq, SqliteEnqueue(db, m, row.received_at));
+      (void)seq;
+    }
+    out.row = row;
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<ResultRow> SqliteStore::GetResult(const std::string& id) {
+  ResultRow out;
+  RETURN_IF_ERROR(ReadTxn([&](Db& db) -> absl::Status {
+    static const std::string sql =
+        absl::StrCat("SELECT ", kResultColumns, " FROM results WHERE id=?");
+    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    st->Bind(1, id);
+    ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return absl::NotFoundError(absl::StrCat("result '", id, "' not found"));
+    out = ReadResult(*st);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ResultRow>> SqliteStore::ListResults(
+    const std::string& patient_key, const std::vector<std::string>& item_codes, size_t limit) {
+  std::vector<ResultRow> out;
+  RETURN_IF_ERROR(ReadTxn([&](Db& db) -> absl::Status {
+    if (item_codes.empty()) {
+      static const std::string sql =
+          absl::StrCat("SELECT ", kResultColumns,
+                       " FROM results WHERE patient_key=? ORDER BY performed_at DESC LIMIT ?");
+      ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+      st->Bind(1, patient_key).Bind(2, static_cast<int64_t>(limit));
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, st->Step());
+        if (!row) break;
+        out.push_back(ReadResult(*st));
+      }
+      return absl::OkStatus();
+    }
+    static const std::string sql = absl::StrCat(
+        "SELECT ", kResultColumns,
+        " FROM results WHERE patient_key=? AND item_code=? ORDER BY performed_at DESC LIMIT ?");
+    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    for (const std::string& item : item_codes) {
+      st->Bind(1, patient_key).Bind(2, item).Bind(3, static_cast<int64_t>(limit));
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, st->Step());
+        if (!row) break;
+        out.push_back(ReadResult(*st));
+      }
+      RETURN_IF_ERROR(st->Run());  // reset for the next item
+    }
+    std::sort(out.begin(), out.end(), [](const ResultRow& a, const ResultRow& b) {
+      return a.performed_at > b.performed_at;
+    });
+    if (out.size() > limit) out.resize(limit);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<RetestOutcome> SqliteStore::RecordRetest(const RetestRow& row) {
+  RetestOutcome out;
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
+    static const std::string find = absl::StrCat(
+        "SELECT ", kRetestColumns, " FROM retests WHERE institution=? AND client_request_id=?");
+    ASSIGN_OR_RETURN(auto q, db.Prepare(find.c_str()));
+    q->Bind(1, row.institution).Bind(2, row.client_request_id);
+    ASSIGN_OR_RETURN(bool found, q->Step());
+    if (found) {
+      out.row = ReadRetest(*q);
+      out.duplicate = true;
+      return absl::OkStatus();
+    }
+    static const std::string sql =
+        absl::StrCat("INSERT INTO retests(", kRetestColumns, ") VALUES(?,?,?,?,?,?,?,?,?)");
+    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    st->Bind(1, row.id).Bind(2, row.institution).Bind(3, row.client_request_id);
+    st->Bind(4, row.patient_key).Bind(5, row.item_code).Bind(6, row.reason);
+    st->Bind(7, row.recorded_at).Bind(8, row.used_by_result_id).BindBlob(9, row.body);
+    RETURN_IF_ERROR(st->Run());
+    out.row = row;
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::optional<RetestRow>> SqliteStore::FindUnusedRetest(
+    const std::string& institution, const std::string& patient_key,
+    const std::string& item_code) {
+  std::optional<RetestRow> out;
+  RETURN_IF_ERROR(ReadTxn([&](Db& db) -> absl::Status {
+    static const std::string sql = absl::StrCat(
+        "SELECT ", kRetestColumns,
+        " FROM retests WHERE institution=? AND patient_key=? AND item_code=? AND "
+        "used_by_result_id='' ORDER BY recorded_at LIMIT 1");
+    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    st->Bind(1, institution).Bind(2, patient_key).Bind(3, item_code);
+    ASSIGN_OR_RETURN(bool row, st->Step());
+    if (row) out = ReadRetest(*st);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<RetestCountRow>> SqliteStore::CountRetests(Micros from, Micros to) {
+  std::vector<RetestCountRow> out;
+  RETURN_IF_ERROR(ReadTxn([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto st, db.Prepare(
+                                  "SELECT institution, reason, COUNT(*) FROM retests WHERE "
+                                  "recorded_at>=?1 AND (?2=0 OR recorded_at<?2) GROUP BY "
+                                  "institution, reason UNION ALL SELECT publisher, 0, COUNT(*) "
+                                  "FROM results WHERE repeat_without_reason=1 AND "
+                                  "received_at>=?1 AND (?2=0 OR received_at<?2) GROUP BY "
+                                  "publisher ORDER BY 1, 2"));
+    st->Bind(1, from).Bind(2, to);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back({st->Text(0), static_cast<int>(st->Int(1)),
+                     static_cast<uint64_t>(st->Int(2))});
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+}  // namespace refbroker::storage
