@@ -58,8 +58,8 @@ struct ReferralOptions {
 
 struct RecognitionOptions {
   std::string catalogue_path = "recognition.toml";  // versioned; reloaded on SIGHUP
-  int max_result_kb = 512;        // a larger result record is RESOURCE_EXHAUSTED
-  int max_waveform_kb = 256;      // an ECG waveform above this is RESOURCE_EXHAUSTED
+  int max_result_kb = 512;                          // a larger result record is RESOURCE_EXHAUSTED
+  int max_waveform_kb = 256;  // an ECG waveform above this is RESOURCE_EXHAUSTED
 };
 
 struct LogOptions {

@@ -46,8 +46,8 @@ bool LooksLikeIcd10(const std::string& code) {
 
 }  // namespace
 
-absl::Status ValidatePatient(const refbroker::v1::Patient& p, const std::string& field,
-                             Micros now, size_t max_identifiers) {
+absl::Status ValidatePatient(const refbroker::v1::Patient& p, const std::string& field, Micros now,
+                             size_t max_identifiers) {
   auto invalid = [&](const std::string& sub, absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat(field, sub, ": ", why));
   };

@@ -56,8 +56,7 @@ bool IsItemCode(const std::string& code) {
 
 absl::Status ValidateImage(const v1::ImageReference& img, const std::string& f) {
   const std::string& uid = img.study_instance_uid();
-  if (uid.empty() || uid.size() > 64 ||
-      uid.find_first_not_of("0123456789.") != std::string::npos) {
+  if (uid.empty() || uid.size() > 64 || uid.find_first_not_of("0123456789.") != std::string::npos) {
     return Invalid(f + ".study_instance_uid", "a DICOM UID: digits and dots, at most 64");
   }
   if (!img.sha256().empty() &&
@@ -80,7 +79,8 @@ absl::Status ValidateData(const v1::ResultRecord& r, const ResultLimits& limits)
     case v1::IMAGING:
       if (r.images().empty()) return Invalid("result.images", "at least one for IMAGING");
       break;
-    default: break;
+    default:
+      break;
   }
   if (static_cast<size_t>(r.lab_values_size()) > limits.max_lab_values) {
     return Invalid("result.lab_values", absl::StrCat("more than ", limits.max_lab_values));
@@ -91,9 +91,9 @@ absl::Status ValidateData(const v1::ResultRecord& r, const ResultLimits& limits)
     RETURN_IF_ERROR(Text(r.lab_values(i).value(), f + ".value", 128, true));
   }
   if (r.ecg().waveform().size() > limits.max_waveform_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "result.ecg.waveform: ", r.ecg().waveform().size(), " bytes exceeds the limit of ",
-        limits.max_waveform_bytes));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("result.ecg.waveform: ", r.ecg().waveform().size(),
+                     " bytes exceeds the limit of ", limits.max_waveform_bytes));
   }
   for (int i = 0; i < r.ecg().measurements_size(); ++i) {
     RETURN_IF_ERROR(Text(r.ecg().measurements(i).name(),
@@ -118,8 +118,7 @@ absl::Status ValidateData(const v1::ResultRecord& r, const ResultLimits& limits)
 
 ResultWorkflow::ResultWorkflow(storage::Store& store, const auth::Registry& registry,
                                const recognition::CatalogueHolder& catalogue, const Clock& clock,
-                               ResultLimits limits,
-                               std::function<void(const std::string&)> notify)
+                               ResultLimits limits, std::function<void(const std::string&)> notify)
     : store_(store),
       registry_(registry),
       catalogue_(catalogue),
@@ -131,9 +130,8 @@ absl::Status ResultWorkflow::Validate(const auth::Principal& caller, const v1::R
                                       Micros now) const {
   size_t size = r.ByteSizeLong();
   if (size > limits_.max_result_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("result: ", size,
-                                                     " bytes exceeds the limit of ",
-                                                     limits_.max_result_bytes));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("result: ", size, " bytes exceeds the limit of ", limits_.max_result_bytes));
   }
   RETURN_IF_ERROR(Text(r.client_request_id(), "result.client_request_id", 128, true));
   if (r.kind() == v1::RESULT_KIND_UNSPECIFIED || !v1::ResultKind_IsValid(r.kind())) {
@@ -142,8 +140,8 @@ absl::Status ResultWorkflow::Validate(const auth::Principal& caller, const v1::R
   if (!r.has_patient()) return Invalid("result.patient", "required");
   RETURN_IF_ERROR(ValidatePatient(r.patient(), "result.patient", now));
   if (r.performing_institution() != caller.id || !caller.IsInstitution()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "result.performing_institution: the caller ", caller.id, " publishes only its own"));
+    return absl::PermissionDeniedError(absl::StrCat("result.performing_institution: the caller ",
+                                                    caller.id, " publishes only its own"));
   }
   if (!r.addressed_to().empty()) {
     const auth::Principal* to = registry_.Find(r.addressed_to());
@@ -166,8 +164,7 @@ absl::Status ResultWorkflow::Validate(const auth::Principal& caller, const v1::R
 }
 
 v1::RecognitionVerdict ResultWorkflow::VerdictOf(const storage::ResultRow& row,
-                                                 const std::string& requester,
-                                                 Micros now) const {
+                                                 const std::string& requester, Micros now) const {
   v1::ResultRecord body;
   body.ParseFromString(row.body);
   recognition::ResultFacts facts{row.id, row.item_code, row.publisher, row.performed_at,
@@ -206,8 +203,8 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
     if (prior.performed_at >= performed) continue;
     if (!VerdictOf(prior, caller.id, performed).recognizable()) continue;
     r.set_repeats_result_id(prior.id);
-    ASSIGN_OR_RETURN(auto retest, store_.FindUnusedRetest(caller.id, row.patient_key,
-                                                          row.item_code));
+    ASSIGN_OR_RETURN(auto retest,
+                     store_.FindUnusedRetest(caller.id, row.patient_key, row.item_code));
     if (retest) {
       use_retest = retest->id;
       r.set_retest_id(retest->id);
@@ -228,8 +225,7 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
     messages.push_back({QueueName{r.addressed_to(), v1::RESULTS}.ToString(), v1::ROUTINE, row.id,
                         d.SerializeAsString()});
   }
-  ASSIGN_OR_RETURN(storage::PublishOutcome stored,
-                   store_.PublishResult(row, messages, use_retest));
+  ASSIGN_OR_RETURN(storage::PublishOutcome stored, store_.PublishResult(row, messages, use_retest));
   v1::PublishResultResponse out;
   out.set_duplicate(stored.duplicate);
   if (!out.mutable_result()->ParseFromString(stored.row.body)) {
@@ -258,13 +254,14 @@ absl::StatusOr<v1::ResultRecord> ResultWorkflow::Get(const auth::Principal& call
   v1::ResultRecord r;
   if (!r.ParseFromString(row.body)) return absl::DataLossError("stored result is damaged");
   if (!MayRead(caller, r)) {
-    return absl::PermissionDeniedError(absl::StrCat("id: ", caller.id, " may not read this result"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("id: ", caller.id, " may not read this result"));
   }
   return r;
 }
 
-absl::StatusOr<v1::RecognizeResponse> ResultWorkflow::Recognize(
-    const auth::Principal& caller, const v1::RecognizeRequest& req) {
+absl::StatusOr<v1::RecognizeResponse> ResultWorkflow::Recognize(const auth::Principal& caller,
+                                                                const v1::RecognizeRequest& req) {
   if (!caller.IsInstitution()) {
     return absl::PermissionDeniedError("patient: only an institution requests recognition");
   }
@@ -287,13 +284,12 @@ absl::StatusOr<v1::RecognizeResponse> ResultWorkflow::Recognize(
   v1::RecognizeResponse out;
   out.set_catalogue_version(catalogue->version());
   for (const storage::ResultRow& row : rows) *out.add_verdicts() = VerdictOf(row, caller.id, now);
-  spdlog::info("recognition query by={} items={} results={}", caller.id, items.size(),
-               rows.size());
+  spdlog::info("recognition query by={} items={} results={}", caller.id, items.size(), rows.size());
   return out;
 }
 
-absl::StatusOr<v1::RecordRetestResponse> ResultWorkflow::RecordRetest(
-    const auth::Principal& caller, const v1::Retest& in) {
+absl::StatusOr<v1::RecordRetestResponse> ResultWorkflow::RecordRetest(const auth::Principal& caller,
+                                                                      const v1::Retest& in) {
   if (!caller.IsInstitution()) {
     return absl::PermissionDeniedError("retest: only an institution records a re-test");
   }
@@ -324,8 +320,9 @@ absl::StatusOr<v1::RecordRetestResponse> ResultWorkflow::RecordRetest(
   *r.mutable_recorded_at() = TimeUtil::MicrosecondsToTimestamp(now);
   r.set_catalogue_version(catalogue_.Get()->version());
   r.clear_used_by_result_id();
-  storage::RetestRow row{r.id(),   caller.id,   r.client_request_id(), PatientKey(r.patient()),
-                         r.item_code(), r.reason(), now, "", r.SerializeAsString()};
+  storage::RetestRow row{
+      r.id(), caller.id, r.client_request_id(), PatientKey(r.patient()), r.item_code(), r.reason(),
+      now,    "",        r.SerializeAsString()};
   ASSIGN_OR_RETURN(auto stored, store_.RecordRetest(row));
   v1::RecordRetestResponse out;
   out.set_duplicate(stored.duplicate);
@@ -335,7 +332,7 @@ absl::StatusOr<v1::RecordRetestResponse> ResultWorkflow::RecordRetest(
 }
 
 absl::StatusOr<v1::ListResultsResponse> ResultWorkflow::List(const auth::Principal& caller,
-                                                            const v1::ListResultsRequest& req) {
+                                                             const v1::ListResultsRequest& req) {
   if (!req.has_patient() || req.patient().value().empty()) return Invalid("patient", "required");
   if (req.limit() > 500) return Invalid("limit", "at most 500");
   ASSIGN_OR_RETURN(auto rows, store_.ListResults(PatientKey(req.patient()), {},

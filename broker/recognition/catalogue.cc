@@ -47,8 +47,8 @@ absl::StatusOr<CatalogueItem> ParseItem(const toml::table& t, const std::string&
   if (item.valid_days < 1 || item.valid_days > 3650) {
     return absl::InvalidArgumentError(absl::StrCat(where, ".valid_days: 1..3650"));
   }
-  ASSIGN_OR_RETURN(item.scope, ParseScope(t["scope"].value_or(std::string("MEDICAL_COMMUNITY")),
-                                          where));
+  ASSIGN_OR_RETURN(item.scope,
+                   ParseScope(t["scope"].value_or(std::string("MEDICAL_COMMUNITY")), where));
   return item;
 }
 
@@ -165,9 +165,9 @@ absl::Status CatalogueHolder::Reload(const std::string& path) {
   ASSIGN_OR_RETURN(auto next, Catalogue::LoadFile(path));
   std::lock_guard<std::mutex> lock(mu_);
   if (current_ && next->version() <= current_->version()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "catalogue ", path, ": version ", next->version(), " is not newer than ",
-        current_->version()));
+    return absl::FailedPreconditionError(absl::StrCat("catalogue ", path, ": version ",
+                                                      next->version(), " is not newer than ",
+                                                      current_->version()));
   }
   current_ = std::move(next);
   return absl::OkStatus();

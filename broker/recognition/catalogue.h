@@ -61,7 +61,8 @@ class Catalogue {
 // The catalogue in force. Thread-safe.
 class CatalogueHolder {
  public:
-  explicit CatalogueHolder(std::shared_ptr<const Catalogue> initial) : current_(std::move(initial)) {}
+  explicit CatalogueHolder(std::shared_ptr<const Catalogue> initial)
+      : current_(std::move(initial)) {}
   std::shared_ptr<const Catalogue> Get() const;
   // Loads `path`; keeps the current catalogue when it fails or is not newer.
   absl::Status Reload(const std::string& path);

@@ -9,8 +9,8 @@ namespace v1 = refbroker::v1;
 constexpr Micros kDay = 86400LL * 1000000;
 
 bool Accredited(const Catalogue& catalogue, const ResultFacts& r) {
-  for (const Accreditation* a : catalogue.FindAccreditations(r.performing_institution,
-                                                             r.item_code)) {
+  for (const Accreditation* a :
+       catalogue.FindAccreditations(r.performing_institution, r.item_code)) {
     if (a->eqa_passed && a->valid_from <= r.performed_at && r.performed_at < a->valid_until) {
       return true;
     }
@@ -32,10 +32,14 @@ bool InScope(const auth::Registry& registry, const CatalogueItem& item,
            pa->division.compare(0, n, qa->division, 0, n) == 0;
   };
   switch (item.scope) {
-    case v1::NATIONAL: return true;
-    case v1::PROVINCE: return same_prefix(2);
-    case v1::CITY: return same_prefix(4);
-    default: return false;
+    case v1::NATIONAL:
+      return true;
+    case v1::PROVINCE:
+      return same_prefix(2);
+    case v1::CITY:
+      return same_prefix(4);
+    default:
+      return false;
   }
 }
 
@@ -50,8 +54,8 @@ v1::RecognitionVerdict Recognize(const ResultFacts& r, const Catalogue& catalogu
   v.set_catalogue_version(catalogue.version());
   v.set_conclusion_recognized(false);
   v.set_performing_institution(r.performing_institution);
-  *v.mutable_performed_at() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
-      r.performed_at);
+  *v.mutable_performed_at() =
+      google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(r.performed_at);
   int64_t age_days = now > r.performed_at ? (now - r.performed_at) / kDay : 0;
   v.set_age_days(age_days);
   const CatalogueItem* item = catalogue.FindItem(r.item_code);

@@ -32,7 +32,6 @@ struct ResultFacts {
 
 refbroker::v1::RecognitionVerdict Recognize(const ResultFacts& result, const Catalogue& catalogue,
                                             const auth::Registry& registry,
-                                            const std::string& requesting_institution,
-                                            Micros now);
+                                            const std::string& requesting_institution, Micros now);
 
 }  // namespace refbroker::recognition

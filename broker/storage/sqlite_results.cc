@@ -184,14 +184,13 @@ absl::StatusOr<RetestOutcome> SqliteStore::RecordRetest(const RetestRow& row) {
 }
 
 absl::StatusOr<std::optional<RetestRow>> SqliteStore::FindUnusedRetest(
-    const std::string& institution, const std::string& patient_key,
-    const std::string& item_code) {
+    const std::string& institution, const std::string& patient_key, const std::string& item_code) {
   std::optional<RetestRow> out;
   RETURN_IF_ERROR(ReadTxn([&](Db& db) -> absl::Status {
-    static const std::string sql = absl::StrCat(
-        "SELECT ", kRetestColumns,
-        " FROM retests WHERE institution=? AND patient_key=? AND item_code=? AND "
-        "used_by_result_id='' ORDER BY recorded_at LIMIT 1");
+    static const std::string sql =
+        absl::StrCat("SELECT ", kRetestColumns,
+                     " FROM retests WHERE institution=? AND patient_key=? AND item_code=? AND "
+                     "used_by_result_id='' ORDER BY recorded_at LIMIT 1");
     ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
     st->Bind(1, institution).Bind(2, patient_key).Bind(3, item_code);
     ASSIGN_OR_RETURN(bool row, st->Step());
@@ -204,19 +203,18 @@ absl::StatusOr<std::optional<RetestRow>> SqliteStore::FindUnusedRetest(
 absl::StatusOr<std::vector<RetestCountRow>> SqliteStore::CountRetests(Micros from, Micros to) {
   std::vector<RetestCountRow> out;
   RETURN_IF_ERROR(ReadTxn([&](Db& db) -> absl::Status {
-    ASSIGN_OR_RETURN(auto st, db.Prepare(
-                                  "SELECT institution, reason, COUNT(*) FROM retests WHERE "
-                                  "recorded_at>=?1 AND (?2=0 OR recorded_at<?2) GROUP BY "
-                                  "institution, reason UNION ALL SELECT publisher, 0, COUNT(*) "
-                                  "FROM results WHERE repeat_without_reason=1 AND "
-                                  "received_at>=?1 AND (?2=0 OR received_at<?2) GROUP BY "
-                                  "publisher ORDER BY 1, 2"));
+    ASSIGN_OR_RETURN(auto st,
+                     db.Prepare("SELECT institution, reason, COUNT(*) FROM retests WHERE "
+                                "recorded_at>=?1 AND (?2=0 OR recorded_at<?2) GROUP BY "
+                                "institution, reason UNION ALL SELECT publisher, 0, COUNT(*) "
+                                "FROM results WHERE repeat_without_reason=1 AND "
+                                "received_at>=?1 AND (?2=0 OR received_at<?2) GROUP BY "
+                                "publisher ORDER BY 1, 2"));
     st->Bind(1, from).Bind(2, to);
     for (;;) {
       ASSIGN_OR_RETURN(bool row, st->Step());
       if (!row) break;
-      out.push_back({st->Text(0), static_cast<int>(st->Int(1)),
-                     static_cast<uint64_t>(st->Int(2))});
+      out.push_back({st->Text(0), static_cast<int>(st->Int(1)), static_cast<uint64_t>(st->Int(2))});
     }
     return absl::OkStatus();
   }));

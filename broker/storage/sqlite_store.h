@@ -66,8 +66,8 @@ class SqliteStore final : public Store {
                                                      size_t limit) override;
   absl::StatusOr<RetestOutcome> RecordRetest(const RetestRow& row) override;
   absl::StatusOr<std::optional<RetestRow>> FindUnusedRetest(const std::string& institution,
-                                                           const std::string& patient_key,
-                                                           const std::string& item_code) override;
+                                                            const std::string& patient_key,
+                                                            const std::string& item_code) override;
   absl::StatusOr<std::vector<RetestCountRow>> CountRetests(Micros from, Micros to) override;
   absl::Status Health() override;
 

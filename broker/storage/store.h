@@ -175,7 +175,7 @@ struct ResultRow {
   std::string publisher;          // performing institution
   std::string client_request_id;  // unique per publisher
   std::string request_digest;
-  std::string patient_key;        // PatientKey(): a hash, never the identifier itself
+  std::string patient_key;  // PatientKey(): a hash, never the identifier itself
   std::string item_code;
   int kind = 0;
   Micros performed_at = 0;
@@ -283,8 +283,7 @@ class Store {
   virtual absl::StatusOr<ResultRow> GetResult(const std::string& id) = 0;
   // A patient's results, newest performed first; `item_codes` empty = every item.
   virtual absl::StatusOr<std::vector<ResultRow>> ListResults(
-      const std::string& patient_key, const std::vector<std::string>& item_codes,
-      size_t limit) = 0;
+      const std::string& patient_key, const std::vector<std::string>& item_codes, size_t limit) = 0;
   // Duplicate on an institution's reused client_request_id.
   virtual absl::StatusOr<RetestOutcome> RecordRetest(const RetestRow& row) = 0;
   // The oldest re-test reason of `institution` for the patient's item not yet used.

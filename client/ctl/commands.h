@@ -26,6 +26,13 @@ struct ReferralFilter {
   uint32_t limit = 50;
 };
 
+// A patient identifier given on the command line.
+struct PatientArgs {
+  std::string type = "RESIDENT_ID";
+  std::string value;
+  std::string issuer;
+};
+
 std::unique_ptr<refclient::Connection> Connect(const Globals& g);
 int Fail(const absl::Status& s);
 void PrintJson(const google::protobuf::Message& m);
@@ -38,5 +45,8 @@ int DlqRequeue(const Globals& g, const std::string& queue, const std::string& gr
 int Health(const Globals& g);
 int Referrals(const Globals& g, const ReferralFilter& filter);
 int ReferralShow(const Globals& g, const std::string& id);
+int Results(const Globals& g, const PatientArgs& patient);
+int Recognize(const Globals& g, const PatientArgs& patient, const std::vector<std::string>& items);
+int Retests(const Globals& g);
 
 }  // namespace refctl

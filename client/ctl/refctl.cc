@@ -5,6 +5,9 @@
 //   refctl dlq requeue --queue Q --group G [--seq N]
 //   refctl referrals [filters]         referrals the caller may see, newest first
 //   refctl referral show ID            the whole journey (both legs) as a timeline
+//   refctl results --id ID             a patient's result records you may read
+//   refctl recognize --id ID --item C  which results can be reused (互认), or why not
+//   refctl retests                     re-test reasons and repeats without reason
 //   refctl health
 //
 // Connection: --broker host:port (repeatable), certificates from --certs DIR as --as NAME
@@ -63,6 +66,18 @@ int main(int argc, char** argv) {
   referral_show->alias("get");
   referral_show->add_option("id", id, "broker referral id")->required();
 
+  refctl::PatientArgs patient;
+  std::vector<std::string> items;
+  auto* results = app.add_subcommand("results", "a patient's result records");
+  auto* recognize = app.add_subcommand("recognize", "mutual recognition of a patient's results");
+  for (CLI::App* cmd : {results, recognize}) {
+    cmd->add_option("--id", patient.value, "patient identifier value")->required();
+    cmd->add_option("--id-type", patient.type, "RESIDENT_ID (default), EHC, HOSPITAL_MRN, ...");
+    cmd->add_option("--issuer", patient.issuer, "issuer of the identifier, where it needs one");
+  }
+  recognize->add_option("--item", items, "catalogue item code (repeatable)")->required();
+  auto* retests = app.add_subcommand("retests", "re-test reasons and repeats without reason");
+
   auto* health = app.add_subcommand("health", "gRPC health of the broker");
 
   CLI11_PARSE(app, argc, argv);
@@ -71,6 +86,9 @@ int main(int argc, char** argv) {
   if (dlq_requeue->parsed()) return refctl::DlqRequeue(g, queue, group, seq);
   if (referrals->parsed()) return refctl::Referrals(g, filter);
   if (referral_show->parsed()) return refctl::ReferralShow(g, id);
+  if (results->parsed()) return refctl::Results(g, patient);
+  if (recognize->parsed()) return refctl::Recognize(g, patient, items);
+  if (retests->parsed()) return refctl::Retests(g);
   if (health->parsed()) return refctl::Health(g);
   return 2;
 }

@@ -3,9 +3,9 @@
 
 #include "broker/recognition/recognition_engine.h"
 
-#include <fstream>
-
 #include <gtest/gtest.h>
+
+#include <fstream>
 
 namespace refbroker::recognition {
 namespace {
@@ -201,8 +201,8 @@ TEST_F(RecognitionRules, SeveralFailingRulesGiveEveryReason) {
   r.performing_institution = kHospital;  // failed EQA
   r.quality_flagged = true;
   auto v = Check(r, kZhengzhou, performed_ + 30 * kDay);
-  EXPECT_EQ(Reasons(v), (std::vector<v1::NonRecognitionReason>{
-                            v1::NOT_ACCREDITED, v1::OUT_OF_SCOPE, v1::EXPIRED, v1::QUALITY_FLAG}));
+  EXPECT_EQ(Reasons(v), (std::vector<v1::NonRecognitionReason>{v1::NOT_ACCREDITED, v1::OUT_OF_SCOPE,
+                                                               v1::EXPIRED, v1::QUALITY_FLAG}));
   EXPECT_FALSE(v.recognizable());
   EXPECT_TRUE(v.hr_mark().empty());
 }
@@ -231,14 +231,10 @@ TEST(CatalogueLoading, AReloadMustBeNewerAndKeepsTheOldVersionOtherwise) {
   CatalogueHolder holder(std::shared_ptr<const Catalogue>(std::move(*v1cat)));
   std::string dir = ::testing::TempDir();
   std::string path = dir + "/cat.toml";
-  {
-    std::ofstream(path) << "version = 1\n";
-  }
+  { std::ofstream(path) << "version = 1\n"; }
   EXPECT_FALSE(holder.Reload(path).ok());
   EXPECT_EQ(holder.Get()->version(), 1);
-  {
-    std::ofstream(path) << "version = 2\n";
-  }
+  { std::ofstream(path) << "version = 2\n"; }
   EXPECT_TRUE(holder.Reload(path).ok());
   EXPECT_EQ(holder.Get()->version(), 2);
 }
