@@ -18,6 +18,9 @@ constexpr int kSchemaVersion = sizeof(schema::kMigrations) / sizeof(schema::kMig
 absl::Status Configure(Db& db) {
   RETURN_IF_ERROR(db.Exec("PRAGMA journal_mode=WAL"));
   RETURN_IF_ERROR(db.Exec("PRAGMA synchronous=FULL"));
+  // Page cache and mmap stay at SQLite's defaults: recognition_bench at 1M records measured
+  // publish-rate ratios of 0.57 (defaults), 0.40 (cache_size 256 MiB) and 0.28 (plus
+  // mmap_size 1 GiB) on this 2-core machine.
   return db.Exec("PRAGMA foreign_keys=OFF");
 }
 

@@ -13,8 +13,10 @@
 
 #include "client/refclient/connection.h"
 #include "client/refclient/referral_client.h"
+#include "client/refclient/result_client.h"
 #include "client/refclient/subscriber.h"
 #include "client/sim/synthetic_referral.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace refsim {
 namespace {
@@ -46,6 +48,29 @@ v1::TransitionReferralRequest Step(const std::string& id, const std::string& req
   r.mutable_doctor()->set_id("D-" + std::to_string(std::hash<std::string>()(doctor) % 9000));
   r.mutable_doctor()->set_name(doctor);
   return r;
+}
+
+// A fasting glucose result of the referral's patient, performed an hour ago.
+v1::ResultRecord GlucoseFor(const v1::Referral& r, const std::string& performer,
+                            const std::string& to, const std::string& request_id) {
+  using google::protobuf::util::TimeUtil;
+  v1::ResultRecord res;
+  res.set_client_request_id(request_id);
+  res.set_kind(v1::LAB);
+  *res.mutable_patient() = r.patient();
+  res.set_performing_institution(performer);
+  res.set_addressed_to(to);
+  res.set_item_code("LAB-GLU");
+  res.set_item_name("空腹血糖");
+  *res.mutable_performed_at() = TimeUtil::GetCurrentTime() - TimeUtil::HoursToDuration(1);
+  auto* v = res.add_lab_values();
+  v->set_analyte("GLU");
+  v->set_value("7.2");
+  v->set_unit("mmol/L");
+  v->set_reference_range("3.9-6.1");
+  v->set_abnormal_flag("H");
+  res.set_conclusion("空腹血糖偏高");
+  return res;
 }
 
 refclient::SubscriberOptions QueueOptions(const SimOptions& o, const std::string& owner,
@@ -137,6 +162,7 @@ class Office {
     auto accept = Step(r.id(), key + "-accept", "王主任");
     accept.mutable_accept()->set_note("已安排床位");
     if (!Do(accept, tally_.accepted)) return;
+    Retest(r, key, rng);
     Pause();
     auto arrive = Step(r.id(), key + "-arrive", "护士站");
     arrive.mutable_arrive();
@@ -146,6 +172,42 @@ class Office {
     complete.mutable_complete()->set_outcome_summary("治疗结束，病情稳定");
     if (!Do(complete, tally_.completed)) return;
     if (std::uniform_real_distribution<double>(0, 1)(rng) < o_.down_share) ReferDown(r);
+  }
+
+  // For each recognizable attached result: sometimes test again, with or without a reason.
+  void Retest(const v1::Referral& r, const std::string& key, std::mt19937_64& rng) {
+    refclient::ResultClient results(*conn_);
+    for (const auto& verdict : r.attached_result_verdicts()) {
+      tally_.verdicts++;
+      if (!verdict.recognizable()) continue;
+      tally_.recognizable++;
+      double u = std::uniform_real_distribution<double>(0, 1)(rng);
+      if (u >= o_.retest_share + o_.repeat_share) continue;
+      if (u < o_.retest_share) {
+        v1::Retest rt;
+        rt.set_client_request_id(key + "-retest-" + verdict.result_id());
+        *rt.mutable_patient() = r.patient().identifiers(0);
+        rt.set_item_code(verdict.item_code());
+        rt.set_reason(v1::RETEST_CRITICAL_STEP);
+        rt.set_text("术前复查");
+        rt.mutable_doctor()->set_id("D-3001");
+        rt.mutable_doctor()->set_name("王主任");
+        rt.set_prior_result_id(verdict.result_id());
+        if (!results.RecordRetest(rt).ok()) {
+          tally_.transition_errors++;
+          continue;
+        }
+      }
+      auto again =
+          results.Publish(GlucoseFor(r, hospital_.id, "", key + "-lis-" + verdict.result_id()));
+      if (!again.ok()) {
+        tally_.transition_errors++;
+        continue;
+      }
+      tally_.results_published++;
+      if (again->result().repeat_without_reason()) tally_.repeats_without_reason++;
+      if (!again->result().retest_id().empty()) tally_.retests++;
+    }
   }
 
   void ReferDown(const v1::Referral& up) {
@@ -197,6 +259,7 @@ void RunClinic(const SimOptions& o, const Principal& clinic,
                uint64_t seed, Tally& tally) {
   auto conn = Connect(o, clinic.cert);
   refclient::ReferralClient client(*conn);
+  refclient::ResultClient results(*conn);
   SyntheticReferrals gen(seed);
   auto interval = std::chrono::duration<double>(1.0 / rate);
   auto next = SteadyClock::now();
@@ -204,6 +267,14 @@ void RunClinic(const SimOptions& o, const Principal& clinic,
     std::string request_id = clinic.cert + "-" + std::to_string(seed) + "-" + std::to_string(n);
     auto referral = gen.Make(clinic.id, hospitals[gen.rng()() % hospitals.size()],
                              gen.RandomPriority(), request_id);
+    if (o.journeys && std::uniform_real_distribution<double>(0, 1)(gen.rng()) < o.result_share) {
+      auto published = results.Publish(
+          GlucoseFor(referral, clinic.id, referral.to_institution(), request_id + "-lis"));
+      if (published.ok()) {
+        tally.results_published++;
+        referral.add_attached_result_ids(published->result().id());
+      }
+    }
     tally.sent++;
     auto r = client.Submit(referral);
     if (r.ok()) {
@@ -306,6 +377,12 @@ void PrintSummary(const SimOptions& o, size_t clinics, size_t hospitals, Tally& 
       u(t.accepted), u(t.declined), u(t.cancelled), u(t.cancel_too_late), escalated, u(t.arrived),
       u(t.completed), u(t.loops_closed.size()), u(t.down_sent), u(t.down_accepted),
       u(t.transition_errors));
+  std::printf(
+      "results and mutual recognition:\n"
+      "  results published %llu  verdicts stamped %llu (recognizable %llu)\n"
+      "  re-tests with a recorded reason %llu  repeats without reason %llu\n",
+      u(t.results_published), u(t.verdicts), u(t.recognizable), u(t.retests),
+      u(t.repeats_without_reason));
 }
 
 }  // namespace

@@ -36,8 +36,11 @@ struct SimOptions {
   double decline_share = 0.08;
   double ignore_share = 0.03;  // never decided: they breach the decision deadline
   double cancel_share = 0.02;
-  double down_share = 0.4;  // completed UP legs continued by a DOWN leg
-  int step_ms = 100;        // time between a hospital's steps on one referral
+  double down_share = 0.4;     // completed UP legs continued by a DOWN leg
+  double result_share = 0.3;   // referrals carrying a lab result published just before
+  double retest_share = 0.1;   // recognizable results tested again with a recorded reason
+  double repeat_share = 0.05;  // ... and tested again without one
+  int step_ms = 100;           // time between a hospital's steps on one referral
   bool json = false;
 };
 
@@ -52,6 +55,8 @@ class AllianceSimulation {
     std::atomic<uint64_t> sent{0}, acked{0}, rejected{0}, failed{0};
     std::atomic<uint64_t> accepted{0}, declined{0}, arrived{0}, completed{0}, cancelled{0},
         cancel_too_late{0}, down_sent{0}, down_accepted{0}, transition_errors{0};
+    std::atomic<uint64_t> results_published{0}, verdicts{0}, recognizable{0}, retests{0},
+        repeats_without_reason{0};
     std::mutex mu;
     std::set<std::string> acked_ids;      // UP referrals the broker acknowledged
     std::set<std::string> delivered_ids;  // reached a hospital's system at least once

@@ -1,0 +1,188 @@
+// recognition_bench: how the mutual-recognition query and result publishing behave as results
+// accumulate. Loads N result records for N/10 patients through the real publish path
+// (ResultWorkflow over SqliteStore, group commit from concurrent publishers), then measures
+// the recognition query (3 items) for random patients, and reports:
+//   - publish rate on the empty store vs with N stored (ratio; target ≥ 0.9)
+//   - query latency p50 / p99 (target p99 < 2 ms)
+//   - store size on disk
+//   recognition_bench [--records N] [--threads T] [--queries Q] [--dir DIR]
+
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "broker/auth/registry.h"
+#include "broker/domain/identifiers.h"
+#include "broker/domain/result_workflow.h"
+#include "broker/recognition/catalogue.h"
+#include "broker/storage/sqlite_store.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace {
+
+namespace v1 = refbroker::v1;
+using google::protobuf::util::TimeUtil;
+using SteadyClock = std::chrono::steady_clock;
+
+const char* kItems[] = {"LAB-GLU", "LAB-HBA1C", "LAB-CBC", "LAB-CR", "ECG-12"};
+const char* kPerformers[] = {"12411723MB0A10014N", "12411723417580001B", "124117234175811018",
+                             "12411723417581102B"};
+
+std::string ResidentId(uint64_t patient) {
+  char first17[18];
+  std::snprintf(first17, sizeof first17, "411723%04d%02d%02d%03d",
+                static_cast<int>(1940 + patient % 80), static_cast<int>(1 + patient / 80 % 12),
+                static_cast<int>(1 + patient / 960 % 28), static_cast<int>(patient / 26880 % 1000));
+  std::string id(first17, 17);
+  id.push_back(refbroker::domain::ResidentIdCheckChar(id));
+  return id;
+}
+
+v1::ResultRecord Record(uint64_t n, uint64_t patients, std::mt19937_64& rng) {
+  uint64_t patient = n % patients;
+  v1::ResultRecord r;
+  r.set_client_request_id("bench-" + std::to_string(n));
+  const char* item = kItems[rng() % 5];
+  r.set_kind(item[0] == 'E' ? v1::ECG : v1::LAB);
+  auto* id = r.mutable_patient()->add_identifiers();
+  id->set_type(v1::RESIDENT_ID);
+  id->set_value(ResidentId(patient));
+  r.mutable_patient()->set_name("测试");
+  r.set_performing_institution(kPerformers[rng() % 4]);
+  r.set_item_code(item);
+  *r.mutable_performed_at() =
+      TimeUtil::GetCurrentTime() -
+      TimeUtil::SecondsToDuration(static_cast<int64_t>(rng() % (30 * 86400)));
+  if (r.kind() == v1::LAB) {
+    auto* v = r.add_lab_values();
+    v->set_analyte(item);
+    v->set_value(std::to_string(rng() % 100 / 10.0));
+    v->set_unit("mmol/L");
+  } else {
+    auto* m = r.mutable_ecg()->add_measurements();
+    m->set_name("HR");
+    m->set_value(60 + rng() % 40);
+  }
+  return r;
+}
+
+// Publishes records [from, to) from `threads` threads; returns records per second.
+double Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Registry& reg,
+               uint64_t from, uint64_t to, uint64_t patients, int threads) {
+  std::atomic<uint64_t> next{from}, errors{0};
+  auto start = SteadyClock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      std::mt19937_64 rng(t * 7919 + from);
+      for (uint64_t n = next++; n < to; n = next++) {
+        v1::ResultRecord r = Record(n, patients, rng);
+        if (!wf.Publish(*reg.Find(r.performing_institution()), r).ok()) errors++;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  double secs = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  if (errors > 0) std::fprintf(stderr, "publish errors: %llu\n", (unsigned long long)errors.load());
+  return (to - from) / secs;
+}
+
+uint64_t DirSize(const std::string& dir) {
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.is_regular_file()) total += e.file_size();
+  }
+  return total;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"recognition_bench — mutual-recognition query and publish rate at scale"};
+  uint64_t records = 1000000;
+  int threads = 32;
+  int queries = 10000;
+  std::string dir;
+  app.add_option("--records", records, "result records to load (patients = records / 10)");
+  app.add_option("--threads", threads, "concurrent publishers");
+  app.add_option("--queries", queries, "recognition queries to time");
+  app.add_option("--dir", dir, "data directory (default: a temporary one, removed after)");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);  // one info line per record would be the benchmark
+  bool temporary = dir.empty();
+  if (temporary) {
+    dir =
+        (std::filesystem::temp_directory_path() / ("recognition-bench-" + std::to_string(getpid())))
+            .string();
+  }
+  std::filesystem::create_directories(dir);
+  auto reg = refbroker::auth::Registry::LoadFile(std::string(REFBROKER_SOURCE_DIR) +
+                                                 "/deploy/registry.toml");
+  auto cat = refbroker::recognition::Catalogue::LoadFile(std::string(REFBROKER_SOURCE_DIR) +
+                                                         "/deploy/recognition.toml");
+  refbroker::storage::SqliteOptions so;
+  so.path = dir + "/store.db";
+  auto store = refbroker::storage::SqliteStore::Open(so);
+  if (!reg.ok() || !cat.ok() || !store.ok()) {
+    std::fprintf(stderr, "set-up failed\n");
+    return 2;
+  }
+  refbroker::recognition::CatalogueHolder holder(
+      std::shared_ptr<const refbroker::recognition::Catalogue>(std::move(*cat)));
+  refbroker::domain::ResultWorkflow wf(**store, **reg, holder, refbroker::SystemClock::Get(), {},
+                                       [](const std::string&) {});
+  uint64_t patients = std::max<uint64_t>(1, records / 10);
+  uint64_t probe = std::min<uint64_t>(20000, std::max<uint64_t>(records / 10, 1000));
+
+  double empty_rate = Publish(wf, **reg, 0, probe, patients, threads);
+  auto load_start = SteadyClock::now();
+  uint64_t bulk_end = records > probe ? records - probe : probe;
+  if (bulk_end > probe) Publish(wf, **reg, probe, bulk_end, patients, threads);
+  double full_rate =
+      records > 2 * probe ? Publish(wf, **reg, bulk_end, records, patients, threads) : empty_rate;
+  double load_secs = std::chrono::duration<double>(SteadyClock::now() - load_start).count();
+
+  std::mt19937_64 rng(42);
+  std::vector<double> latencies;
+  auto* clinic = (*reg)->Find("12411723417580001B");
+  for (int q = 0; q < queries; ++q) {
+    v1::RecognizeRequest req;
+    req.mutable_patient()->set_type(v1::RESIDENT_ID);
+    req.mutable_patient()->set_value(ResidentId(rng() % patients));
+    req.add_item_codes("LAB-GLU");
+    req.add_item_codes("LAB-HBA1C");
+    req.add_item_codes("ECG-12");
+    auto t0 = SteadyClock::now();
+    auto out = wf.Recognize(*clinic, req);
+    latencies.push_back(std::chrono::duration<double, std::micro>(SteadyClock::now() - t0).count());
+    if (!out.ok()) {
+      std::fprintf(stderr, "query failed: %s\n", out.status().ToString().c_str());
+      return 1;
+    }
+  }
+  std::sort(latencies.begin(), latencies.end());
+  auto pct = [&](double p) { return latencies[static_cast<size_t>(p * (latencies.size() - 1))]; };
+  uint64_t size = DirSize(dir);
+  std::printf("recognition_bench: %llu records, %llu patients, %d publishers, %u cores\n",
+              (unsigned long long)records, (unsigned long long)patients, threads,
+              std::thread::hardware_concurrency());
+  std::printf("  publish rate, empty store       %10.0f /s\n", empty_rate);
+  std::printf("  publish rate, %llu stored   %10.0f /s   ratio %.2f (target >= 0.90)\n",
+              (unsigned long long)bulk_end, full_rate, full_rate / empty_rate);
+  std::printf("  load time                       %10.1f s\n", load_secs);
+  std::printf("  recognition query (3 items)     p50 %.3f ms   p99 %.3f ms (target p99 < 2 ms)\n",
+              pct(0.5) / 1000, pct(0.99) / 1000);
+  std::printf("  store size on disk              %10.1f MiB (%.0f bytes/record)\n",
+              size / 1048576.0, static_cast<double>(size) / records);
+  store->reset();
+  if (temporary) std::filesystem::remove_all(dir);
+  return 0;
+}
