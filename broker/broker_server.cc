@@ -1,5 +1,6 @@
 #include "broker/broker_server.h"
 
+#include <boost/asio/post.hpp>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
@@ -33,6 +34,7 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(
   RETURN_IF_ERROR(server->Init());
   RETURN_IF_ERROR(server->StartGrpc());
   server->ScheduleHousekeeping();
+  boost::asio::post(server->timers_io_, [s = server.get()] { s->RecordLostDeliveries(); });
   server->deadlines_->Start();
   return server;
 }
@@ -154,6 +156,25 @@ absl::StatusOr<domain::WorkflowOptions> BrokerServer::MakeWorkflowOptions() cons
     wo.reroutes.push_back({r.from, r.specialty, r.to});
   }
   return wo;
+}
+
+// A crash between an ack and its DELIVERED transition leaves SUBMITTED referrals whose delivery
+// was acked: record DELIVERED for them now, so the sender gets its update.
+void BrokerServer::RecordLostDeliveries() {
+  for (;;) {
+    auto pending = store_->ListAckedButUndelivered(500);
+    if (!pending.ok()) {
+      spdlog::warn("start-up delivery sweep failed: {}", pending.status().ToString());
+      return;
+    }
+    if (pending->empty()) return;
+    size_t recorded = 0;
+    for (const auto& [id, receiver] : *pending) {
+      if (workflow_->MarkDelivered(id, receiver).ok()) recorded++;
+    }
+    spdlog::info("start-up: recorded DELIVERED for {} referral(s) acked before a crash", recorded);
+    if (recorded == 0) return;
+  }
 }
 
 // The receiver's system acked a new referral: it is DELIVERED.

@@ -57,6 +57,7 @@ class BrokerServer {
   void ScheduleHousekeeping();
   void Housekeeping();
   void OnAck(const QueueName& queue, const storage::AckResult& result);
+  void RecordLostDeliveries();
 
   const config::BrokerOptions options_;
   std::unique_ptr<auth::Registry> registry_;

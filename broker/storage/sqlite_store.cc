@@ -384,6 +384,29 @@ absl::StatusOr<std::vector<ReferralRecord>> SqliteStore::ListDueReferrals(Micros
   return out;
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+SqliteStore::ListAckedButUndelivered(size_t limit) {
+  std::vector<std::pair<std::string, std::string>> out;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    // Runs once at start: the referrals scan is bounded by the SUBMITTED ones that have a due
+    // deadline (every SUBMITTED referral has one), through the referrals_due index.
+    ASSIGN_OR_RETURN(auto st,
+                     db.Prepare("SELECT r.id, r.receiver FROM referrals r "
+                                "WHERE r.decision_due_at IS NOT NULL AND r.state=1 AND EXISTS("
+                                "SELECT 1 FROM messages m JOIN group_messages g ON g.seq=m.seq "
+                                "WHERE m.queue=r.receiver || '/referrals' AND "
+                                "m.subject_id=r.id AND g.state=2) LIMIT ?"));
+    st->Bind(1, static_cast<int64_t>(limit));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.emplace_back(st->Text(0), st->Text(1));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 absl::StatusOr<std::optional<Micros>> SqliteStore::NextDecisionDue() {
   std::optional<Micros> out;
   RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {

@@ -239,6 +239,11 @@ class Store {
   // Referrals whose decision deadline is ≤ now, earliest first.
   virtual absl::StatusOr<std::vector<ReferralRecord>> ListDueReferrals(Micros now,
                                                                        size_t limit) = 0;
+  // SUBMITTED referrals whose REFERRALS message to their current receiver some group has
+  // acked: the DELIVERED transition that follows an ack is a separate commit, so a crash in
+  // between leaves these behind. Returns (referral id, receiver) pairs.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListAckedButUndelivered(
+      size_t limit) = 0;
   // The earliest pending decision deadline, if any.
   virtual absl::StatusOr<std::optional<Micros>> NextDecisionDue() = 0;
 

@@ -52,7 +52,7 @@ v1::TransitionReferralRequest Step(const std::string& id, const std::string& req
 
 // A fasting glucose result of the referral's patient, performed an hour ago.
 v1::ResultRecord GlucoseFor(const v1::Referral& r, const std::string& performer,
-                            const std::string& to, const std::string& request_id) {
+                            const std::string& to, const std::string& request_id, int hours_ago) {
   using google::protobuf::util::TimeUtil;
   v1::ResultRecord res;
   res.set_client_request_id(request_id);
@@ -62,7 +62,7 @@ v1::ResultRecord GlucoseFor(const v1::Referral& r, const std::string& performer,
   res.set_addressed_to(to);
   res.set_item_code("LAB-GLU");
   res.set_item_name("空腹血糖");
-  *res.mutable_performed_at() = TimeUtil::GetCurrentTime() - TimeUtil::HoursToDuration(1);
+  *res.mutable_performed_at() = TimeUtil::GetCurrentTime() - TimeUtil::HoursToDuration(hours_ago);
   auto* v = res.add_lab_values();
   v->set_analyte("GLU");
   v->set_value("7.2");
@@ -199,7 +199,7 @@ class Office {
         }
       }
       auto again =
-          results.Publish(GlucoseFor(r, hospital_.id, "", key + "-lis-" + verdict.result_id()));
+          results.Publish(GlucoseFor(r, hospital_.id, "", key + "-lis-" + verdict.result_id(), 0));
       if (!again.ok()) {
         tally_.transition_errors++;
         continue;
@@ -269,7 +269,7 @@ void RunClinic(const SimOptions& o, const Principal& clinic,
                              gen.RandomPriority(), request_id);
     if (o.journeys && std::uniform_real_distribution<double>(0, 1)(gen.rng()) < o.result_share) {
       auto published = results.Publish(
-          GlucoseFor(referral, clinic.id, referral.to_institution(), request_id + "-lis"));
+          GlucoseFor(referral, clinic.id, referral.to_institution(), request_id + "-lis", 1));
       if (published.ok()) {
         tally.results_published++;
         referral.add_attached_result_ids(published->result().id());
@@ -434,6 +434,12 @@ int AllianceSimulation::Run() {
         if (office != nullptr && d.attempt() == 1) office->Take(d.referral());
         return refclient::Decision::Ack();
       });
+      if (o_.journeys) {  // the hospital's systems also take their updates and results
+        for (auto kind : {v1::REFERRAL_UPDATES, v1::RESULTS}) {
+          listen(*hospitals[i], kind,
+                 [](const v1::Delivery&) { return refclient::Decision::Ack(); });
+        }
+      }
     }
     for (const Principal* c : clinics) {
       if (!o_.journeys) break;

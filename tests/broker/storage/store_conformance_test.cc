@@ -285,6 +285,26 @@ TEST_P(StoreConformance, ListReferralsFiltersAndPagesNewestFirst) {
   EXPECT_TRUE(store_->ListReferrals(by_state)->empty());
 }
 
+TEST_P(StoreConformance, AckedButUndeliveredReferralsAreFoundForTheStartUpSweep) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("acked");
+  Submit("waiting");
+  auto leased = Lease("his", 10, kT0);
+  for (const auto& m : leased.messages) {
+    if (m.subject_id == "acked") {
+      ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0).ok());
+    }
+  }
+  auto found = store_->ListAckedButUndelivered(10);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ((*found)[0].first, "acked");
+  EXPECT_EQ((*found)[0].second, "12411723417580001B");
+  ReferralRecord r = *store_->GetReferral("acked");
+  ASSERT_TRUE(store_->ChangeReferral(ChangeOf(r, 1, 2, "")).ok());  // now DELIVERED
+  EXPECT_TRUE(store_->ListAckedButUndelivered(10)->empty());
+}
+
 TEST_P(StoreConformance, DueReferralsComeEarliestFirst) {
   Submit("late", 3, kT0);
   ReferralRecord early = Referral("early", "req-early");
