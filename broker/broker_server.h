@@ -60,6 +60,9 @@ class BrokerServer {
   void RecordLostDeliveries();
 
   const config::BrokerOptions options_;
+  // Declared before every timer that runs on it: members are destroyed in reverse order, and
+  // a timer must not outlive its io_context (ASan caught exactly that at shutdown).
+  boost::asio::io_context timers_io_;
   std::unique_ptr<auth::Registry> registry_;
   std::unique_ptr<storage::SqliteStore> store_;
   std::unique_ptr<auth::Authenticator> authenticator_;
@@ -78,7 +81,6 @@ class BrokerServer {
   std::unique_ptr<api::ResultServiceImpl> result_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<observability::MetricsHttpServer> http_;
-  boost::asio::io_context timers_io_;
   std::unique_ptr<boost::asio::steady_timer> housekeeping_timer_;
   std::thread timers_thread_;
   Micros last_prune_ = 0;
