@@ -1,6 +1,8 @@
 #include "broker/common/ids.h"
 
 #include <openssl/rand.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <openssl/sha.h>
 
 #include <cstdint>
@@ -47,6 +49,17 @@ std::string Sha256Hex(const std::string& data) {
     out.push_back(kHex[c & 15]);
   }
   return out;
+}
+
+std::string MessageDigest(const google::protobuf::Message& message) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream raw(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&raw);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return Sha256Hex(bytes);
 }
 
 }  // namespace refbroker

@@ -1,7 +1,5 @@
 #include "broker/domain/referral_workflow.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
@@ -21,15 +19,6 @@ using v1::Referral;
 
 constexpr int kMaxRetries = 8;  // optimistic-concurrency retries of one transition
 
-std::string DeterministicBytes(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::io::StringOutputStream raw(&out);
-  google::protobuf::io::CodedOutputStream coded(&raw);
-  coded.SetSerializationDeterministic(true);
-  m.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
-}
 
 Party PartyOf(const std::string& institution, const storage::ReferralRecord& r) {
   if (institution.empty()) return Party::kBroker;
@@ -225,7 +214,7 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::Submit(const auth::Principal& ca
   ASSIGN_OR_RETURN(const auth::Principal* receiver, router_.RouteUp(caller, r.to_institution()));
   r.set_to_institution(receiver->id);
   r.set_journey_id("");  // set below, after the digest of what the sender sent
-  std::string digest = Sha256Hex(DeterministicBytes(r));
+  std::string digest = MessageDigest(r);
   r.set_journey_id(NewId("jny", now));
   return StoreNew(caller, std::move(r), digest, now);
 }
@@ -271,7 +260,7 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::SubmitDown(const auth::Principal
   std::string to = r.to_institution().empty() ? up->sender : r.to_institution();
   ASSIGN_OR_RETURN(const auth::Principal* receiver, router_.RouteDown(caller, to));
   r.set_to_institution(receiver->id);
-  std::string digest = Sha256Hex(DeterministicBytes(r));
+  std::string digest = MessageDigest(r);
   r.set_journey_id(up->journey_id);
   return StoreNew(caller, std::move(r), digest, now);
 }

@@ -1,7 +1,5 @@
 #include "broker/domain/result_workflow.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <spdlog/spdlog.h>
 
 #include <cctype>
@@ -23,15 +21,6 @@ namespace {
 namespace v1 = refbroker::v1;
 using google::protobuf::util::TimeUtil;
 
-std::string DeterministicBytes(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::io::StringOutputStream raw(&out);
-  google::protobuf::io::CodedOutputStream coded(&raw);
-  coded.SetSerializationDeterministic(true);
-  m.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
-}
 
 absl::Status Invalid(const std::string& field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
@@ -182,7 +171,7 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
   r.clear_repeat_without_reason();
   r.clear_repeats_result_id();
   r.clear_retest_id();
-  std::string digest = Sha256Hex(DeterministicBytes(r));
+  std::string digest = MessageDigest(r);
   Micros performed = TimeUtil::TimestampToMicroseconds(r.performed_at());
 
   storage::ResultRow row;
