@@ -128,11 +128,7 @@ absl::StatusOr<std::vector<ResultRow>> SqliteStore::ListResults(
                        " FROM results WHERE patient_key=? ORDER BY performed_at DESC LIMIT ?");
       ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
       st->Bind(1, patient_key).Bind(2, static_cast<int64_t>(limit));
-      for (;;) {
-        ASSIGN_OR_RETURN(bool row, st->Step());
-        if (!row) break;
-        out.push_back(ReadResult(*st));
-      }
+      RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { out.push_back(ReadResult(row)); }));
       return absl::OkStatus();
     }
     static const std::string sql = absl::StrCat(
@@ -141,12 +137,7 @@ absl::StatusOr<std::vector<ResultRow>> SqliteStore::ListResults(
     ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
     for (const std::string& item : item_codes) {
       st->Bind(1, patient_key).Bind(2, item).Bind(3, static_cast<int64_t>(limit));
-      for (;;) {
-        ASSIGN_OR_RETURN(bool row, st->Step());
-        if (!row) break;
-        out.push_back(ReadResult(*st));
-      }
-      RETURN_IF_ERROR(st->Run());  // reset for the next item
+      RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { out.push_back(ReadResult(row)); }));
     }
     std::sort(out.begin(), out.end(), [](const ResultRow& a, const ResultRow& b) {
       return a.performed_at > b.performed_at;
@@ -211,11 +202,9 @@ absl::StatusOr<std::vector<RetestCountRow>> SqliteStore::CountRetests(Micros fro
                                 "received_at>=?1 AND (?2=0 OR received_at<?2) GROUP BY "
                                 "publisher ORDER BY 1, 2"));
     st->Bind(1, from).Bind(2, to);
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, st->Step());
-      if (!row) break;
-      out.push_back({st->Text(0), static_cast<int>(st->Int(1)), static_cast<uint64_t>(st->Int(2))});
-    }
+    RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) {
+      out.push_back({row.Text(0), static_cast<int>(row.Int(1)), static_cast<uint64_t>(row.Int(2))});
+    }));
     return absl::OkStatus();
   }));
   return out;

@@ -327,11 +327,7 @@ absl::StatusOr<std::vector<ReferralEventRecord>> SqliteStore::ListReferralEvents
                                          "at, body FROM referral_events WHERE referral_id=? "
                                          "ORDER BY seq"));
     st->Bind(1, referral_id);
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, st->Step());
-      if (!row) break;
-      out.push_back(ReadEvent(*st));
-    }
+    RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { out.push_back(ReadEvent(row)); }));
     return absl::OkStatus();
   }));
   return out;
@@ -354,11 +350,7 @@ absl::StatusOr<std::vector<ReferralRecord>> SqliteStore::ListReferrals(const Ref
     st->Bind(5, q.state).Bind(6, q.priority).Bind(7, q.submitted_from).Bind(8, q.submitted_to);
     st->Bind(9, q.journey_id).Bind(10, q.after_submitted_at).Bind(11, q.after_id);
     st->Bind(12, static_cast<int64_t>(q.limit));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, st->Step());
-      if (!row) break;
-      out.push_back(ReadReferral(*st));
-    }
+    RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { out.push_back(ReadReferral(row)); }));
     return absl::OkStatus();
   }));
   return out;
@@ -374,11 +366,7 @@ absl::StatusOr<std::vector<ReferralRecord>> SqliteStore::ListDueReferrals(Micros
                      "ORDER BY decision_due_at LIMIT ?");
     ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
     st->Bind(1, now).Bind(2, static_cast<int64_t>(limit));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, st->Step());
-      if (!row) break;
-      out.push_back(ReadReferral(*st));
-    }
+    RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { out.push_back(ReadReferral(row)); }));
     return absl::OkStatus();
   }));
   return out;
@@ -397,11 +385,8 @@ SqliteStore::ListAckedButUndelivered(size_t limit) {
                                 "WHERE m.queue=r.receiver || '/referrals' AND "
                                 "m.subject_id=r.id AND g.state=2) LIMIT ?"));
     st->Bind(1, static_cast<int64_t>(limit));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, st->Step());
-      if (!row) break;
-      out.emplace_back(st->Text(0), st->Text(1));
-    }
+    RETURN_IF_ERROR(
+        st->ForEachRow([&](const Stmt& row) { out.emplace_back(row.Text(0), row.Text(1)); }));
     return absl::OkStatus();
   }));
   return out;
@@ -474,20 +459,18 @@ absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
                                 "gm.visible_at<=? ORDER BY gm.priority, gm.seq LIMIT ?"));
     pick->Bind(1, req.queue).Bind(2, req.group).Bind(3, req.now);
     pick->Bind(4, static_cast<int64_t>(req.max_messages));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, pick->Step());
-      if (!row) break;
+    RETURN_IF_ERROR(pick->ForEachRow([&](const Stmt& row) {
       LeasedMessage m;
-      m.sequence = static_cast<uint64_t>(pick->Int(0));
+      m.sequence = static_cast<uint64_t>(row.Int(0));
       m.queue = req.queue;
-      m.priority = static_cast<int>(pick->Int(1));
-      m.attempt = static_cast<uint32_t>(pick->Int(2)) + 1;
-      m.subject_id = pick->Text(3);
-      m.payload = pick->Text(4);
-      m.enqueued_at = pick->Int(5);
+      m.priority = static_cast<int>(row.Int(1));
+      m.attempt = static_cast<uint32_t>(row.Int(2)) + 1;
+      m.subject_id = row.Text(3);
+      m.payload = row.Text(4);
+      m.enqueued_at = row.Int(5);
       m.lease_until = req.lease_until;
       result.messages.push_back(std::move(m));
-    }
+    }));
     ASSIGN_OR_RETURN(auto take,
                      db.Prepare("UPDATE group_messages SET state=1, attempts=attempts+1, "
                                 "visible_at=?, state_at=? WHERE queue=? AND grp=? AND seq=?"));
@@ -573,15 +556,13 @@ absl::StatusOr<std::vector<QueueStats>> SqliteStore::ListQueueStats(Micros now) 
   RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto msgs, db.Prepare("SELECT queue, COUNT(*), MIN(enqueued_at) FROM "
                                            "messages GROUP BY queue"));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, msgs->Step());
-      if (!row) break;
-      QueueStats& q = by_queue[msgs->Text(0)];
-      q.queue = msgs->Text(0);
-      q.retained = static_cast<uint64_t>(msgs->Int(1));
+    RETURN_IF_ERROR(msgs->ForEachRow([&](const Stmt& row) {
+      QueueStats& q = by_queue[row.Text(0)];
+      q.queue = row.Text(0);
+      q.retained = static_cast<uint64_t>(row.Int(1));
       q.unconsumed = q.retained;  // corrected below when the queue has groups
-      q.oldest_unconsumed_at = msgs->Int(2);
-    }
+      q.oldest_unconsumed_at = row.Int(2);
+    }));
     ASSIGN_OR_RETURN(auto groups,
                      db.Prepare("SELECT cg.queue, cg.grp, "
                                 "SUM(gm.state=0 OR (gm.state=1 AND gm.visible_at<=?1)), "
@@ -592,21 +573,19 @@ absl::StatusOr<std::vector<QueueStats>> SqliteStore::ListQueueStats(Micros now) 
                                 "gm.grp=cg.grp LEFT JOIN messages m ON m.seq=gm.seq "
                                 "GROUP BY cg.queue, cg.grp"));
     groups->Bind(1, now);
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, groups->Step());
-      if (!row) break;
-      QueueStats& q = by_queue[groups->Text(0)];
-      q.queue = groups->Text(0);
+    RETURN_IF_ERROR(groups->ForEachRow([&](const Stmt& row) {
+      QueueStats& q = by_queue[row.Text(0)];
+      q.queue = row.Text(0);
       q.unconsumed = 0;
       q.oldest_unconsumed_at = 0;
       GroupStats g;
-      g.group = groups->Text(1);
-      g.ready = static_cast<uint64_t>(groups->Int(2));
-      g.in_flight = static_cast<uint64_t>(groups->Int(3));
-      g.dead = static_cast<uint64_t>(groups->Int(4));
-      g.oldest_enqueued_at = groups->IsNull(5) ? 0 : groups->Int(5);
+      g.group = row.Text(1);
+      g.ready = static_cast<uint64_t>(row.Int(2));
+      g.in_flight = static_cast<uint64_t>(row.Int(3));
+      g.dead = static_cast<uint64_t>(row.Int(4));
+      g.oldest_enqueued_at = row.IsNull(5) ? 0 : row.Int(5);
       q.groups.push_back(std::move(g));
-    }
+    }));
     return absl::OkStatus();
   }));
   std::vector<QueueStats> out;
@@ -625,20 +604,18 @@ absl::StatusOr<std::vector<DeadLetterRecord>> SqliteStore::ListDeadLetters(
                                 "(?1='' OR gm.queue=?1) AND (?2='' OR gm.grp=?2) "
                                 "ORDER BY gm.state_at, gm.seq LIMIT ?3"));
     st->Bind(1, filter.queue).Bind(2, filter.group).Bind(3, static_cast<int64_t>(filter.limit));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, st->Step());
-      if (!row) break;
+    RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) {
       DeadLetterRecord d;
-      d.queue = st->Text(0);
-      d.group = st->Text(1);
-      d.sequence = static_cast<uint64_t>(st->Int(2));
-      d.subject_id = st->Text(3);
-      d.attempts = static_cast<uint32_t>(st->Int(4));
-      d.last_error = st->Text(5);
-      d.enqueued_at = st->Int(6);
-      d.dead_at = st->Int(7);
+      d.queue = row.Text(0);
+      d.group = row.Text(1);
+      d.sequence = static_cast<uint64_t>(row.Int(2));
+      d.subject_id = row.Text(3);
+      d.attempts = static_cast<uint32_t>(row.Int(4));
+      d.last_error = row.Text(5);
+      d.enqueued_at = row.Int(6);
+      d.dead_at = row.Int(7);
       out.push_back(std::move(d));
-    }
+    }));
     return absl::OkStatus();
   }));
   return out;

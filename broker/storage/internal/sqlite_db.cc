@@ -69,6 +69,17 @@ absl::Status Stmt::Run() {
   }
 }
 
+absl::Status Stmt::ForEachRow(const std::function<void(const Stmt&)>& fn) {
+  for (;;) {
+    auto row = Step();
+    if (!row.ok() || !*row) {
+      sqlite3_reset(stmt_);
+      return row.ok() ? absl::OkStatus() : row.status();
+    }
+    fn(*this);
+  }
+}
+
 std::string Stmt::Text(int col) const {
   const void* p = sqlite3_column_blob(stmt_, col);
   int n = sqlite3_column_bytes(stmt_, col);

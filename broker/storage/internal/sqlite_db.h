@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,6 +41,8 @@ class Stmt {
   absl::StatusOr<bool> Step();
   // Runs to completion (for statements without rows).
   absl::Status Run();
+  // Calls `fn` for each row, then resets the statement so it can be bound and run again.
+  absl::Status ForEachRow(const std::function<void(const Stmt&)>& fn);
 
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
