@@ -152,19 +152,7 @@ void Subscription::Nack(uint64_t sequence, std::string reason) {
 
 void Subscription::Close() {
   boost::asio::post(strand_, [self = shared_from_this()] {
-    if (self->closed_) return;
-    self->closed_ = true;
-    self->timer_.cancel();
-    std::vector<uint64_t> release;
-    for (const auto& [seq, until] : self->inflight_) release.push_back(seq);
-    self->inflight_.clear();
-    absl::Status s = self->engine_.store().Release(self->queue_text_, self->group_, release,
-                                                   self->engine_.clock().Now());
-    if (!s.ok())
-      spdlog::warn("queue={} group={} release failed: {}", self->queue_text_, self->group_,
-                   s.ToString());
-    self->engine_.Unregister(self.get());
-    if (!release.empty()) self->engine_.Notify(self->queue_text_);
+    if (!self->closed_) self->Shutdown();
   });
 }
 
@@ -177,14 +165,22 @@ void Subscription::Fail(const absl::Status& status) {
 void Subscription::FailAndClose(const absl::Status& status) {
   spdlog::warn("queue={} group={} subscription ends: {}", queue_text_, group_, status.ToString());
   sink_->Fail(status);
-  // The stream's OnDone will call Close(); closing here stops further pumping at once.
-  timer_.cancel();
+  Shutdown();  // the stream's OnDone will call Close(), which then finds it closed
+}
+
+void Subscription::Shutdown() {
   closed_ = true;
+  timer_.cancel();
   std::vector<uint64_t> release;
   for (const auto& [seq, until] : inflight_) release.push_back(seq);
   inflight_.clear();
-  (void)engine_.store().Release(queue_text_, group_, release, engine_.clock().Now());
+  absl::Status s = engine_.store().Release(queue_text_, group_, release, engine_.clock().Now());
+  if (!s.ok()) {
+    spdlog::warn("queue={} group={} release failed: {}", queue_text_, group_, s.ToString());
+  }
   engine_.Unregister(this);
+  // Other members of the group may take the released messages now.
+  if (!release.empty()) engine_.Notify(queue_text_);
 }
 
 }  // namespace refbroker::delivery

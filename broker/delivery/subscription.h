@@ -54,6 +54,8 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   void Pump();                                           // on strand
   void ArmTimer(std::optional<Micros> next_visible_at);  // on strand
   void FailAndClose(const absl::Status& status);         // on strand
+  // Stops pumping, gives unacked leases back to the group, unregisters. On strand.
+  void Shutdown();
   refbroker::v1::Delivery ToDelivery(const storage::LeasedMessage& m) const;
 
   DeliveryEngine& engine_;

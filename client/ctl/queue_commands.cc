@@ -62,13 +62,14 @@ absl::StatusOr<refbroker::v1::QueueRef> ParseQueue(const std::string& text) {
 }  // namespace
 
 std::unique_ptr<refclient::Connection> Connect(const Globals& g) {
-  refclient::ConnectionOptions o;
-  o.targets = g.brokers.empty() ? std::vector<std::string>{Env("REFCTL_BROKER", "127.0.0.1:7443")}
-                                : g.brokers;
   std::string dir = g.certs_dir.empty() ? Env("REFCTL_CERTS", "certs/dev") : g.certs_dir;
-  o.ca_file = g.ca.empty() ? dir + "/ca.crt" : g.ca;
-  o.cert_file = g.cert.empty() ? dir + "/" + g.as + ".crt" : g.cert;
-  o.key_file = g.key.empty() ? dir + "/" + g.as + ".key" : g.key;
+  auto o = refclient::CertDirOptions(
+      g.brokers.empty() ? std::vector<std::string>{Env("REFCTL_BROKER", "127.0.0.1:7443")}
+                        : g.brokers,
+      dir, g.as);
+  if (!g.ca.empty()) o.ca_file = g.ca;  // explicit files override the directory
+  if (!g.cert.empty()) o.cert_file = g.cert;
+  if (!g.key.empty()) o.key_file = g.key;
   auto c = refclient::Connection::Create(o);
   if (!c.ok()) {
     std::cerr << "refctl: " << c.status().message() << "\n";

@@ -16,6 +16,16 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) 
 
 }  // namespace
 
+ConnectionOptions CertDirOptions(std::vector<std::string> targets, const std::string& dir,
+                                 const std::string& name) {
+  ConnectionOptions o;
+  o.targets = std::move(targets);
+  o.ca_file = dir + "/ca.crt";
+  o.cert_file = dir + "/" + name + ".crt";
+  o.key_file = dir + "/" + name + ".key";
+  return o;
+}
+
 absl::Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());

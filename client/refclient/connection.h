@@ -34,6 +34,11 @@ struct ConnectionOptions {
   std::string server_name_override;  ///< TLS name to expect, if the target is an IP/alias
 };
 
+/// Options for a principal whose files lie in one directory, as certs/make-dev-certs.sh writes
+/// them: DIR/ca.crt, DIR/NAME.crt and DIR/NAME.key.
+ConnectionOptions CertDirOptions(std::vector<std::string> targets, const std::string& dir,
+                                 const std::string& name);
+
 /// A mutual-TLS channel to one of the configured brokers.
 class Connection {
  public:

@@ -27,12 +27,7 @@ using SteadyClock = std::chrono::steady_clock;
 using Tally = AllianceSimulation::Tally;
 
 std::unique_ptr<refclient::Connection> Connect(const SimOptions& o, const std::string& stem) {
-  refclient::ConnectionOptions c;
-  c.targets = o.brokers;
-  c.ca_file = o.certs + "/ca.crt";
-  c.cert_file = o.certs + "/" + stem + ".crt";
-  c.key_file = o.certs + "/" + stem + ".key";
-  auto conn = refclient::Connection::Create(c);
+  auto conn = refclient::Connection::Create(refclient::CertDirOptions(o.brokers, o.certs, stem));
   if (!conn.ok()) {
     std::cerr << "refsim: " << conn.status().message() << "\n";
     std::exit(2);

@@ -8,12 +8,7 @@ namespace refbroker::testing {
 
 std::unique_ptr<refclient::Connection> ConnectAs(const std::string& address,
                                                  const std::string& stem) {
-  refclient::ConnectionOptions o;
-  o.targets = {address};
-  o.ca_file = CertsDir() + "/ca.crt";
-  o.cert_file = CertPath(stem);
-  o.key_file = KeyPath(stem);
-  auto c = refclient::Connection::Create(o);
+  auto c = refclient::Connection::Create(refclient::CertDirOptions({address}, CertsDir(), stem));
   if (!c.ok()) std::abort();
   return std::move(*c);
 }
