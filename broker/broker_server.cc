@@ -1,10 +1,10 @@
 #include "broker/broker_server.h"
 
-#include <boost/asio/post.hpp>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
 #include <fstream>
 #include <sstream>
 
@@ -15,7 +15,8 @@ namespace refbroker {
 namespace {
 
 constexpr const char* kServiceNames[] = {
-    "refbroker.v1.ReferralService", "refbroker.v1.DeliveryService", "refbroker.v1.AdminService"};
+    "refbroker.v1.ReferralService", "refbroker.v1.DeliveryService", "refbroker.v1.AdminService",
+    "refbroker.v1.ResultService", "refbroker.v1.ConsultService"};
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* key) {
   std::ifstream in(path);
@@ -36,6 +37,7 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(
   server->ScheduleHousekeeping();
   boost::asio::post(server->timers_io_, [s = server.get()] { s->RecordLostDeliveries(); });
   server->deadlines_->Start();
+  server->consult_deadlines_->Start();
   return server;
 }
 
@@ -71,7 +73,8 @@ absl::Status BrokerServer::Init() {
     if (deadlines_) deadlines_->Poke(due);
   };
   hooks.stamp_results = [this](const refbroker::v1::Referral& r, const std::string& receiver) {
-    return results_->VerdictsFor(r, receiver);
+    return results_->VerdictsFor(r.patient(), r.attached_result_ids(), receiver,
+                                 "referral.attached_result_ids");
   };
   workflow_ = std::make_unique<domain::ReferralWorkflow>(*store_, *registry_, *policy_, *router_,
                                                          SystemClock::Get(), std::move(wo), hooks);
@@ -82,6 +85,7 @@ absl::Status BrokerServer::Init() {
         if (!n.ok()) spdlog::warn("deadlines: escalation failed: {}", n.status().ToString());
       },
       [this] { return store_->NextDecisionDue(); });
+  RETURN_IF_ERROR(InitConsults());
   metrics_ = std::make_unique<observability::Metrics>();
   metrics_->SetRefresher([this](observability::Metrics& m) {
     m.SyncCounter("store_commits", "group commits (fsyncs) of the store", store_->commits());
@@ -111,6 +115,8 @@ absl::Status BrokerServer::StartGrpc() {
   delivery_service_ = std::make_unique<api::DeliveryServiceImpl>(*service_context_);
   admin_service_ = std::make_unique<api::AdminServiceImpl>(*service_context_, *registry_);
   result_service_ = std::make_unique<api::ResultServiceImpl>(*service_context_, *results_);
+  consult_service_ =
+      std::make_unique<api::ConsultServiceImpl>(*service_context_, *consults_, *sessions_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -121,6 +127,7 @@ absl::Status BrokerServer::StartGrpc() {
   builder.RegisterService(delivery_service_.get());
   builder.RegisterService(admin_service_.get());
   builder.RegisterService(result_service_.get());
+  builder.RegisterService(consult_service_.get());
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     return absl::UnavailableError(
@@ -156,6 +163,65 @@ absl::StatusOr<domain::WorkflowOptions> BrokerServer::MakeWorkflowOptions() cons
     wo.reroutes.push_back({r.from, r.specialty, r.to});
   }
   return wo;
+}
+
+absl::StatusOr<domain::ConsultOptions> BrokerServer::MakeConsultOptions() const {
+  auto convert = [](const config::PriorityDeadlineOption& d) {
+    return domain::PriorityDeadlines{d.emergency_s, d.urgent_s, d.routine_s};
+  };
+  domain::ConsultOptions co;
+  co.accept = convert(options_.consult.accept);
+  co.report = convert(options_.consult.report);
+  co.report_by_service.clear();
+  for (const auto& [name, d] : options_.consult.report_by_service) {
+    refbroker::v1::ConsultServiceType service;
+    if (!refbroker::v1::ConsultServiceType_Parse(name, &service) ||
+        service == refbroker::v1::CONSULT_SERVICE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config consult.report.", name, ": not a consult service"));
+    }
+    co.report_by_service[service] = convert(d);
+  }
+  return co;
+}
+
+absl::Status BrokerServer::InitConsults() {
+  ASSIGN_OR_RETURN(domain::ConsultOptions co, MakeConsultOptions());
+  sessions_ = std::make_unique<api::ConsultSessions>();
+  domain::ConsultWorkflow::Hooks hooks;
+  hooks.notify = [this](const std::string& queue) { engine_->Notify(queue); };
+  hooks.deadline_set = [this](Micros due) {
+    if (consult_deadlines_) consult_deadlines_->Poke(due);
+  };
+  hooks.stamp_results = [this](const refbroker::v1::Patient& patient,
+                               const google::protobuf::RepeatedPtrField<std::string>& ids,
+                               const std::string& receiver, const std::string& field) {
+    return results_->VerdictsFor(patient, ids, receiver, field);
+  };
+  hooks.publish_reading =
+      [this](const auth::Principal& publisher,
+             const refbroker::v1::ResultRecord& r) -> absl::StatusOr<refbroker::v1::ResultRecord> {
+    ASSIGN_OR_RETURN(auto out, results_->Publish(publisher, r));
+    return out.result();
+  };
+  hooks.submit_referral =
+      [this](const auth::Principal& sender,
+             const refbroker::v1::Referral& r) -> absl::StatusOr<refbroker::v1::Referral> {
+    ASSIGN_OR_RETURN(auto out, workflow_->Submit(sender, r, r.converted_from_consult_id()));
+    return out.referral;
+  };
+  hooks.message_stored = [this](const refbroker::v1::ConsultMessage& m) { sessions_->Publish(m); };
+  consults_ = std::make_unique<domain::ConsultWorkflow>(*store_, *registry_, *policy_,
+                                                        SystemClock::Get(), std::move(co), hooks);
+  consult_deadlines_ = std::make_unique<timers::DeadlineScheduler>(
+      timers_io_, SystemClock::Get(),
+      [this] {
+        auto n = consults_->EscalateDue();
+        if (!n.ok())
+          spdlog::warn("consult deadlines: escalation failed: {}", n.status().ToString());
+      },
+      [this] { return store_->NextConsultDue(); });
+  return absl::OkStatus();
 }
 
 // A crash between an ack and its DELIVERED transition leaves SUBMITTED referrals whose delivery
@@ -235,6 +301,7 @@ void BrokerServer::Shutdown() {
   spdlog::info("shutting down: draining");
   server_->GetHealthCheckService()->Shutdown();
   engine_->FailAll(absl::UnavailableError("broker shutting down; reconnect"));
+  sessions_->CloseAll();
   server_->Shutdown(std::chrono::system_clock::now() +
                     std::chrono::seconds(options_.server.drain_seconds));
   timers_io_.stop();

@@ -12,6 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "broker/api/admin_service.h"
+#include "broker/api/consult_service.h"
+#include "broker/api/consult_sessions.h"
 #include "broker/api/delivery_service.h"
 #include "broker/api/referral_service.h"
 #include "broker/api/result_service.h"
@@ -20,6 +22,7 @@
 #include "broker/auth/registry.h"
 #include "broker/config/broker_options.h"
 #include "broker/delivery/delivery_engine.h"
+#include "broker/domain/consult_workflow.h"
 #include "broker/domain/referral_workflow.h"
 #include "broker/domain/result_workflow.h"
 #include "broker/observability/metrics.h"
@@ -54,6 +57,8 @@ class BrokerServer {
   absl::Status Init();
   absl::Status StartGrpc();
   absl::StatusOr<domain::WorkflowOptions> MakeWorkflowOptions() const;
+  absl::StatusOr<domain::ConsultOptions> MakeConsultOptions() const;
+  absl::Status InitConsults();
   void ScheduleHousekeeping();
   void Housekeeping();
   void OnAck(const QueueName& queue, const storage::AckResult& result);
@@ -73,12 +78,16 @@ class BrokerServer {
   std::unique_ptr<domain::ResultWorkflow> results_;
   std::unique_ptr<domain::ReferralWorkflow> workflow_;
   std::unique_ptr<timers::DeadlineScheduler> deadlines_;
+  std::unique_ptr<api::ConsultSessions> sessions_;
+  std::unique_ptr<domain::ConsultWorkflow> consults_;
+  std::unique_ptr<timers::DeadlineScheduler> consult_deadlines_;
   std::unique_ptr<observability::Metrics> metrics_;
   std::unique_ptr<api::ServiceContext> service_context_;
   std::unique_ptr<api::ReferralServiceImpl> referral_service_;
   std::unique_ptr<api::DeliveryServiceImpl> delivery_service_;
   std::unique_ptr<api::AdminServiceImpl> admin_service_;
   std::unique_ptr<api::ResultServiceImpl> result_service_;
+  std::unique_ptr<api::ConsultServiceImpl> consult_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<observability::MetricsHttpServer> http_;
   std::unique_ptr<boost::asio::steady_timer> housekeeping_timer_;

@@ -2,11 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <deque>
-#include <mutex>
-#include <optional>
-
 #include "absl/strings/str_cat.h"
+#include "broker/api/internal/serial_writer.h"
 #include "broker/api/status_convert.h"
 #include "broker/delivery/delivery_sink.h"
 
@@ -29,69 +26,13 @@ bool ValidGroupName(const std::string& g) {
   return true;
 }
 
-// Serializes writes on one stream: gRPC allows one outstanding write per stream. Holds the
-// reactor pointer until the reactor is done (Detach). A recursive mutex, because gRPC may run a
-// reaction inline from StartWrite.
-class StreamSink final : public delivery::DeliverySink {
+// The Subscribe stream's writer, as the delivery engine's sink.
+class StreamSink final : public delivery::DeliverySink,
+                         public internal::SerialWriter<SubscribeRequest, Delivery> {
  public:
-  explicit StreamSink(Reactor* reactor) : reactor_(reactor) {}
-
-  void Send(Delivery d) override {
-    std::lock_guard<std::recursive_mutex> lock(mu_);
-    if (reactor_ == nullptr || finish_) return;
-    pending_.push_back(std::move(d));
-    StartNextLocked();
-  }
-
-  void Fail(const absl::Status& status) override {
-    std::lock_guard<std::recursive_mutex> lock(mu_);
-    if (finish_) return;
-    finish_ = ToGrpcStatus(status);
-    pending_.clear();
-    StartNextLocked();
-  }
-
-  void OnWriteDone(bool ok) {
-    std::lock_guard<std::recursive_mutex> lock(mu_);
-    writing_ = false;
-    if (!ok && !finish_) {
-      finish_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken");
-      pending_.clear();
-    }
-    StartNextLocked();
-  }
-
-  void Detach() {
-    std::lock_guard<std::recursive_mutex> lock(mu_);
-    reactor_ = nullptr;
-  }
-
-  bool finishing() {
-    std::lock_guard<std::recursive_mutex> lock(mu_);
-    return finish_.has_value();
-  }
-
- private:
-  void StartNextLocked() {
-    if (reactor_ == nullptr || writing_ || finished_) return;
-    if (!pending_.empty()) {
-      current_ = std::move(pending_.front());
-      pending_.pop_front();
-      writing_ = true;
-      reactor_->StartWrite(&current_);
-    } else if (finish_) {
-      finished_ = true;
-      reactor_->Finish(*finish_);
-    }
-  }
-
-  std::recursive_mutex mu_;
-  Reactor* reactor_;
-  std::deque<Delivery> pending_;
-  Delivery current_;  // the message being written; must live until OnWriteDone
-  bool writing_ = false;
-  bool finished_ = false;
-  std::optional<grpc::Status> finish_;
+  explicit StreamSink(Reactor* reactor) : SerialWriter(reactor) {}
+  void Send(Delivery d) override { Write(std::move(d)); }
+  void Fail(const absl::Status& status) override { Finish(status); }
 };
 
 class SubscribeReactor final : public Reactor {

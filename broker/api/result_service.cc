@@ -3,22 +3,7 @@
 #include "broker/api/internal/unary_call.h"
 
 namespace refbroker::api {
-namespace {
-
-// Serves a method whose workflow call returns StatusOr<Response>.
-template <typename Call, typename Response>
-grpc::ServerUnaryReactor* Answer(ServiceContext& ctx, grpc::CallbackServerContext* context,
-                                 const char* method, Response* response, Call call) {
-  return internal::ServeUnary(ctx, context, method,
-                              [response, call](const auth::Principal& who) -> absl::Status {
-                                auto out = call(who);
-                                if (!out.ok()) return out.status();
-                                *response = std::move(*out);
-                                return absl::OkStatus();
-                              });
-}
-
-}  // namespace
+using internal::Answer;
 
 grpc::ServerUnaryReactor* ResultServiceImpl::PublishResult(
     grpc::CallbackServerContext* context, const refbroker::v1::PublishResultRequest* request,

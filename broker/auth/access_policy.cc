@@ -38,11 +38,21 @@ absl::Status AccessPolicy::CanRequeue(const Principal& who, const std::string& o
 
 absl::Status AccessPolicy::CanReadReferral(const Principal& who, const std::string& sender,
                                            const std::string& receiver) const {
-  if (who.id == sender || who.id == receiver) return absl::OkStatus();
-  if (IsOperatorOf(who, AllianceOf(sender)) || IsOperatorOf(who, AllianceOf(receiver))) {
+  return CanReadBetween(who, sender, receiver, "referral");
+}
+
+absl::Status AccessPolicy::CanReadConsult(const Principal& who, const std::string& requester,
+                                          const std::string& target) const {
+  return CanReadBetween(who, requester, target, "consult");
+}
+
+absl::Status AccessPolicy::CanReadBetween(const Principal& who, const std::string& a,
+                                          const std::string& b, const char* what) const {
+  if (who.id == a || who.id == b) return absl::OkStatus();
+  if (IsOperatorOf(who, AllianceOf(a)) || IsOperatorOf(who, AllianceOf(b))) {
     return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(absl::StrCat("id: ", who.id, " may not read this referral"));
+  return absl::PermissionDeniedError(absl::StrCat("id: ", who.id, " may not read this ", what));
 }
 
 }  // namespace refbroker::auth

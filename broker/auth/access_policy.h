@@ -25,10 +25,16 @@ class AccessPolicy {
   // Read a referral between `sender` and `receiver`.
   absl::Status CanReadReferral(const Principal& who, const std::string& sender,
                                const std::string& receiver) const;
+  // Read a consult between `requester` and `target` (the parties, or operators of an alliance).
+  absl::Status CanReadConsult(const Principal& who, const std::string& requester,
+                              const std::string& target) const;
   // The alliance an owner (institution code or alliance id) belongs to; empty when unknown.
   std::string AllianceOf(const std::string& owner) const;
 
  private:
+  absl::Status CanReadBetween(const Principal& who, const std::string& a, const std::string& b,
+                              const char* what) const;
+
   const Registry& registry_;
 };
 

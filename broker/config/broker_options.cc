@@ -100,6 +100,27 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
       }
     }
   }
+  if (const toml::table* c = t["consult"].as_table()) {
+    auto read = [](const toml::table* d, PriorityDeadlineOption& into) {
+      if (d == nullptr) return;
+      if (auto v = (*d)["emergency_s"].value<int64_t>()) into.emergency_s = *v;
+      if (auto v = (*d)["urgent_s"].value<int64_t>()) into.urgent_s = *v;
+      if (auto v = (*d)["routine_s"].value<int64_t>()) into.routine_s = *v;
+    };
+    read((*c)["accept"].as_table(), o.consult.accept);
+    if (const toml::table* report = (*c)["report"].as_table()) {
+      read(report, o.consult.report);
+      for (const auto& [key, node] : *report) {
+        if (const toml::table* per = node.as_table()) {
+          std::string service(key.str());
+          if (!o.consult.report_by_service.count(service)) {
+            o.consult.report_by_service[service] = o.consult.report;
+          }
+          read(per, o.consult.report_by_service[service]);
+        }
+      }
+    }
+  }
   GetString(t, "recognition", "catalogue", o.recognition.catalogue_path);
   GetInt(t, "recognition", "max_result_kb", o.recognition.max_result_kb);
   GetInt(t, "recognition", "max_waveform_kb", o.recognition.max_waveform_kb);
@@ -145,6 +166,21 @@ absl::Status BrokerOptions::Validate() const {
     if (v < 1 || v > 365LL * 86400) {
       return absl::InvalidArgumentError(
           absl::StrCat("config ", key, ": ", v, " is outside 1..31536000"));
+    }
+  }
+  std::vector<std::pair<std::string, const PriorityDeadlineOption*>> consult_deadlines = {
+      {"consult.accept", &consult.accept}, {"consult.report", &consult.report}};
+  for (const auto& [service, d] : consult.report_by_service) {
+    consult_deadlines.push_back({"consult.report." + service, &d});
+  }
+  for (const auto& [table, d] : consult_deadlines) {
+    for (auto [key, v] : {std::pair<const char*, int64_t>{"emergency_s", d->emergency_s},
+                          {"urgent_s", d->urgent_s},
+                          {"routine_s", d->routine_s}}) {
+      if (v < 1 || v > 365LL * 86400) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config ", table, ".", key, ": ", v, " is outside 1..31536000"));
+      }
     }
   }
   if (log.format != "text" && log.format != "json") {

@@ -4,6 +4,7 @@
 // override individual keys (broker/main.cc).
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,24 @@ struct ReferralOptions {
   std::vector<RerouteOption> reroutes;
 };
 
+// Seconds allowed per priority.
+struct PriorityDeadlineOption {
+  int64_t emergency_s = 0;
+  int64_t urgent_s = 0;
+  int64_t routine_s = 0;
+};
+
+struct ConsultOptions {
+  // [consult.accept]: until the target accepts (telemedicine rules: EMERGENCY 10 minutes).
+  PriorityDeadlineOption accept{10 * 60, 2 * 3600, 24 * 3600};
+  // [consult.report]: from acceptance until the report; [consult.report.<SERVICE>] per service.
+  PriorityDeadlineOption report{2 * 3600, 24 * 3600, 24 * 3600};
+  std::map<std::string, PriorityDeadlineOption> report_by_service{
+      {"ECG_READING", {30 * 60, 24 * 3600, 24 * 3600}},
+      {"IMAGING_READING", {60 * 60, 24 * 3600, 48 * 3600}},
+  };
+};
+
 struct RecognitionOptions {
   std::string catalogue_path = "recognition.toml";  // versioned; reloaded on SIGHUP
   int max_result_kb = 512;                          // a larger result record is RESOURCE_EXHAUSTED
@@ -73,6 +92,7 @@ struct BrokerOptions {
   StorageOptions storage;
   DeliveryOptions delivery;
   ReferralOptions referral;
+  ConsultOptions consult;
   RecognitionOptions recognition;
   LogOptions log;
   std::string registry_path = "registry.toml";

@@ -46,6 +46,20 @@ bool LooksLikeIcd10(const std::string& code) {
 
 }  // namespace
 
+absl::Status ValidateConsent(const refbroker::v1::Consent& c, bool present,
+                             const std::string& field, Micros now) {
+  auto invalid = [&](const std::string& sub, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(field, sub, ": ", why));
+  };
+  if (!present || !c.given()) return invalid(".given", "the patient's consent is required");
+  if (!c.has_obtained_at()) return invalid(".obtained_at", "required");
+  Micros at = c.obtained_at().seconds() * 1000000;
+  if (at > now + 5LL * 60 * 1000000) return invalid(".obtained_at", "in the future");
+  if (c.recorded_by().size() > 128) return invalid(".recorded_by", "longer than 128 bytes");
+  if (c.document_ref().size() > 512) return invalid(".document_ref", "longer than 512 bytes");
+  return absl::OkStatus();
+}
+
 absl::Status ValidatePatient(const refbroker::v1::Patient& p, const std::string& field, Micros now,
                              size_t max_identifiers) {
   auto invalid = [&](const std::string& sub, absl::string_view why) {
@@ -128,15 +142,7 @@ absl::Status ValidateClinical(const Referral& r, Micros now, const ReferralLimit
   }
   RETURN_IF_ERROR(
       OptionalText(r.clinical_summary(), "clinical_summary", limits.max_clinical_summary));
-  if (!r.has_consent() || !r.consent().given()) {
-    return Invalid("consent.given", "the patient's consent is required");
-  }
-  if (!r.consent().has_obtained_at()) return Invalid("consent.obtained_at", "required");
-  Micros at = r.consent().obtained_at().seconds() * 1000000;
-  if (at > now + 5LL * 60 * 1000000) return Invalid("consent.obtained_at", "in the future");
-  RETURN_IF_ERROR(
-      OptionalText(r.consent().recorded_by(), "consent.recorded_by", limits.max_short_text));
-  RETURN_IF_ERROR(OptionalText(r.consent().document_ref(), "consent.document_ref", 512));
+  RETURN_IF_ERROR(ValidateConsent(r.consent(), r.has_consent(), "referral.consent", now));
   if (static_cast<size_t>(r.attached_result_ids_size()) > limits.max_attachments) {
     return Invalid("attached_result_ids", absl::StrCat("more than ", limits.max_attachments));
   }

@@ -28,6 +28,11 @@ struct ReferralLimits {
 absl::Status ValidatePatient(const refbroker::v1::Patient& patient, const std::string& field,
                              Micros now, size_t max_identifiers = 8);
 
+// Checks the patient's separate consent to the transfer (PIPL art. 29): given, with the time it
+// was obtained (not in the future). Errors start with `field` (e.g. "referral.consent.given").
+absl::Status ValidateConsent(const refbroker::v1::Consent& consent, bool present,
+                             const std::string& field, Micros now);
+
 // Checks what a sender must provide (DESIGN.md "Referral"). Fields the broker sets (id, state,
 // times) are ignored. `now` is used to reject consent times in the future.
 absl::Status ValidateReferralSubmission(const refbroker::v1::Referral& referral, Micros now,

@@ -19,7 +19,6 @@ using v1::Referral;
 
 constexpr int kMaxRetries = 8;  // optimistic-concurrency retries of one transition
 
-
 Party PartyOf(const std::string& institution, const storage::ReferralRecord& r) {
   if (institution.empty()) return Party::kBroker;
   if (institution == r.sender) return Party::kSender;
@@ -189,7 +188,8 @@ void ReferralWorkflow::Announce(const std::vector<storage::NewMessage>& messages
 }
 
 absl::StatusOr<SubmitOutcome> ReferralWorkflow::Submit(const auth::Principal& caller,
-                                                       const Referral& submitted) {
+                                                       const Referral& submitted,
+                                                       const std::string& from_consult) {
   Micros now = clock_.Now();
   RETURN_IF_ERROR(ValidateReferralSubmission(submitted, now, options_.limits));
   if (!caller.IsInstitution() || submitted.from().institution() != caller.id) {
@@ -205,6 +205,7 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::Submit(const auth::Principal& ca
   r.clear_decision_deadline();
   r.clear_history();
   r.clear_attached_result_verdicts();
+  r.set_converted_from_consult_id(from_consult);
   if (r.direction() == v1::DOWN) return SubmitDown(caller, std::move(r));
   if (caller.role != auth::Role::kClinic) {
     return absl::PermissionDeniedError(absl::StrCat(

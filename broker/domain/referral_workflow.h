@@ -72,8 +72,10 @@ class ReferralWorkflow {
                    const auth::AccessPolicy& policy, const routing::ReferralRouter& router,
                    const Clock& clock, WorkflowOptions options, Hooks hooks);
 
+  // `from_consult`: the consult a conversion turns into this referral (ConsultWorkflow).
   absl::StatusOr<SubmitOutcome> Submit(const auth::Principal& caller,
-                                       const refbroker::v1::Referral& submitted);
+                                       const refbroker::v1::Referral& submitted,
+                                       const std::string& from_consult = "");
   absl::StatusOr<TransitionOutcome> Transition(
       const auth::Principal& caller, const refbroker::v1::TransitionReferralRequest& request);
   // The receiver `owner`'s system acked the delivery of `referral_id`.

@@ -21,7 +21,6 @@ namespace {
 namespace v1 = refbroker::v1;
 using google::protobuf::util::TimeUtil;
 
-
 absl::Status Invalid(const std::string& field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
@@ -355,16 +354,17 @@ absl::StatusOr<v1::RetestSummaryResponse> ResultWorkflow::Summary(
 }
 
 absl::StatusOr<std::vector<v1::RecognitionVerdict>> ResultWorkflow::VerdictsFor(
-    const v1::Referral& referral, const std::string& receiver) {
+    const v1::Patient& patient, const google::protobuf::RepeatedPtrField<std::string>& result_ids,
+    const std::string& receiver, const std::string& field) {
   std::vector<v1::RecognitionVerdict> out;
   Micros now = clock_.Now();
-  std::string patient = PatientKey(referral.patient());
-  for (int i = 0; i < referral.attached_result_ids_size(); ++i) {
-    std::string field = absl::StrCat("referral.attached_result_ids[", i, "]");
-    auto row = store_.GetResult(referral.attached_result_ids(i));
-    if (absl::IsNotFound(row.status())) return Invalid(field, "no such result");
+  std::string key = PatientKey(patient);
+  for (int i = 0; i < result_ids.size(); ++i) {
+    std::string at = absl::StrCat(field, "[", i, "]");
+    auto row = store_.GetResult(result_ids.Get(i));
+    if (absl::IsNotFound(row.status())) return Invalid(at, "no such result");
     if (!row.ok()) return row.status();
-    if (row->patient_key != patient) return Invalid(field, "belongs to another patient");
+    if (row->patient_key != key) return Invalid(at, "belongs to another patient");
     out.push_back(VerdictOf(*row, receiver, now));
   }
   return out;

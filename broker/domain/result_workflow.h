@@ -10,7 +10,7 @@
 //   repeat_without_reason. The broker never blocks a re-test.
 // - Recognize: every stored result of the patient's items with its verdict for the caller.
 // - RecordRetest / RetestSummary: the coded reasons, and the counts per institution.
-// - VerdictsFor: the verdicts stamped on a referral's attached results.
+// - VerdictsFor: the verdicts stamped on the results attached to a referral or a consult.
 //
 // Thread-safe; blocks on the store.
 
@@ -54,10 +54,13 @@ class ResultWorkflow {
   absl::StatusOr<refbroker::v1::RetestSummaryResponse> Summary(
       const auth::Principal& caller, const refbroker::v1::RetestSummaryRequest& request);
 
-  // The verdict of each of `referral`'s attached results for `receiver`. INVALID_ARGUMENT
-  // naming "referral.attached_result_ids[i]" for an unknown result or another patient's.
+  // The verdict of each of the `patient`'s results `result_ids` for `receiver`.
+  // INVALID_ARGUMENT naming "<field>[i]" (e.g. "referral.attached_result_ids[0]") for an
+  // unknown result or another patient's.
   absl::StatusOr<std::vector<refbroker::v1::RecognitionVerdict>> VerdictsFor(
-      const refbroker::v1::Referral& referral, const std::string& receiver);
+      const refbroker::v1::Patient& patient,
+      const google::protobuf::RepeatedPtrField<std::string>& result_ids,
+      const std::string& receiver, const std::string& field);
 
  private:
   absl::Status Validate(const auth::Principal& caller, const refbroker::v1::ResultRecord& r,

@@ -106,6 +106,62 @@ CREATE INDEX retests_open ON retests(institution, patient_key, item_code, record
   WHERE used_by_result_id = '';
 CREATE INDEX retests_recorded ON retests(recorded_at);
 )sql",
+    // v4: teleconsultation (consults, their history, immutable reports, threads).
+    R"sql(
+CREATE TABLE consults(
+  id TEXT PRIMARY KEY,
+  requester TEXT NOT NULL,
+  target TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  request_digest BLOB NOT NULL,
+  state INTEGER NOT NULL,
+  priority INTEGER NOT NULL,
+  service INTEGER NOT NULL,
+  alliance TEXT NOT NULL,
+  requested_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  due_at INTEGER,
+  version INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  UNIQUE(requester, client_request_id));
+CREATE INDEX consults_requester ON consults(requester, requested_at);
+CREATE INDEX consults_target ON consults(target, requested_at);
+CREATE INDEX consults_alliance ON consults(alliance, requested_at);
+CREATE INDEX consults_due ON consults(due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE consult_events(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  consult_id TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  action INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  body BLOB NOT NULL);
+CREATE INDEX consult_events_consult ON consult_events(consult_id, seq);
+CREATE UNIQUE INDEX consult_events_request ON consult_events(actor, client_request_id)
+  WHERE client_request_id <> '';
+CREATE TABLE consult_reports(
+  id TEXT PRIMARY KEY,
+  consult_id TEXT NOT NULL,
+  issued_at INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  addendum_to TEXT NOT NULL,
+  body BLOB NOT NULL);
+CREATE INDEX consult_reports_consult ON consult_reports(consult_id, issued_at);
+CREATE TRIGGER consult_reports_no_update BEFORE UPDATE ON consult_reports
+  BEGIN SELECT RAISE(ABORT, 'consult reports are immutable'); END;
+CREATE TRIGGER consult_reports_no_delete BEFORE DELETE ON consult_reports
+  BEGIN SELECT RAISE(ABORT, 'consult reports are immutable'); END;
+CREATE TABLE consult_messages(
+  id TEXT PRIMARY KEY,
+  consult_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  author TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  UNIQUE(consult_id, seq),
+  UNIQUE(author, client_request_id));
+)sql",
 };
 
 }  // namespace refbroker::storage::sqlite_schema

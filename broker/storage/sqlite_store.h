@@ -71,6 +71,24 @@ class SqliteStore final : public Store {
                                                             const std::string& patient_key,
                                                             const std::string& item_code) override;
   absl::StatusOr<std::vector<RetestCountRow>> CountRetests(Micros from, Micros to) override;
+  absl::StatusOr<ConsultSubmitResult> SubmitConsult(
+      const ConsultRecord& consult, const ConsultEventRecord& event,
+      const std::vector<NewMessage>& messages) override;
+  absl::StatusOr<ConsultRecord> GetConsult(const std::string& id) override;
+  absl::StatusOr<ConsultChangeResult> ChangeConsult(const ConsultChange& change) override;
+  absl::StatusOr<std::optional<ConsultEventRecord>> FindConsultEvent(
+      const std::string& actor, const std::string& client_request_id) override;
+  absl::StatusOr<std::vector<ConsultEventRecord>> ListConsultEvents(
+      const std::string& consult_id) override;
+  absl::StatusOr<std::vector<ConsultReportRow>> ListConsultReports(
+      const std::string& consult_id) override;
+  absl::StatusOr<ThreadMessageOutcome> AppendConsultMessage(
+      const ConsultMessageRow& row, const ThreadMessageAnnouncer& announce) override;
+  absl::StatusOr<std::vector<ConsultMessageRow>> ListConsultMessages(const std::string& consult_id,
+                                                                     uint64_t after_seq) override;
+  absl::StatusOr<std::vector<ConsultRecord>> ListConsults(const ConsultQuery& query) override;
+  absl::StatusOr<std::vector<ConsultRecord>> ListDueConsults(Micros now, size_t limit) override;
+  absl::StatusOr<std::optional<Micros>> NextConsultDue() override;
   absl::Status Health() override;
 
   uint64_t commits() const { return writer_->commits(); }

@@ -14,6 +14,7 @@
 //   latched: every later write returns the same error and Health() reports it.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -213,6 +214,105 @@ struct RetestCountRow {
   uint64_t count = 0;
 };
 
+// A consult as the store keeps it. `body` is the serialized refbroker.v1.Consult without its
+// reports, history and thread, which are kept as rows of their own.
+struct ConsultRecord {
+  std::string id;
+  std::string requester;          // institution code
+  std::string target;             // institution code
+  std::string client_request_id;  // unique per requester
+  std::string request_digest;
+  int state = 0;  // refbroker.v1.ConsultState
+  int priority = 3;
+  int service = 0;       // refbroker.v1.ConsultServiceType
+  std::string alliance;  // the requester's alliance
+  Micros requested_at = 0;
+  Micros updated_at = 0;
+  Micros due_at = 0;  // acceptance or report deadline; 0 = none
+  int64_t version = 1;
+  std::string body;
+};
+
+// One entry of a consult's history.
+struct ConsultEventRecord {
+  std::string consult_id;
+  std::string actor;              // institution code; "" for the broker itself
+  std::string client_request_id;  // "" = none; otherwise unique per actor
+  int action = 0;                 // refbroker.v1.ConsultAction
+  Micros at = 0;
+  std::string body;  // serialized refbroker.v1.ConsultEvent
+};
+
+// An issued report: never updated or deleted (the SQLite store refuses it with a trigger).
+struct ConsultReportRow {
+  std::string id;
+  std::string consult_id;
+  std::string sha256;
+  std::string addendum_to;  // "" = an original report
+  Micros issued_at = 0;
+  std::string body;  // serialized refbroker.v1.ConsultReport
+};
+
+// One message of a consult's thread.
+struct ConsultMessageRow {
+  std::string id;
+  std::string consult_id;
+  uint64_t seq = 0;               // assigned by the store: 1, 2, ... per consult
+  std::string author;             // institution code
+  std::string client_request_id;  // unique per author
+  Micros at = 0;
+  std::string body;  // serialized refbroker.v1.ConsultMessage (filled by the announcer)
+};
+
+struct ConsultSubmitResult {
+  ConsultRecord consult;  // as stored (the original when duplicate)
+  bool duplicate = false;
+};
+
+// A change of one consult, applied only while its version is still `expected_version`, with
+// its history event, an optional new report and the messages that announce it — all or nothing.
+struct ConsultChange {
+  std::string consult_id;
+  int64_t expected_version = 0;
+  int state = 0;
+  Micros due_at = 0;  // 0 = none
+  Micros updated_at = 0;
+  std::string body;
+  ConsultEventRecord event;
+  std::optional<ConsultReportRow> report;
+  std::vector<NewMessage> messages;
+};
+
+struct ConsultChangeResult {
+  bool duplicate = false;    // the actor used event.client_request_id before: nothing written
+  ConsultEventRecord event;  // the stored event (the earlier one when duplicate)
+};
+
+// The queue messages that announce a thread message, built once its seq is known.
+// It also fills the row's body, which carries the seq.
+using ThreadMessageAnnouncer = std::function<std::vector<NewMessage>(ConsultMessageRow&)>;
+
+struct ThreadMessageOutcome {
+  ConsultMessageRow row;  // as stored, with seq (the original when duplicate)
+  bool duplicate = false;
+};
+
+// Which consults to list. Empty/zero fields do not filter.
+struct ConsultQuery {
+  std::string party;        // only consults this institution requests or is asked
+  std::string alliance;     // only consults of this alliance
+  std::string institution;  // requester or target (a user filter, within the above)
+  int state = 0;
+  int service = 0;
+  int priority = 0;
+  Micros requested_from = 0;  // inclusive
+  Micros requested_to = 0;    // exclusive; 0 = no bound
+  size_t limit = 50;
+  // Keyset paging, newest first: only consults strictly before (after_requested_at, after_id).
+  Micros after_requested_at = 0;
+  std::string after_id;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -298,6 +398,35 @@ class Store {
   // Re-tests by (institution, reason) and repeats without reason (reason 0) by publisher,
   // recorded in [from, to) (to = 0: no bound).
   virtual absl::StatusOr<std::vector<RetestCountRow>> CountRetests(Micros from, Micros to) = 0;
+
+  // Stores `consult`, its REQUEST event and `messages` in one transaction; duplicate on the
+  // requester's reused client_request_id (AlreadyExists when the digest differs).
+  virtual absl::StatusOr<ConsultSubmitResult> SubmitConsult(
+      const ConsultRecord& consult, const ConsultEventRecord& event,
+      const std::vector<NewMessage>& messages) = 0;
+  virtual absl::StatusOr<ConsultRecord> GetConsult(const std::string& id) = 0;
+  // Applies `change` atomically, as ChangeReferral does (Duplicate, AlreadyExists, Aborted,
+  // NotFound). A report whose id exists already is AlreadyExists: reports are never replaced.
+  virtual absl::StatusOr<ConsultChangeResult> ChangeConsult(const ConsultChange& change) = 0;
+  virtual absl::StatusOr<std::optional<ConsultEventRecord>> FindConsultEvent(
+      const std::string& actor, const std::string& client_request_id) = 0;
+  // A consult's history, oldest first; its reports in issue order.
+  virtual absl::StatusOr<std::vector<ConsultEventRecord>> ListConsultEvents(
+      const std::string& consult_id) = 0;
+  virtual absl::StatusOr<std::vector<ConsultReportRow>> ListConsultReports(
+      const std::string& consult_id) = 0;
+  // Appends a thread message with the next seq of its consult and the messages `announce`
+  // builds for it, in one transaction. Duplicate on the author's reused client_request_id.
+  virtual absl::StatusOr<ThreadMessageOutcome> AppendConsultMessage(
+      const ConsultMessageRow& row, const ThreadMessageAnnouncer& announce) = 0;
+  // A consult's thread in order, from seq > after_seq.
+  virtual absl::StatusOr<std::vector<ConsultMessageRow>> ListConsultMessages(
+      const std::string& consult_id, uint64_t after_seq) = 0;
+  // Consults matching `query`, newest first.
+  virtual absl::StatusOr<std::vector<ConsultRecord>> ListConsults(const ConsultQuery& query) = 0;
+  // Consults whose deadline is ≤ now, earliest first; and the earliest deadline, if any.
+  virtual absl::StatusOr<std::vector<ConsultRecord>> ListDueConsults(Micros now, size_t limit) = 0;
+  virtual absl::StatusOr<std::optional<Micros>> NextConsultDue() = 0;
 
   // OK, or the latched background error.
   virtual absl::Status Health() = 0;

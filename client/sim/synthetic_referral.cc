@@ -40,6 +40,31 @@ std::string SyntheticReferrals::ResidentId() {
   return id;
 }
 
+refbroker::v1::Consult SyntheticReferrals::MakeConsult(const std::string& clinic_code,
+                                                       const std::string& target,
+                                                       refbroker::v1::ConsultServiceType service,
+                                                       const std::string& specialty,
+                                                       refbroker::v1::Priority priority,
+                                                       const std::string& client_request_id) {
+  refbroker::v1::Referral r = Make(clinic_code, "", priority, client_request_id);
+  refbroker::v1::Consult c;
+  c.set_client_request_id(client_request_id);
+  c.set_priority(priority);
+  *c.mutable_patient() = r.patient();
+  c.mutable_from()->set_institution(clinic_code);
+  c.mutable_from()->set_department(r.from().department());
+  *c.mutable_from()->mutable_doctor() = r.from().doctor();
+  c.mutable_target()->set_institution(target);
+  c.mutable_target()->set_service(service);
+  c.mutable_target()->set_specialty(specialty);
+  c.set_question(service == refbroker::v1::ECG_READING
+                     ? "12导联心电图请判读：胸闷2小时，ST段是否抬高？"
+                     : "请协助判读并给出诊疗建议。");
+  c.set_clinical_summary(r.clinical_summary());
+  *c.mutable_consent() = r.consent();
+  return c;
+}
+
 refbroker::v1::Priority SyntheticReferrals::RandomPriority() {
   int p = std::uniform_int_distribution<int>(0, 99)(rng_);
   return p < 5 ? refbroker::v1::EMERGENCY : p < 25 ? refbroker::v1::URGENT : refbroker::v1::ROUTINE;

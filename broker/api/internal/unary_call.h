@@ -31,4 +31,17 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
   return reactor;
 }
 
+// Serves a method whose workflow call returns StatusOr<Response>.
+template <typename Call, typename Response>
+grpc::ServerUnaryReactor* Answer(ServiceContext& ctx, grpc::CallbackServerContext* context,
+                                 const char* method, Response* response, Call call) {
+  return ServeUnary(ctx, context, method,
+                    [response, call](const auth::Principal& who) -> absl::Status {
+                      auto out = call(who);
+                      if (!out.ok()) return out.status();
+                      *response = std::move(*out);
+                      return absl::OkStatus();
+                    });
+}
+
 }  // namespace refbroker::api::internal
