@@ -184,36 +184,41 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
   row.performed_at = performed;
   row.received_at = now;
 
-  // Did the publisher test again although a recognizable result existed?
-  std::string use_retest;
-  ASSIGN_OR_RETURN(auto priors, store_.ListResults(row.patient_key, {row.item_code}, 20));
-  for (const storage::ResultRow& prior : priors) {
-    if (prior.performed_at >= performed) continue;
-    if (!VerdictOf(prior, caller.id, performed).recognizable()) continue;
-    r.set_repeats_result_id(prior.id);
-    ASSIGN_OR_RETURN(auto retest,
-                     store_.FindUnusedRetest(caller.id, row.patient_key, row.item_code));
-    if (retest) {
-      use_retest = retest->id;
-      r.set_retest_id(retest->id);
-    } else {
-      r.set_repeat_without_reason(true);
-      row.repeat_without_reason = true;
-    }
-    break;
-  }
-  r.set_id(row.id);
-  *r.mutable_received_at() = TimeUtil::MicrosecondsToTimestamp(now);
-  row.body = r.SerializeAsString();
-
+  // Inside the publishing transaction: did the publisher test again although a recognizable
+  // result existed? Then it uses the publisher's unused re-test reason, or it is marked.
   std::vector<storage::NewMessage> messages;
-  if (!r.addressed_to().empty()) {
-    v1::Delivery d;
-    *d.mutable_result() = r;
-    messages.push_back({QueueName{r.addressed_to(), v1::RESULTS}.ToString(), v1::ROUTINE, row.id,
-                        d.SerializeAsString()});
-  }
-  ASSIGN_OR_RETURN(storage::PublishOutcome stored, store_.PublishResult(row, messages, use_retest));
+  auto decide = [&](const std::vector<storage::ResultRow>& priors,
+                    const storage::UnusedRetestLookup& unused_retest,
+                    storage::ResultRow& out_row) -> absl::StatusOr<storage::PublishDecision> {
+    v1::ResultRecord rec = r;
+    storage::PublishDecision decision;
+    for (const storage::ResultRow& prior : priors) {
+      if (prior.performed_at >= performed) continue;
+      if (!VerdictOf(prior, caller.id, performed).recognizable()) continue;
+      rec.set_repeats_result_id(prior.id);
+      ASSIGN_OR_RETURN(auto retest, unused_retest());
+      if (retest) {
+        decision.use_retest_id = retest->id;
+        rec.set_retest_id(retest->id);
+      } else {
+        rec.set_repeat_without_reason(true);
+        out_row.repeat_without_reason = true;
+      }
+      break;
+    }
+    rec.set_id(out_row.id);
+    *rec.mutable_received_at() = TimeUtil::MicrosecondsToTimestamp(now);
+    out_row.body = rec.SerializeAsString();
+    if (!rec.addressed_to().empty()) {
+      v1::Delivery d;
+      *d.mutable_result() = rec;
+      decision.messages.push_back({QueueName{rec.addressed_to(), v1::RESULTS}.ToString(),
+                                   v1::ROUTINE, out_row.id, d.SerializeAsString()});
+    }
+    messages = decision.messages;
+    return decision;
+  };
+  ASSIGN_OR_RETURN(storage::PublishOutcome stored, store_.PublishResult(row, decide));
   v1::PublishResultResponse out;
   out.set_duplicate(stored.duplicate);
   if (!out.mutable_result()->ParseFromString(stored.row.body)) {
@@ -222,7 +227,7 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
   if (!stored.duplicate) {
     spdlog::info("result published id={} by={} item={} kind={} repeat_without_reason={}", row.id,
                  caller.id, row.item_code, v1::ResultKind_Name(r.kind()),
-                 row.repeat_without_reason);
+                 stored.row.repeat_without_reason);
     for (const auto& m : messages) notify_(m.queue);
   }
   return out;

@@ -61,14 +61,31 @@ absl::Status InsertResult(Db& db, const ResultRow& r) {
   return st->Run();
 }
 
+const std::string kPriorsSql = absl::StrCat(
+    "SELECT ", kResultColumns,
+    " FROM results WHERE patient_key=? AND item_code=? ORDER BY performed_at DESC LIMIT ?");
+
+absl::StatusOr<std::optional<RetestRow>> FindUnused(Db& db, const std::string& institution,
+                                                    const std::string& patient_key,
+                                                    const std::string& item_code) {
+  static const std::string sql =
+      absl::StrCat("SELECT ", kRetestColumns,
+                   " FROM retests WHERE institution=? AND patient_key=? AND item_code=? AND "
+                   "used_by_result_id='' ORDER BY recorded_at LIMIT 1");
+  ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+  st->Bind(1, institution).Bind(2, patient_key).Bind(3, item_code);
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<RetestRow>();
+  return std::optional<RetestRow>(ReadRetest(*st));
+}
+
 }  // namespace
 
 // Defined in sqlite_store.cc; shared by the result operations.
 absl::StatusOr<uint64_t> SqliteEnqueue(Db& db, const NewMessage& m, Micros now);
 
 absl::StatusOr<PublishOutcome> SqliteStore::PublishResult(const ResultRow& row,
-                                                          const std::vector<NewMessage>& messages,
-                                                          const std::string& use_retest_id) {
+                                                          const PublishDecider& decide) {
   PublishOutcome out;
   RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
     static const std::string find = absl::StrCat(
@@ -85,19 +102,28 @@ absl::StatusOr<PublishOutcome> SqliteStore::PublishResult(const ResultRow& row,
       out.duplicate = true;
       return absl::OkStatus();
     }
-    if (!use_retest_id.empty()) {
+    // The look happens on the writer's connection, whose page cache stays warm (a reader's is
+    // dropped at every commit), and touches the index leaf the insert below writes.
+    std::vector<ResultRow> priors;
+    ASSIGN_OR_RETURN(auto p, db.Prepare(kPriorsSql.c_str()));
+    p->Bind(1, row.patient_key).Bind(2, row.item_code).Bind(3, int64_t{20});
+    RETURN_IF_ERROR(p->ForEachRow([&](const Stmt& r) { priors.push_back(ReadResult(r)); }));
+    UnusedRetestLookup lookup = [&]() -> absl::StatusOr<std::optional<RetestRow>> {
+      return FindUnused(db, row.publisher, row.patient_key, row.item_code);
+    };
+    out.row = row;
+    ASSIGN_OR_RETURN(PublishDecision decision, decide(priors, lookup, out.row));
+    if (!decision.use_retest_id.empty()) {
       ASSIGN_OR_RETURN(auto use, db.Prepare("UPDATE retests SET used_by_result_id=? WHERE id=? "
                                             "AND used_by_result_id=''"));
-      use->Bind(1, row.id).Bind(2, use_retest_id);
+      use->Bind(1, out.row.id).Bind(2, decision.use_retest_id);
       RETURN_IF_ERROR(use->Run());
       if (db.Changes() == 0) return absl::AbortedError("re-test reason used meanwhile; retry");
     }
-    RETURN_IF_ERROR(InsertResult(db, row));
-    for (const NewMessage& m : messages) {
-      ASSIGN_OR_RETURN(uint64_t seq, SqliteEnqueue(db, m, row.received_at));
-      (void)seq;
+    RETURN_IF_ERROR(InsertResult(db, out.row));
+    for (const NewMessage& m : decision.messages) {
+      RETURN_IF_ERROR(SqliteEnqueue(db, m, row.received_at).status());
     }
-    out.row = row;
     return absl::OkStatus();
   }));
   return out;
@@ -131,10 +157,7 @@ absl::StatusOr<std::vector<ResultRow>> SqliteStore::ListResults(
       RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { out.push_back(ReadResult(row)); }));
       return absl::OkStatus();
     }
-    static const std::string sql = absl::StrCat(
-        "SELECT ", kResultColumns,
-        " FROM results WHERE patient_key=? AND item_code=? ORDER BY performed_at DESC LIMIT ?");
-    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    ASSIGN_OR_RETURN(auto st, db.Prepare(kPriorsSql.c_str()));
     for (const std::string& item : item_codes) {
       st->Bind(1, patient_key).Bind(2, item).Bind(3, static_cast<int64_t>(limit));
       RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { out.push_back(ReadResult(row)); }));
@@ -178,14 +201,7 @@ absl::StatusOr<std::optional<RetestRow>> SqliteStore::FindUnusedRetest(
     const std::string& institution, const std::string& patient_key, const std::string& item_code) {
   std::optional<RetestRow> out;
   RETURN_IF_ERROR(ReadTxn([&](Db& db) -> absl::Status {
-    static const std::string sql =
-        absl::StrCat("SELECT ", kRetestColumns,
-                     " FROM retests WHERE institution=? AND patient_key=? AND item_code=? AND "
-                     "used_by_result_id='' ORDER BY recorded_at LIMIT 1");
-    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
-    st->Bind(1, institution).Bind(2, patient_key).Bind(3, item_code);
-    ASSIGN_OR_RETURN(bool row, st->Step());
-    if (row) out = ReadRetest(*st);
+    ASSIGN_OR_RETURN(out, FindUnused(db, institution, patient_key, item_code));
     return absl::OkStatus();
   }));
   return out;

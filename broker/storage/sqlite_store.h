@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/storage/internal/checkpointer.h"
 #include "broker/storage/internal/group_commit_writer.h"
 #include "broker/storage/internal/sqlite_db.h"
 #include "broker/storage/store.h"
@@ -20,6 +21,11 @@ struct SqliteOptions {
   std::string path;        // database file; its directory must exist
   size_t max_batch = 256;  // most requests in one group commit
   size_t readers = 4;      // read-only connections
+  // WAL checkpoints run on their own thread this often (0: inside the writer, SQLite's
+  // default); the writer checkpoints itself only past `fallback_checkpoint_pages` WAL pages.
+  int checkpoint_interval_ms = 20;
+  int fallback_checkpoint_pages = 50000;
+  int64_t wal_size_limit_bytes = 64LL << 20;  // the WAL file is truncated to this after a reset
 };
 
 class SqliteStore final : public Store {
@@ -60,8 +66,7 @@ class SqliteStore final : public Store {
                                               uint64_t sequence, Micros now) override;
   absl::StatusOr<uint64_t> Prune(Micros cutoff) override;
   absl::StatusOr<PublishOutcome> PublishResult(const ResultRow& row,
-                                               const std::vector<NewMessage>& messages,
-                                               const std::string& use_retest_id) override;
+                                               const PublishDecider& decide) override;
   absl::StatusOr<ResultRow> GetResult(const std::string& id) override;
   absl::StatusOr<std::vector<ResultRow>> ListResults(const std::string& patient_key,
                                                      const std::vector<std::string>& item_codes,
@@ -105,6 +110,7 @@ class SqliteStore final : public Store {
   }
 
   std::unique_ptr<internal::GroupCommitWriter> writer_;
+  std::unique_ptr<internal::Checkpointer> checkpointer_;  // destroyed before the writer
   std::mutex readers_mu_;
   std::condition_variable readers_cv_;
   std::vector<std::unique_ptr<internal::Db>> readers_;  // guarded by readers_mu_

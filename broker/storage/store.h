@@ -198,6 +198,16 @@ struct RetestRow {
   std::string body;
 };
 
+// What a new result is, decided inside its publishing transaction (Store::PublishResult).
+struct PublishDecision {
+  std::vector<NewMessage> messages;
+  std::string use_retest_id;  // "" = none
+};
+using UnusedRetestLookup = std::function<absl::StatusOr<std::optional<RetestRow>>()>;
+// `priors`: the patient's stored results of the item, newest performed first (at most 20).
+using PublishDecider = std::function<absl::StatusOr<PublishDecision>(
+    const std::vector<ResultRow>& priors, const UnusedRetestLookup& unused_retest, ResultRow& row)>;
+
 struct PublishOutcome {
   ResultRow row;  // as stored (the original when duplicate)
   bool duplicate = false;
@@ -379,12 +389,14 @@ class Store {
   // Deletes messages enqueued before `cutoff` that every group has acked; returns how many.
   virtual absl::StatusOr<uint64_t> Prune(Micros cutoff) = 0;
 
-  // Stores a result and its delivery messages; when `use_retest_id` is set, marks that re-test
-  // as used by this result in the same transaction (Aborted if it was used meanwhile).
-  // Duplicate on a publisher's reused client_request_id (AlreadyExists if the digest differs).
+  // Stores a result, deciding what it is in the same transaction (so a concurrent publish of
+  // the same patient's item cannot slip between the look and the write): `decide` sees the
+  // patient's earlier results of the item and may look up the publisher's oldest unused re-test
+  // reason; it completes `row` and returns the messages to enqueue and the re-test to mark as
+  // used by this result. Duplicate on a publisher's reused client_request_id (AlreadyExists if
+  // the digest differs); `decide` is not called then.
   virtual absl::StatusOr<PublishOutcome> PublishResult(const ResultRow& row,
-                                                       const std::vector<NewMessage>& messages,
-                                                       const std::string& use_retest_id) = 0;
+                                                       const PublishDecider& decide) = 0;
   virtual absl::StatusOr<ResultRow> GetResult(const std::string& id) = 0;
   // A patient's results, newest performed first; `item_codes` empty = every item.
   virtual absl::StatusOr<std::vector<ResultRow>> ListResults(

@@ -527,6 +527,183 @@ TEST_P(StoreConformance, EverythingAcknowledgedSurvivesReopen) {
   EXPECT_TRUE(store_->Health().ok());
 }
 
+// --- consults ---------------------------------------------------------------------------
+
+ConsultRecord Consult(const std::string& id, const std::string& request_id, Micros due) {
+  ConsultRecord c;
+  c.id = id;
+  c.requester = "124117234175811018";
+  c.target = "12411723MB0A10013K";
+  c.client_request_id = request_id;
+  c.request_digest = "digest-" + request_id;
+  c.state = 1;
+  c.priority = 1;
+  c.service = 2;
+  c.alliance = "pingyu";
+  c.requested_at = kT0;
+  c.updated_at = kT0;
+  c.due_at = due;
+  c.body = "body-" + id;
+  return c;
+}
+
+ConsultEventRecord ConsultEvent(const std::string& id, const std::string& actor,
+                                const std::string& request_id, int action) {
+  return {id, actor, request_id, action, kT0, "event"};
+}
+
+TEST_P(StoreConformance, ConsultSubmitIsIdempotentPerRequester) {
+  auto first = store_->SubmitConsult(Consult("con-1", "rq-1", kT0 + kSecond),
+                                     ConsultEvent("con-1", "124117234175811018", "", 1),
+                                     {{"12411723MB0A10013K/consults", 1, "con-1", "p"}});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->duplicate);
+  auto again = store_->SubmitConsult(Consult("con-2", "rq-1", kT0), {}, {});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->consult.id, "con-1");
+  auto other = Consult("con-3", "rq-1", kT0);
+  other.request_digest = "different";
+  EXPECT_EQ(store_->SubmitConsult(other, {}, {}).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->GetConsult("con-2").status().code(), absl::StatusCode::kNotFound);
+  auto stats = *store_->ListQueueStats(kT0);
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].retained, 1u);
+  EXPECT_EQ(*store_->NextConsultDue(), kT0 + kSecond);
+  auto due = *store_->ListDueConsults(kT0 + kSecond, 10);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].id, "con-1");
+  EXPECT_TRUE(store_->ListDueConsults(kT0, 10)->empty());
+}
+
+TEST_P(StoreConformance, ConsultChangeIsAtomicVersionedAndReportsAreNeverReplaced) {
+  ASSERT_TRUE(store_
+                  ->SubmitConsult(Consult("con-1", "rq-1", kT0 + kSecond),
+                                  ConsultEvent("con-1", "124117234175811018", "", 1), {})
+                  .ok());
+  ConsultChange c;
+  c.consult_id = "con-1";
+  c.expected_version = 1;
+  c.state = 5;
+  c.updated_at = kT0 + kSecond;
+  c.body = "reported";
+  c.event = ConsultEvent("con-1", "12411723MB0A10013K", "rpt-rq", 5);
+  c.report = ConsultReportRow{"rpt-1", "con-1", "ab", "", kT0 + kSecond, "report body"};
+  c.messages = {{"124117234175811018/consult-updates", 1, "con-1", "u"}};
+  auto changed = store_->ChangeConsult(c);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  auto rec = *store_->GetConsult("con-1");
+  EXPECT_EQ(rec.state, 5);
+  EXPECT_EQ(rec.version, 2);
+  EXPECT_EQ(rec.due_at, 0);
+  ASSERT_EQ(store_->ListConsultReports("con-1")->size(), 1u);
+  EXPECT_EQ(store_->ListConsultEvents("con-1")->size(), 2u);
+  // The same request again: duplicate, nothing written.
+  auto again = store_->ChangeConsult(c);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  // A stale version: Aborted, nothing written.
+  c.event.client_request_id = "rpt-rq-2";
+  c.report->id = "rpt-2";
+  EXPECT_EQ(store_->ChangeConsult(c).status().code(), absl::StatusCode::kAborted);
+  // A report with an existing id is never replaced, and the whole change is undone.
+  c.expected_version = 2;
+  c.report->id = "rpt-1";
+  c.report->body = "tampered";
+  EXPECT_EQ(store_->ChangeConsult(c).status().code(), absl::StatusCode::kAlreadyExists);
+  auto reports = *store_->ListConsultReports("con-1");
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].body, "report body");
+  EXPECT_EQ(store_->GetConsult("con-1")->version, 2);
+  EXPECT_EQ(store_->ListConsultEvents("con-1")->size(), 2u);
+}
+
+TEST_P(StoreConformance, ThreadMessagesGetConsecutiveSeqsAndRetriesAreDuplicates) {
+  ASSERT_TRUE(
+      store_->SubmitConsult(Consult("con-1", "rq-1", 0), {"con-1", "a", "", 1, kT0, ""}, {}).ok());
+  auto announce = [](ConsultMessageRow& r) {
+    r.body = "seq " + std::to_string(r.seq);
+    return std::vector<NewMessage>{{"x/consult-updates", 3, r.consult_id, r.body}};
+  };
+  for (int i = 0; i < 3; ++i) {
+    ConsultMessageRow m{"msg-" + std::to_string(i), "con-1", 0, "a",
+                        "m" + std::to_string(i),    kT0,     ""};
+    auto out = store_->AppendConsultMessage(m, announce);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->row.seq, static_cast<uint64_t>(i + 1));
+  }
+  ConsultMessageRow retry{"msg-9", "con-1", 0, "a", "m1", kT0, ""};
+  auto dup = store_->AppendConsultMessage(retry, announce);
+  ASSERT_TRUE(dup.ok());
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(dup->row.seq, 2u);
+  auto all = *store_->ListConsultMessages("con-1", 0);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[2].body, "seq 3");
+  EXPECT_EQ(store_->ListConsultMessages("con-1", 2)->size(), 1u);
+  EXPECT_EQ((*store_->ListQueueStats(kT0))[0].retained, 3u);
+}
+
+// --- results --------------------------------------------------------------------------------
+
+ResultRow Result(const std::string& id, const std::string& request_id, Micros performed) {
+  ResultRow r;
+  r.id = id;
+  r.publisher = "124117234175811018";
+  r.client_request_id = request_id;
+  r.request_digest = "d-" + request_id;
+  r.patient_key = "patient-key";
+  r.item_code = "LAB-GLU";
+  r.kind = 1;
+  r.performed_at = performed;
+  r.received_at = kT0;
+  r.body = "b-" + id;
+  return r;
+}
+
+TEST_P(StoreConformance, PublishDecidesInsideTheTransactionWithThePriorsAndAnUnusedRetest) {
+  std::vector<std::string> seen;
+  auto decide = [&](const std::vector<ResultRow>& priors, const UnusedRetestLookup& retest,
+                    ResultRow& row) -> absl::StatusOr<PublishDecision> {
+    seen.clear();
+    for (const auto& p : priors) seen.push_back(p.id);
+    PublishDecision d;
+    auto r = retest();
+    if (!r.ok()) return r.status();
+    if (*r) d.use_retest_id = (*r)->id;
+    row.repeat_without_reason = !priors.empty() && !*r;
+    d.messages = {{"x/results", 3, row.id, "m"}};
+    return d;
+  };
+  ASSERT_TRUE(store_->PublishResult(Result("res-1", "q1", kT0 - 2 * kSecond), decide).ok());
+  EXPECT_TRUE(seen.empty());
+  auto second = store_->PublishResult(Result("res-2", "q2", kT0 - kSecond), decide);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(seen, std::vector<std::string>{"res-1"});
+  EXPECT_TRUE(second->row.repeat_without_reason);
+  RetestRow retest{"rt-1", "124117234175811018", "rq", "patient-key", "LAB-GLU", 3, kT0, "", "b"};
+  ASSERT_TRUE(store_->RecordRetest(retest).ok());
+  auto third = store_->PublishResult(Result("res-3", "q3", kT0), decide);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"res-2", "res-1"})) << "newest performed first";
+  EXPECT_FALSE(third->row.repeat_without_reason);
+  EXPECT_FALSE(
+      store_->FindUnusedRetest("124117234175811018", "patient-key", "LAB-GLU")->has_value())
+      << "the re-test reason was used by res-3";
+  // A retry is a duplicate and does not decide again; other content is AlreadyExists.
+  seen = {"untouched"};
+  auto dup = store_->PublishResult(Result("res-9", "q3", kT0), decide);
+  ASSERT_TRUE(dup.ok());
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(dup->row.id, "res-3");
+  EXPECT_EQ(seen, std::vector<std::string>{"untouched"});
+  auto other = Result("res-9", "q3", kT0);
+  other.request_digest = "else";
+  EXPECT_EQ(store_->PublishResult(other, decide).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ((*store_->ListQueueStats(kT0))[0].retained, 3u);
+  EXPECT_EQ(store_->ListResults("patient-key", {}, 10)->size(), 3u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance, testing::Values(SqliteFactory()),
                          [](const testing::TestParamInfo<StoreFactory>& i) {
                            return i.param.name;
