@@ -73,7 +73,7 @@ class SessionReactor final : public Reactor {
     std::shared_ptr<Writer> writer;
     const auth::Principal* who = nullptr;
     SessionFrame frame;  // the read buffer; one read at a time
-    std::shared_ptr<void> membership;
+    std::unique_ptr<ConsultSessions::Membership> membership;
     std::string consult_id;
   };
 

@@ -4,22 +4,21 @@
 
 namespace refbroker::api {
 
-std::shared_ptr<void> ConsultSessions::Join(const std::string& consult_id, Member member) {
-  uint64_t id;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    id = next_id_++;
-    by_consult_[consult_id].push_back({id, std::move(member)});
-  }
-  return std::shared_ptr<void>(nullptr, [this, consult_id, id](void*) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = by_consult_.find(consult_id);
-    if (it == by_consult_.end()) return;
-    auto& v = it->second;
-    v.erase(std::remove_if(v.begin(), v.end(), [id](const Entry& e) { return e.id == id; }),
-            v.end());
-    if (v.empty()) by_consult_.erase(it);
-  });
+std::unique_ptr<ConsultSessions::Membership> ConsultSessions::Join(const std::string& consult_id,
+                                                                   Member member) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t id = next_id_++;
+  by_consult_[consult_id].push_back({id, std::move(member)});
+  return std::make_unique<Membership>(*this, consult_id, id);
+}
+
+void ConsultSessions::Leave(const std::string& consult_id, uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_consult_.find(consult_id);
+  if (it == by_consult_.end()) return;
+  auto& v = it->second;
+  v.erase(std::remove_if(v.begin(), v.end(), [id](const Entry& e) { return e.id == id; }), v.end());
+  if (v.empty()) by_consult_.erase(it);
 }
 
 void ConsultSessions::Publish(const refbroker::v1::ConsultMessage& message) {

@@ -26,8 +26,22 @@ class ConsultSessions {
     Closer close;  // ends the stream (broker shutdown)
   };
 
-  // Joins `consult_id`; the membership lasts while the returned handle lives.
-  std::shared_ptr<void> Join(const std::string& consult_id, Member member);
+  // Joined while it lives.
+  class Membership {
+   public:
+    Membership(ConsultSessions& sessions, std::string consult_id, uint64_t id)
+        : sessions_(sessions), consult_id_(std::move(consult_id)), id_(id) {}
+    ~Membership() { sessions_.Leave(consult_id_, id_); }
+    Membership(const Membership&) = delete;
+    Membership& operator=(const Membership&) = delete;
+
+   private:
+    ConsultSessions& sessions_;
+    const std::string consult_id_;
+    const uint64_t id_;
+  };
+
+  std::unique_ptr<Membership> Join(const std::string& consult_id, Member member);
   // A message was stored: write it to every member of its consult.
   void Publish(const refbroker::v1::ConsultMessage& message);
   // Ends every session (shutdown).
@@ -35,6 +49,8 @@ class ConsultSessions {
   size_t size() const;
 
  private:
+  void Leave(const std::string& consult_id, uint64_t id);
+
   struct Entry {
     uint64_t id;
     Member member;

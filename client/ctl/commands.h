@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "client/refclient/connection.h"
 #include "google/protobuf/message.h"
+#include "google/protobuf/timestamp.pb.h"
 
 namespace refctl {
 
@@ -26,6 +27,11 @@ struct ReferralFilter {
   uint32_t limit = 50;
 };
 
+struct ConsultFilter {
+  std::string institution, state, service, priority, from, to;
+  uint32_t limit = 50;
+};
+
 // A patient identifier given on the command line.
 struct PatientArgs {
   std::string type = "RESIDENT_ID";
@@ -38,6 +44,10 @@ int Fail(const absl::Status& s);
 void PrintJson(const google::protobuf::Message& m);
 // "2026-11-22 20:07:01 +08:00" (or "... UTC").
 std::string FormatTime(int64_t unix_seconds, bool utc);
+// An enum value name from a command-line word: "ecg-reading" -> "ECG_READING".
+std::string Upper(std::string s);
+// "YYYY-MM-DD" as midnight China Standard Time; the error names `flag`.
+absl::Status ParseDay(const std::string& text, const char* flag, google::protobuf::Timestamp* out);
 
 int Queues(const Globals& g, const std::string& owner);
 int DlqList(const Globals& g, const std::string& queue, const std::string& group, uint32_t limit);
@@ -48,5 +58,7 @@ int ReferralShow(const Globals& g, const std::string& id);
 int Results(const Globals& g, const PatientArgs& patient);
 int Recognize(const Globals& g, const PatientArgs& patient, const std::vector<std::string>& items);
 int Retests(const Globals& g);
+int Consults(const Globals& g, const ConsultFilter& filter);
+int ConsultShow(const Globals& g, const std::string& id);
 
 }  // namespace refctl

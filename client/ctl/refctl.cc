@@ -8,6 +8,8 @@
 //   refctl results --id ID             a patient's result records you may read
 //   refctl recognize --id ID --item C  which results can be reused (互认), or why not
 //   refctl retests                     re-test reasons and repeats without reason
+//   refctl consults [filters]          teleconsultations and readings, newest first
+//   refctl consult show ID             a consult: history, reports (digest checked), thread
 //   refctl health
 //
 // Connection: --broker host:port (repeatable), certificates from --certs DIR as --as NAME
@@ -78,6 +80,21 @@ int main(int argc, char** argv) {
   recognize->add_option("--item", items, "catalogue item code (repeatable)")->required();
   auto* retests = app.add_subcommand("retests", "re-test reasons and repeats without reason");
 
+  refctl::ConsultFilter consult_filter;
+  auto* consults = app.add_subcommand("consults", "teleconsultations and readings, newest first");
+  consults->add_option("--institution", consult_filter.institution, "requester or target code");
+  consults->add_option("--state", consult_filter.state, "e.g. requested, accepted, reported");
+  consults->add_option("--service", consult_filter.service, "e.g. ecg-reading, specialty-opinion");
+  consults->add_option("--priority", consult_filter.priority, "emergency, urgent or routine");
+  consults->add_option("--from", consult_filter.from, "requested on or after YYYY-MM-DD (UTC+8)");
+  consults->add_option("--to", consult_filter.to, "requested before YYYY-MM-DD (UTC+8)");
+  consults->add_option("--limit", consult_filter.limit, "at most this many (default 50)");
+  auto* consult = app.add_subcommand("consult", "one consult");
+  consult->require_subcommand(1);
+  auto* consult_show = consult->add_subcommand("show", "history, reports and thread");
+  consult_show->alias("get");
+  consult_show->add_option("id", id, "broker consult id")->required();
+
   auto* health = app.add_subcommand("health", "gRPC health of the broker");
 
   CLI11_PARSE(app, argc, argv);
@@ -89,6 +106,8 @@ int main(int argc, char** argv) {
   if (results->parsed()) return refctl::Results(g, patient);
   if (recognize->parsed()) return refctl::Recognize(g, patient, items);
   if (retests->parsed()) return refctl::Retests(g);
+  if (consults->parsed()) return refctl::Consults(g, consult_filter);
+  if (consult_show->parsed()) return refctl::ConsultShow(g, id);
   if (health->parsed()) return refctl::Health(g);
   return 2;
 }

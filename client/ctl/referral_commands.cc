@@ -16,21 +16,6 @@ namespace {
 namespace v1 = refbroker::v1;
 using google::protobuf::util::TimeUtil;
 
-std::string Upper(std::string s) {
-  for (char& c : s) c = c == '-' ? '_' : static_cast<char>(std::toupper(c));
-  return s;
-}
-
-// "YYYY-MM-DD" as midnight China Standard Time.
-absl::Status ParseDay(const std::string& text, const char* flag, google::protobuf::Timestamp* out) {
-  google::protobuf::Timestamp ts;
-  if (!TimeUtil::FromString(text + "T00:00:00+08:00", &ts)) {
-    return absl::InvalidArgumentError(std::string(flag) + ": expected YYYY-MM-DD");
-  }
-  *out = ts;
-  return absl::OkStatus();
-}
-
 absl::Status BuildRequest(const ReferralFilter& f, v1::ListReferralsRequest& req) {
   req.set_institution(f.institution);
   req.set_journey_id(f.journey);
@@ -103,6 +88,20 @@ void PrintLeg(const v1::Referral& r, bool utc) {
 }
 
 }  // namespace
+
+std::string Upper(std::string s) {
+  for (char& c : s) c = c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  return s;
+}
+
+absl::Status ParseDay(const std::string& text, const char* flag, google::protobuf::Timestamp* out) {
+  google::protobuf::Timestamp ts;
+  if (!TimeUtil::FromString(text + "T00:00:00+08:00", &ts)) {
+    return absl::InvalidArgumentError(std::string(flag) + ": expected YYYY-MM-DD");
+  }
+  *out = ts;
+  return absl::OkStatus();
+}
 
 int Referrals(const Globals& g, const ReferralFilter& f) {
   v1::ListReferralsRequest req;

@@ -9,17 +9,10 @@ using Service = refbroker::v1::ResultService;
 
 template <typename Response, typename Call>
 absl::StatusOr<Response> Run(Connection& connection, const RetryPolicy& retry, Call call) {
-  Response response;
-  absl::Status s = internal::WithRetries<Service>(
-      connection, retry, [&](auto& stub, auto& ctx) { return call(stub, ctx, response); });
-  if (!s.ok()) return s;
-  return response;
+  return internal::CallWithRetries<Service, Response>(connection, retry, call);
 }
 
-RetryPolicy Once(RetryPolicy r) {
-  r.max_attempts = 1;
-  return r;
-}
+using internal::Once;
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 #include "client/refclient/referral_client.h"
 #include "client/refclient/result_client.h"
 #include "client/refclient/subscriber.h"
+#include "client/sim/consult_simulation.h"
 #include "client/sim/synthetic_referral.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -27,12 +28,7 @@ using SteadyClock = std::chrono::steady_clock;
 using Tally = AllianceSimulation::Tally;
 
 std::unique_ptr<refclient::Connection> Connect(const SimOptions& o, const std::string& stem) {
-  auto conn = refclient::Connection::Create(refclient::CertDirOptions(o.brokers, o.certs, stem));
-  if (!conn.ok()) {
-    std::cerr << "refsim: " << conn.status().message() << "\n";
-    std::exit(2);
-  }
-  return std::move(*conn);
+  return ConnectOrExit(o, stem);
 }
 
 v1::TransitionReferralRequest Step(const std::string& id, const std::string& request_id,
@@ -301,6 +297,15 @@ void RunClinic(const SimOptions& o, const Principal& clinic,
 
 }  // namespace
 
+std::unique_ptr<refclient::Connection> ConnectOrExit(const SimOptions& o, const std::string& stem) {
+  auto conn = refclient::Connection::Create(refclient::CertDirOptions(o.brokers, o.certs, stem));
+  if (!conn.ok()) {
+    std::cerr << "refsim: " << conn.status().message() << "\n";
+    std::exit(2);
+  }
+  return std::move(*conn);
+}
+
 uint64_t AllianceSimulation::Tally::Lost() {
   std::lock_guard<std::mutex> lock(mu);
   uint64_t lost = 0;
@@ -468,6 +473,11 @@ int AllianceSimulation::Run() {
   auto start = SteadyClock::now();
   auto end = start + std::chrono::duration_cast<SteadyClock::duration>(
                          std::chrono::duration<double>(o_.duration));
+  std::unique_ptr<ConsultSimulation> consults;
+  if (o_.subscribe && o_.journeys && o_.consult_rate > 0) {
+    consults = std::make_unique<ConsultSimulation>(o_, registry_);
+    consults->Start(end);
+  }
   std::vector<std::thread> clinic_threads;
   for (size_t i = 0; i < clinics.size(); ++i) {
     clinic_threads.emplace_back(RunClinic, std::cref(o_), std::cref(*clinics[i]),
@@ -486,7 +496,7 @@ int AllianceSimulation::Run() {
     for (auto& off : offices) {
       if (!off->Idle()) return true;
     }
-    return false;
+    return consults != nullptr && !consults->Done();
   };
   while (o_.subscribe && (t.Lost() > 0 || busy()) && SteadyClock::now() < drain_end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -497,9 +507,11 @@ int AllianceSimulation::Run() {
   for (auto& l : listeners) l->sub->Stop();
   for (auto& l : listeners) l->thread.join();
   offices.clear();
+  if (consults) consults->Stop();
 
   uint64_t lost = o_.subscribe ? t.Lost() : 0;
   PrintSummary(o_, clinics.size(), hospitals.size(), t, lost);
+  if (consults && !o_.json) consults->PrintSummary();
   return lost == 0 && t.rejected == 0 ? 0 : 1;
 }
 

@@ -12,12 +12,14 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "broker/auth/registry.h"
+#include "client/refclient/connection.h"
 
 namespace refsim {
 
@@ -41,8 +43,13 @@ struct SimOptions {
   double retest_share = 0.1;   // recognizable results tested again with a recorded reason
   double repeat_share = 0.05;  // ... and tested again without one
   int step_ms = 100;           // time between a hospital's steps on one referral
+  double consult_rate = 3;     // consults per second, all clinics together (with journeys)
   bool json = false;
 };
+
+// A connection as `stem` (a certificate in o.certs); exits the process with 2 when the
+// certificate files cannot be read (a simulator set-up error).
+std::unique_ptr<refclient::Connection> ConnectOrExit(const SimOptions& o, const std::string& stem);
 
 class AllianceSimulation {
  public:

@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   app.add_option("--down-share", o.down_share, "share of completed UP legs continued DOWN")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--step-ms", o.step_ms, "a hospital's time between steps of one referral");
+  app.add_option("--consult-rate", o.consult_rate,
+                 "consults and readings per second, all clinics together (0 = none)");
   app.add_flag("--no-journeys", no_journeys, "only deliver and ack; no decisions");
   app.add_flag("--no-subscribe", no_subscribe, "submit only (leave messages queued)");
   app.add_flag("--json", o.json, "print the summary as JSON");

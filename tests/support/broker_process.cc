@@ -56,7 +56,7 @@ void BrokerProcess::WriteConfig() {
     out << "[[referral.reroute]]\nfrom = \"" << r[0] << "\"\nspecialty = \"" << r[1]
         << "\"\nto = \"" << r[2] << "\"\n";
   }
-  out << "[log]\nlevel = \"info\"\n";
+  out << config_.extra_toml << "\n[log]\nlevel = \"info\"\n";
 }
 
 absl::Status BrokerProcess::Start() {

@@ -19,6 +19,12 @@ refbroker::v1::Referral MakeReferral(const std::string& clinic, const std::strin
   return gen.Make(clinic, to, priority, request_id);
 }
 
+refbroker::v1::Consult MakeEcgConsult(const std::string& clinic, const std::string& request_id,
+                                      refbroker::v1::Priority priority) {
+  refsim::SyntheticReferrals gen(std::hash<std::string>()(request_id));
+  return gen.MakeConsult(clinic, kEcgCenter, refbroker::v1::ECG_READING, "", priority, request_id);
+}
+
 CollectingSubscriber::CollectingSubscriber(refclient::Connection& conn, const std::string& owner,
                                            const std::string& group, uint32_t window, Decide decide,
                                            refbroker::v1::QueueKind kind)

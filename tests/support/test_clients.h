@@ -23,6 +23,7 @@ inline constexpr char kPeopleHospital[] = "12411723417580001B";
 inline constexpr char kTcmHospital[] = "12411723417580004L";
 inline constexpr char kXiyangdian[] = "124117234175811018";
 inline constexpr char kGuhuai[] = "12411723417581102B";
+inline constexpr char kEcgCenter[] = "12411723MB0A10013K";  // cert "ecg-center"
 
 // A Connection to `address` authenticated with the test certificate `stem`
 // (e.g. "xiyangdian-thc", "people-hospital", "operator", "stranger", "foreign-client").
@@ -33,6 +34,10 @@ std::unique_ptr<refclient::Connection> ConnectAs(const std::string& address,
 refbroker::v1::Referral MakeReferral(const std::string& clinic, const std::string& request_id,
                                      refbroker::v1::Priority priority = refbroker::v1::ROUTINE,
                                      const std::string& to = "");
+
+// A valid consult from `clinic` to the ECG center's ECG_READING service.
+refbroker::v1::Consult MakeEcgConsult(const std::string& clinic, const std::string& request_id,
+                                      refbroker::v1::Priority priority = refbroker::v1::ROUTINE);
 
 // Runs a Subscriber on a thread and records every delivery.
 class CollectingSubscriber {

@@ -36,4 +36,21 @@ absl::Status WithRetries(Connection& connection, const RetryPolicy& retry, Call 
   return last;
 }
 
+// One call returning its response: `call(stub, ctx, response)` -> grpc::Status.
+template <typename Service, typename Response, typename Call>
+absl::StatusOr<Response> CallWithRetries(Connection& connection, const RetryPolicy& retry,
+                                         Call call) {
+  Response response;
+  absl::Status s = WithRetries<Service>(
+      connection, retry, [&](auto& stub, auto& ctx) { return call(stub, ctx, response); });
+  if (!s.ok()) return s;
+  return response;
+}
+
+// The policy for reads: no retry (the caller decides).
+inline RetryPolicy Once(RetryPolicy r) {
+  r.max_attempts = 1;
+  return r;
+}
+
 }  // namespace refclient::internal
