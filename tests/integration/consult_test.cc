@@ -68,10 +68,18 @@ v1::ConsultMessage Message(const std::string& id, const std::string& request_id,
   return m;
 }
 
+// Reading stations hold a consult while they work on it: a 30 s ack deadline, as a center
+// would configure, so a slow test machine does not see redeliveries to the other station.
+BrokerConfig StationConfig() {
+  BrokerConfig c;
+  c.ack_deadline_ms = 30000;
+  return c;
+}
+
 class ConsultFlow : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(broker_.Start().ok()) << broker_.log_path(); }
-  BrokerProcess broker_;
+  BrokerProcess broker_{StationConfig()};
 };
 
 TEST_F(ConsultFlow, EmergencyEcgReadingThroughSharedWorklistWithReportThreadAndRecognition) {
