@@ -18,6 +18,9 @@ constexpr int kSchemaVersion = sizeof(schema::kMigrations) / sizeof(schema::kMig
 absl::Status Configure(Db& db) {
   RETURN_IF_ERROR(db.Exec("PRAGMA journal_mode=WAL"));
   RETURN_IF_ERROR(db.Exec("PRAGMA synchronous=FULL"));
+  // Savepoint journals of a group commit stay in memory instead of spilling to temp files
+  // (recognition_bench at 1M records: load 130 s -> 117 s).
+  RETURN_IF_ERROR(db.Exec("PRAGMA temp_store=MEMORY"));
   // Page cache and mmap stay at SQLite's defaults: recognition_bench at 1M records measured
   // lower publish rates with a larger writer cache (64 MiB, 256 MiB, 1 GiB) and with mmap on
   // either side, on this 2-core machine. What mattered was taking checkpoints out of the
