@@ -46,6 +46,7 @@ absl::Status BrokerServer::Init() {
   storage::SqliteOptions so;
   so.path = options_.storage.path;
   so.max_batch = static_cast<size_t>(options_.storage.max_batch);
+  so.checkpoint_interval_ms = options_.storage.checkpoint_interval_ms;
   ASSIGN_OR_RETURN(store_, storage::SqliteStore::Open(so));
   authenticator_ = std::make_unique<auth::Authenticator>(*registry_);
   policy_ = std::make_unique<auth::AccessPolicy>(*registry_);

@@ -70,6 +70,7 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetString(t, "storage", "engine", o.storage.engine);
   GetString(t, "storage", "path", o.storage.path);
   GetInt(t, "storage", "max_batch", o.storage.max_batch);
+  GetInt(t, "storage", "checkpoint_interval_ms", o.storage.checkpoint_interval_ms);
   GetInt(t, "delivery", "ack_deadline_ms", o.delivery.ack_deadline_ms);
   GetInt(t, "delivery", "max_attempts", o.delivery.max_attempts);
   GetInt(t, "delivery", "nack_retry_delay_ms", o.delivery.nack_retry_delay_ms);
@@ -151,6 +152,8 @@ absl::Status BrokerOptions::Validate() const {
   RETURN_IF_ERROR(Range("server.workers", server.workers, 2, 1024));
   RETURN_IF_ERROR(Range("server.drain_seconds", server.drain_seconds, 0, 600));
   RETURN_IF_ERROR(Range("storage.max_batch", storage.max_batch, 1, 100000));
+  RETURN_IF_ERROR(
+      Range("storage.checkpoint_interval_ms", storage.checkpoint_interval_ms, 0, 60000));
   RETURN_IF_ERROR(Range("delivery.ack_deadline_ms", delivery.ack_deadline_ms, 100, 86400000));
   RETURN_IF_ERROR(Range("delivery.max_attempts", delivery.max_attempts, 1, 1000));
   RETURN_IF_ERROR(Range("delivery.nack_retry_delay_ms", delivery.nack_retry_delay_ms, 0, 86400000));

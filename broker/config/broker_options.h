@@ -31,6 +31,7 @@ struct StorageOptions {
   std::string engine = "sqlite";
   std::string path = "refbroker.db";
   int max_batch = 256;
+  int checkpoint_interval_ms = 20;  // WAL checkpoints on their own thread; 0 = in the writer
 };
 
 struct DeliveryOptions {

@@ -1,0 +1,46 @@
+// The broker's TOML configuration: the documented sample loads and validates, and errors name
+// the key.
+
+#include "broker/config/broker_options.h"
+
+#include <gtest/gtest.h>
+
+namespace refbroker::config {
+namespace {
+
+TEST(BrokerOptions, TheDocumentedSampleLoadsWithItsConsultDeadlines) {
+  auto o = BrokerOptions::LoadFile(std::string(REFBROKER_SOURCE_DIR) + "/deploy/refbroker.toml");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->Validate().ok()) << o->Validate();
+  EXPECT_EQ(o->consult.accept.emergency_s, 600);
+  EXPECT_EQ(o->consult.accept.routine_s, 86400);
+  EXPECT_EQ(o->consult.report_by_service.at("ECG_READING").emergency_s, 1800);
+  EXPECT_EQ(o->consult.report_by_service.at("IMAGING_READING").routine_s, 172800);
+  EXPECT_EQ(o->storage.checkpoint_interval_ms, 20);
+}
+
+TEST(BrokerOptions, AServiceTableInheritsTheDefaultReportDeadlines) {
+  auto o = BrokerOptions::LoadString(
+      "[server]\nlisten='127.0.0.1:0'\n[tls]\nca='a'\ncert='b'\nkey='c'\n"
+      "[consult.report]\nurgent_s = 100\n[consult.report.PATHOLOGY_READING]\nemergency_s = 5\n",
+      "/tmp");
+  ASSERT_TRUE(o.ok()) << o.status();
+  const auto& p = o->consult.report_by_service.at("PATHOLOGY_READING");
+  EXPECT_EQ(p.emergency_s, 5);
+  EXPECT_EQ(p.urgent_s, 100);
+  EXPECT_TRUE(o->Validate().ok());
+}
+
+TEST(BrokerOptions, AnOutOfRangeDeadlineNamesItsKey) {
+  auto o = BrokerOptions::LoadString(
+      "[server]\nlisten='127.0.0.1:0'\n[tls]\nca='a'\ncert='b'\nkey='c'\n"
+      "[consult.report.ECG_READING]\nemergency_s = 0\n",
+      "/tmp");
+  ASSERT_TRUE(o.ok()) << o.status();
+  absl::Status s = o->Validate();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("consult.report.ECG_READING.emergency_s"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace refbroker::config
