@@ -222,7 +222,7 @@ TEST(ConsultDeadline, AnUnacceptedEmergencyConsultEscalates) {
   CollectingSubscriber updates(*clinic, kXiyangdian, "township-his", 8, nullptr,
                                v1::CONSULT_UPDATES);
   ASSERT_TRUE(updates.WaitFor(1, 15)) << "no escalation";
-  const auto& u = updates.deliveries()[0].consult_update();
+  const v1::ConsultUpdate u = updates.deliveries()[0].consult_update();  // a copy: by value
   EXPECT_EQ(u.event().action(), v1::CONSULT_ESCALATE);
   EXPECT_EQ(u.state(), v1::CONSULT_REQUESTED) << "escalation does not change the state";
   auto stored = township.Get(requested->consult().id());
