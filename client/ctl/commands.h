@@ -60,5 +60,7 @@ int Recognize(const Globals& g, const PatientArgs& patient, const std::vector<st
 int Retests(const Globals& g);
 int Consults(const Globals& g, const ConsultFilter& filter);
 int ConsultShow(const Globals& g, const std::string& id);
+// Referrals and consults past their deadline, escalated, or due within `within_minutes`.
+int Late(const Globals& g, int within_minutes);
 
 }  // namespace refctl

@@ -10,6 +10,7 @@
 //   refctl retests                     re-test reasons and repeats without reason
 //   refctl consults [filters]          teleconsultations and readings, newest first
 //   refctl consult show ID             a consult: history, reports (digest checked), thread
+//   refctl late [--within MIN]         referrals and consults late, escalated or due soon
 //   refctl health
 //
 // Connection: --broker host:port (repeatable), certificates from --certs DIR as --as NAME
@@ -95,6 +96,10 @@ int main(int argc, char** argv) {
   consult_show->alias("get");
   consult_show->add_option("id", id, "broker consult id")->required();
 
+  int within = 30;
+  auto* late = app.add_subcommand("late", "referrals and consults late, escalated or due soon");
+  late->add_option("--within", within, "also those due within this many minutes (default 30)");
+
   auto* health = app.add_subcommand("health", "gRPC health of the broker");
 
   CLI11_PARSE(app, argc, argv);
@@ -108,6 +113,7 @@ int main(int argc, char** argv) {
   if (retests->parsed()) return refctl::Retests(g);
   if (consults->parsed()) return refctl::Consults(g, consult_filter);
   if (consult_show->parsed()) return refctl::ConsultShow(g, id);
+  if (late->parsed()) return refctl::Late(g, within);
   if (health->parsed()) return refctl::Health(g);
   return 2;
 }

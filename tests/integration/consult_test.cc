@@ -229,6 +229,13 @@ TEST(ConsultDeadline, AnUnacceptedEmergencyConsultEscalates) {
   ASSERT_TRUE(stored.ok());
   EXPECT_TRUE(stored->escalated());
   EXPECT_FALSE(stored->has_deadline());
+
+  // The operator sees it in refctl late, as escalated.
+  std::string out;
+  ASSERT_EQ(RunRefctl(broker.address(), "late --within 0", &out), 0) << out;
+  EXPECT_NE(out.find(requested->consult().id()), std::string::npos) << out;
+  EXPECT_NE(out.find("consult ECG_READING"), std::string::npos) << out;
+  EXPECT_NE(out.find("escalated"), std::string::npos) << out;
 }
 
 TEST_F(ConsultFlow, AnIssuedReportCannotBeChangedAndAnAddendumLinksToIt) {
