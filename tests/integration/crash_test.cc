@@ -1,6 +1,7 @@
-// Crash test: clinics submit while the broker is killed with SIGKILL again and again and
-// restarted on the same data; hospitals subscribe throughout. At the end every queue is drained
-// and every submission the broker acknowledged must have been delivered.
+// Crash test: clinics submit referrals (and every fourth time also request an ECG reading)
+// while the broker is killed with SIGKILL again and again and restarted on the same data;
+// hospitals and the ECG center subscribe throughout. At the end every queue is drained and
+// every referral and consult the broker acknowledged must have been delivered.
 //
 // REFBROKER_CRASH_KILLS (default 10) sets the number of kills; the soak label runs more.
 
@@ -12,6 +13,7 @@
 #include <random>
 #include <set>
 
+#include "client/refclient/consult_client.h"
 #include "client/refclient/referral_client.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/test_clients.h"
@@ -41,7 +43,7 @@ TEST(Crash, EveryAcknowledgedReferralIsDeliveredAfterRepeatedSigkill) {
   ASSERT_TRUE(broker.Start().ok());
 
   std::mutex mu;
-  std::set<std::string> acked;  // referral ids the broker acknowledged
+  std::set<std::string> acked;  // referral and consult ids the broker acknowledged
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> submitted{0}, failed{0};
 
@@ -53,8 +55,20 @@ TEST(Crash, EveryAcknowledgedReferralIsDeliveredAfterRepeatedSigkill) {
       retry.max_attempts = 1000;  // keep retrying through restarts, same request id
       retry.per_call_timeout = std::chrono::milliseconds(5000);
       refclient::ReferralClient client(*conn, retry);
+      refclient::ConsultClient consults(*conn, retry);
       std::mt19937 rng(c);
       for (int i = 0; !stop; ++i) {
+        if (i % 4 == 0) {
+          submitted++;
+          auto con = consults.Request(MakeEcgConsult(
+              kClinics[c][1], std::string(kClinics[c][0]) + "-con-" + std::to_string(i)));
+          if (con.ok()) {
+            std::lock_guard<std::mutex> lock(mu);
+            acked.insert(con->consult().id());
+          } else {
+            failed++;
+          }
+        }
         auto referral =
             MakeReferral(kClinics[c][1], std::string(kClinics[c][0]) + "-" + std::to_string(i),
                          refbroker::v1::ROUTINE, kHospitals[rng() % 4][1]);
@@ -76,13 +90,16 @@ TEST(Crash, EveryAcknowledgedReferralIsDeliveredAfterRepeatedSigkill) {
   std::vector<std::unique_ptr<CollectingSubscriber>> subs;
   auto record = [&](const refbroker::v1::Delivery& d) {
     std::lock_guard<std::mutex> lock(dmu);
-    delivered[d.referral().id()]++;
+    delivered[d.has_consult() ? d.consult().id() : d.referral().id()]++;
     return refclient::Decision::Ack();
   };
   for (auto& h : kHospitals) {
     hconns.push_back(ConnectAs(broker.address(), h[0]));
     subs.push_back(std::make_unique<CollectingSubscriber>(*hconns.back(), h[1], "his", 16, record));
   }
+  hconns.push_back(ConnectAs(broker.address(), "ecg-center"));
+  subs.push_back(std::make_unique<CollectingSubscriber>(
+      *hconns.back(), kEcgCenter, "reading-stations", 16, record, refbroker::v1::CONSULTS));
 
   std::mt19937 rng(12345);
   const int kills = Kills();
@@ -128,7 +145,11 @@ TEST(Crash, EveryAcknowledgedReferralIsDeliveredAfterRepeatedSigkill) {
       "unacknowledged_but_delivered=%zu failed_after_retries=%llu\n",
       kills, static_cast<unsigned long long>(submitted.load()), acked.size(), delivered.size(),
       unexpected, static_cast<unsigned long long>(failed.load()));
-  std::printf("lost=%zu duplicates=%zu\n", lost, duplicates);
+  size_t consults_acked = 0;
+  for (const auto& id : acked) consults_acked += id.rfind("con-", 0) == 0 ? 1 : 0;
+  std::printf("lost=%zu duplicates=%zu (acknowledged consults: %zu)\n", lost, duplicates,
+              consults_acked);
+  EXPECT_GT(consults_acked, 10u) << "consults must be part of the load";
   EXPECT_GT(acked.size(), 50u) << "too little traffic to mean anything";
   EXPECT_EQ(lost, 0u);
 }
