@@ -98,6 +98,9 @@ absl::Status SessionReactor::State::Join(const std::string& id) {
   };
   membership = sessions.Join(rec->id, std::move(member));
   consult_id = rec->id;
+  SessionFrame admitted;
+  admitted.set_join_consult_id(consult_id);
+  writer->Write(std::move(admitted));
   spdlog::info("consult session joined consult={} by={}", consult_id, who->id);
   ctx.metrics.CountRpc("Session", absl::StatusCode::kOk);
   return absl::OkStatus();

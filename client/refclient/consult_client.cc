@@ -99,10 +99,18 @@ absl::StatusOr<std::unique_ptr<ConsultSession>> ConsultSession::Join(
   s->stream_ = s->stub_->Session(&s->context_);
   v1::SessionFrame join;
   join.set_join_consult_id(consult_id);
-  if (!s->stream_->Write(join)) {
+  // The admission; a message stored in the instant between the broker registering the session
+  // and writing the admission may come first, and also means admitted.
+  v1::SessionFrame admitted;
+  if (!s->stream_->Write(join) || !s->stream_->Read(&admitted) ||
+      (admitted.join_consult_id() != consult_id && !admitted.has_message())) {
+    s->closed_ = true;
+    s->stream_->WritesDone();
     grpc::Status st = s->stream_->Finish();
+    if (st.ok()) return absl::UnavailableError("session: the broker did not admit the join");
     return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
   }
+  if (admitted.has_message()) s->received_.push_back(admitted.message());
   s->reader_ = std::thread([p = s.get()] { p->ReadLoop(); });
   return s;
 }

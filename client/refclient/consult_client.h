@@ -72,6 +72,8 @@ bool VerifyReportDigest(const refbroker::v1::ConsultReport& report);
 /// One live session on a consult's thread (ConsultService.Session).
 class ConsultSession {
  public:
+  /// Joins the consult's thread; returns once the broker admitted the caller (a party of the
+  /// consult), or its refusal (PERMISSION_DENIED, NOT_FOUND, ...).
   static absl::StatusOr<std::unique_ptr<ConsultSession>> Join(Connection& connection,
                                                               const std::string& consult_id);
   ~ConsultSession();  // closes the stream

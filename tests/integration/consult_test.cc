@@ -119,7 +119,8 @@ TEST_F(ConsultFlow, EmergencyEcgReadingThroughSharedWorklistWithReportThreadAndR
   // A live thread: both sides connected, messages interleaved.
   auto township_session = refclient::ConsultSession::Join(*clinic, id);
   auto center_session = refclient::ConsultSession::Join(*center, id);
-  ASSERT_TRUE(township_session.ok() && center_session.ok());
+  ASSERT_TRUE(township_session.ok()) << township_session.status();
+  ASSERT_TRUE(center_session.ok()) << center_session.status();
   std::vector<std::string> texts;
   for (int i = 0; i < 6; ++i) {
     bool from_township = i % 2 == 0;
@@ -201,9 +202,7 @@ TEST_F(ConsultFlow, EmergencyEcgReadingThroughSharedWorklistWithReportThreadAndR
   EXPECT_EQ(refclient::ConsultClient(*other).Get(id).status().code(),
             absl::StatusCode::kPermissionDenied);
   auto intruder = refclient::ConsultSession::Join(*other, id);
-  ASSERT_TRUE(intruder.ok());
-  EXPECT_FALSE((*intruder)->Next(std::chrono::seconds(5)).has_value());
-  EXPECT_EQ((*intruder)->Close().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(intruder.status().code(), absl::StatusCode::kPermissionDenied) << intruder.status();
 }
 
 TEST(ConsultDeadline, AnUnacceptedEmergencyConsultEscalates) {
