@@ -2,7 +2,6 @@
 // code with the field named at the start of the message, and nothing is stored.
 
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <functional>
 
@@ -84,17 +83,7 @@ class BadConsultTest : public ::testing::TestWithParam<BadConsult> {
     delete broker_;
     broker_ = nullptr;
   }
-  static int64_t CountRows(const char* table) {
-    sqlite3* db = nullptr;
-    sqlite3_open_v2(broker_->db_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, (std::string("SELECT COUNT(*) FROM ") + table).c_str(), -1, &st,
-                       nullptr);
-    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
-  }
+  static int64_t CountRows(const char* table) { return broker_->CountRows(table); }
   static BrokerProcess* broker_;
 };
 

@@ -48,6 +48,8 @@ class BrokerProcess {
   int metrics_port() const { return metrics_port_; }
   const std::string& dir() const { return dir_; }
   std::string db_path() const { return dir_ + "/refbroker.db"; }
+  // Rows of `table` in the broker's SQLite file, read beside the running broker (-1 on error).
+  int64_t CountRows(const char* table) const;
   std::string log_path() const { return dir_ + "/broker.log"; }
 
  private:
