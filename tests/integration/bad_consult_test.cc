@@ -7,6 +7,7 @@
 
 #include "client/refclient/consult_client.h"
 #include "tests/support/broker_process.h"
+#include "tests/support/shared_broker_test.h"
 #include "tests/support/test_clients.h"
 
 namespace refbroker::testing {
@@ -73,21 +74,7 @@ const BadConsult kCases[] = {
      absl::StatusCode::kResourceExhausted, "consult"},
 };
 
-class BadConsultTest : public ::testing::TestWithParam<BadConsult> {
- protected:
-  static void SetUpTestSuite() {
-    broker_ = new BrokerProcess();
-    ASSERT_TRUE(broker_->Start().ok());
-  }
-  static void TearDownTestSuite() {
-    delete broker_;
-    broker_ = nullptr;
-  }
-  static int64_t CountRows(const char* table) { return broker_->CountRows(table); }
-  static BrokerProcess* broker_;
-};
-
-BrokerProcess* BadConsultTest::broker_ = nullptr;
+using BadConsultTest = SharedBrokerTest<BadConsult>;
 
 TEST_P(BadConsultTest, IsRejectedWithTheFieldNamedAndNothingStored) {
   const BadConsult& c = GetParam();

@@ -8,6 +8,7 @@
 #include "broker/domain/identifiers.h"
 #include "client/refclient/referral_client.h"
 #include "tests/support/broker_process.h"
+#include "tests/support/shared_broker_test.h"
 #include "tests/support/test_clients.h"
 
 namespace refbroker::testing {
@@ -89,23 +90,7 @@ const BadSubmit kCases[] = {
      absl::StatusCode::kResourceExhausted, ""},
 };
 
-class BadInputTest : public ::testing::TestWithParam<BadSubmit> {
- protected:
-  static void SetUpTestSuite() {
-    broker_ = new BrokerProcess();
-    ASSERT_TRUE(broker_->Start().ok());
-  }
-  static void TearDownTestSuite() {
-    delete broker_;
-    broker_ = nullptr;
-  }
-
-  static int64_t CountRows(const char* table) { return broker_->CountRows(table); }
-
-  static BrokerProcess* broker_;
-};
-
-BrokerProcess* BadInputTest::broker_ = nullptr;
+using BadInputTest = SharedBrokerTest<BadSubmit>;
 
 TEST_P(BadInputTest, IsRejectedWithTheFieldNamedAndNothingStored) {
   const BadSubmit& c = GetParam();
