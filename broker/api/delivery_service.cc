@@ -46,6 +46,7 @@ class SubscribeReactor final : public Reactor {
       return;
     }
     who_ = *principal;
+    peer_ = context->peer();
     StartRead(&request_);
   }
 
@@ -108,14 +109,15 @@ class SubscribeReactor final : public Reactor {
     spdlog::info("subscribe principal={} queue={} group={} window={}", who_->id, queue->ToString(),
                  open.consumer_group(), window);
     ctx_.metrics.CountRpc("Subscribe", absl::StatusCode::kOk);
-    subscription_ =
-        ctx_.engine.Subscribe(*queue, open.consumer_group(), window, open.replay_from(), sink_);
+    subscription_ = ctx_.engine.Subscribe(*queue, open.consumer_group(), window, open.replay_from(),
+                                          sink_, delivery::Reader{who_->id, who_->alliance, peer_});
     return absl::OkStatus();
   }
 
   ServiceContext& ctx_;
   std::shared_ptr<StreamSink> sink_;
   const auth::Principal* who_ = nullptr;
+  std::string peer_;
   SubscribeRequest request_;
   std::shared_ptr<delivery::Subscription> subscription_;
 };

@@ -13,8 +13,10 @@ DeliveryEngine::~DeliveryEngine() { Shutdown(); }
 std::shared_ptr<Subscription> DeliveryEngine::Subscribe(const QueueName& queue,
                                                         const std::string& group, uint32_t window,
                                                         uint64_t replay_from,
-                                                        std::shared_ptr<DeliverySink> sink) {
-  auto sub = std::make_shared<Subscription>(*this, queue, group, window, std::move(sink));
+                                                        std::shared_ptr<DeliverySink> sink,
+                                                        Reader reader) {
+  auto sub = std::make_shared<Subscription>(*this, queue, group, window, std::move(sink),
+                                            std::move(reader));
   {
     std::lock_guard<std::mutex> lock(mu_);
     by_queue_[queue.ToString()].insert(sub);

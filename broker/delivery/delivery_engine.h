@@ -48,7 +48,7 @@ class DeliveryEngine {
   // Opens a subscription and starts it. The caller has authorized the principal.
   std::shared_ptr<Subscription> Subscribe(const QueueName& queue, const std::string& group,
                                           uint32_t window, uint64_t replay_from,
-                                          std::shared_ptr<DeliverySink> sink);
+                                          std::shared_ptr<DeliverySink> sink, Reader reader = {});
   // Wakes every subscription of `queue` (a message was enqueued or requeued).
   void Notify(const std::string& queue);
   // Streams connected for (queue, group).

@@ -18,13 +18,14 @@ constexpr Micros kMaxIdleMicros = 5 * 1000 * 1000;
 }  // namespace
 
 Subscription::Subscription(DeliveryEngine& engine, QueueName queue, std::string group,
-                           uint32_t window, std::shared_ptr<DeliverySink> sink)
+                           uint32_t window, std::shared_ptr<DeliverySink> sink, Reader reader)
     : engine_(engine),
       queue_(std::move(queue)),
       queue_text_(queue_.ToString()),
       group_(std::move(group)),
       window_(window),
       sink_(std::move(sink)),
+      reader_(std::move(reader)),
       strand_(boost::asio::make_strand(engine.pool().get_executor())),
       timer_(strand_) {}
 
@@ -69,6 +70,9 @@ void Subscription::Pump() {
   req.now = now;
   req.lease_until = req.now + static_cast<Micros>(opt.ack_deadline_ms) * 1000;
   req.max_attempts = opt.max_attempts;
+  req.reader = reader_.id;
+  req.reader_alliance = reader_.alliance;
+  req.reader_peer = reader_.peer;
   auto leased = engine_.store().Lease(req);
   if (!leased.ok()) {
     FailAndClose(leased.status());

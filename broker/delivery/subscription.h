@@ -26,12 +26,20 @@ namespace refbroker::delivery {
 
 class DeliveryEngine;
 
+// Who receives a subscription's messages: each message leased to it is recorded in the audit
+// trail as a DELIVER by this principal (no audit entries when `id` is empty).
+struct Reader {
+  std::string id;
+  std::string alliance;
+  std::string peer;
+};
+
 class Subscription : public std::enable_shared_from_this<Subscription> {
  public:
   using Strand = boost::asio::strand<boost::asio::thread_pool::executor_type>;
 
   Subscription(DeliveryEngine& engine, QueueName queue, std::string group, uint32_t window,
-               std::shared_ptr<DeliverySink> sink);
+               std::shared_ptr<DeliverySink> sink, Reader reader = {});
   Subscription(const Subscription&) = delete;
   Subscription& operator=(const Subscription&) = delete;
 
@@ -64,6 +72,7 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   const std::string group_;
   const uint32_t window_;
   std::shared_ptr<DeliverySink> sink_;
+  const Reader reader_;
   Strand strand_;
   boost::asio::steady_timer timer_;      // used on strand only
   std::map<uint64_t, Micros> inflight_;  // sequence → lease expiry; strand only

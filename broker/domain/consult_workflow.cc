@@ -10,6 +10,8 @@
 #include "broker/common/status_macros.h"
 #include "broker/domain/consult_validator.h"
 #include "broker/domain/identifiers.h"
+#include "broker/domain/patient_key.h"
+#include "broker/storage/audit_scope.h"
 #include "google/protobuf/util/time_util.h"
 #include "refbroker/v1/delivery.pb.h"
 
@@ -216,6 +218,7 @@ absl::StatusOr<Stored<Consult>> ConsultWorkflow::Request(const auth::Principal& 
   *payload.mutable_consult() = c;
   std::vector<storage::NewMessage> messages = {
       Message(QueueName{rec.target, v1::CONSULTS}, c.priority(), c.id(), payload)};
+  storage::AuditScope::Touch(c.id(), PatientKey(c.patient()));
   ASSIGN_OR_RETURN(auto stored, store_.SubmitConsult(rec, event_rec, messages));
   Stored<Consult> out;
   out.duplicate = stored.duplicate;
@@ -239,6 +242,7 @@ absl::StatusOr<storage::ConsultChangeResult> ConsultWorkflow::Apply(Change& c) {
     if (!next.ok()) return next.status();
     Consult body;
     if (!body.ParseFromString(rec.body)) return absl::DataLossError("stored consult is damaged");
+    storage::AuditScope::Touch(rec.id, PatientKey(body.patient()));
     Micros now = clock_.Now();
 
     v1::ConsultEvent event;
@@ -638,6 +642,7 @@ absl::StatusOr<Consult> ConsultWorkflow::Load(const storage::ConsultRecord& rec,
                                               bool with_thread) {
   Consult c;
   if (!c.ParseFromString(rec.body)) return absl::DataLossError("stored consult is damaged");
+  storage::AuditScope::Touch(rec.id, PatientKey(c.patient()));
   c.set_state(static_cast<v1::ConsultState>(rec.state));
   *c.mutable_updated_at() = TimeUtil::MicrosecondsToTimestamp(rec.updated_at);
   ASSIGN_OR_RETURN(auto reports, store_.ListConsultReports(rec.id));

@@ -7,6 +7,8 @@
 #include "broker/common/queue_name.h"
 #include "broker/common/status_macros.h"
 #include "broker/domain/identifiers.h"
+#include "broker/domain/patient_key.h"
+#include "broker/storage/audit_scope.h"
 #include "google/protobuf/util/time_util.h"
 #include "refbroker/v1/delivery.pb.h"
 
@@ -310,6 +312,7 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::StoreNew(const auth::Principal& 
   std::vector<storage::NewMessage> messages = {
       Message(QueueName{record.receiver, v1::REFERRALS}, r.priority(), r.id(), payload)};
 
+  storage::AuditScope::Touch(r.id(), PatientKey(r.patient()));
   ASSIGN_OR_RETURN(storage::SubmitResult stored,
                    store_.SubmitReferral(record, event_record, messages));
   SubmitOutcome out;
@@ -336,6 +339,7 @@ absl::StatusOr<storage::ChangeResult> ReferralWorkflow::Apply(Change& c) {
     ASSIGN_OR_RETURN(v1::ReferralState next, NextReferralState(from, c.action, party));
     Referral body;
     if (!body.ParseFromString(rec.body)) return absl::DataLossError("stored referral is damaged");
+    storage::AuditScope::Touch(rec.id, PatientKey(body.patient()));
     Micros now = clock_.Now();
 
     v1::ReferralEvent event;
@@ -496,6 +500,7 @@ absl::StatusOr<Referral> ReferralWorkflow::Load(const storage::ReferralRecord& r
                                                 bool with_history) {
   Referral r;
   if (!r.ParseFromString(rec.body)) return absl::DataLossError("stored referral is damaged");
+  storage::AuditScope::Touch(rec.id, PatientKey(r.patient()));
   r.set_state(static_cast<v1::ReferralState>(rec.state));
   r.set_to_institution(rec.receiver);
   r.set_journey_id(rec.journey_id);

@@ -12,6 +12,7 @@
 #include "broker/domain/patient_key.h"
 #include "broker/domain/referral_validator.h"
 #include "broker/recognition/recognition_engine.h"
+#include "broker/storage/audit_scope.h"
 #include "google/protobuf/util/time_util.h"
 #include "refbroker/v1/delivery.pb.h"
 
@@ -218,6 +219,7 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
     messages = decision.messages;
     return decision;
   };
+  storage::AuditScope::Touch(row.id, row.patient_key);
   ASSIGN_OR_RETURN(storage::PublishOutcome stored, store_.PublishResult(row, decide));
   v1::PublishResultResponse out;
   out.set_duplicate(stored.duplicate);
@@ -244,6 +246,7 @@ absl::StatusOr<v1::ResultRecord> ResultWorkflow::Get(const auth::Principal& call
                                                      const std::string& id) {
   if (id.empty() || id.size() > 64) return Invalid("id", "required, at most 64 characters");
   ASSIGN_OR_RETURN(storage::ResultRow row, store_.GetResult(id));
+  storage::AuditScope::Touch(row.id, row.patient_key);
   v1::ResultRecord r;
   if (!r.ParseFromString(row.body)) return absl::DataLossError("stored result is damaged");
   if (!MayRead(caller, r)) {
@@ -273,6 +276,7 @@ absl::StatusOr<v1::RecognizeResponse> ResultWorkflow::Recognize(const auth::Prin
   }
   Micros now = clock_.Now();
   auto catalogue = catalogue_.Get();
+  storage::AuditScope::Touch("", PatientKey(req.patient()));
   ASSIGN_OR_RETURN(auto rows, store_.ListResults(PatientKey(req.patient()), items, 200));
   v1::RecognizeResponse out;
   out.set_catalogue_version(catalogue->version());
@@ -316,6 +320,7 @@ absl::StatusOr<v1::RecordRetestResponse> ResultWorkflow::RecordRetest(const auth
   storage::RetestRow row{
       r.id(), caller.id, r.client_request_id(), PatientKey(r.patient()), r.item_code(), r.reason(),
       now,    "",        r.SerializeAsString()};
+  storage::AuditScope::Touch(row.id, row.patient_key);
   ASSIGN_OR_RETURN(auto stored, store_.RecordRetest(row));
   v1::RecordRetestResponse out;
   out.set_duplicate(stored.duplicate);
@@ -328,6 +333,7 @@ absl::StatusOr<v1::ListResultsResponse> ResultWorkflow::List(const auth::Princip
                                                              const v1::ListResultsRequest& req) {
   if (!req.has_patient() || req.patient().value().empty()) return Invalid("patient", "required");
   if (req.limit() > 500) return Invalid("limit", "at most 500");
+  storage::AuditScope::Touch("", PatientKey(req.patient()));
   ASSIGN_OR_RETURN(auto rows, store_.ListResults(PatientKey(req.patient()), {},
                                                  req.limit() == 0 ? 50 : req.limit()));
   v1::ListResultsResponse out;

@@ -162,6 +162,38 @@ CREATE TABLE consult_messages(
   UNIQUE(consult_id, seq),
   UNIQUE(author, client_request_id));
 )sql",
+    // v5: the hash-chained audit trail; entries leave only through an archive mark.
+    R"sql(
+CREATE TABLE audit_log(
+  seq INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  alliance TEXT NOT NULL,
+  action TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  patient_key TEXT NOT NULL,
+  peer TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL);
+CREATE INDEX audit_log_patient ON audit_log(patient_key) WHERE patient_key <> '';
+CREATE INDEX audit_log_subject ON audit_log(subject) WHERE subject <> '';
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE TABLE audit_archives(
+  upto_seq INTEGER PRIMARY KEY,
+  last_hash TEXT NOT NULL,
+  file TEXT NOT NULL,
+  archived_at INTEGER NOT NULL);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+  BEGIN SELECT RAISE(ABORT, 'audit entries are immutable'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+  WHEN old.seq > (SELECT IFNULL(MAX(upto_seq), 0) FROM audit_archives)
+  BEGIN SELECT RAISE(ABORT, 'audit entries leave only through an archive'); END;
+CREATE TRIGGER audit_archives_no_update BEFORE UPDATE ON audit_archives
+  BEGIN SELECT RAISE(ABORT, 'audit archive marks are immutable'); END;
+CREATE TRIGGER audit_archives_no_delete BEFORE DELETE ON audit_archives
+  BEGIN SELECT RAISE(ABORT, 'audit archive marks are immutable'); END;
+)sql",
 };
 
 }  // namespace refbroker::storage::sqlite_schema

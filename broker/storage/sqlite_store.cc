@@ -161,6 +161,8 @@ absl::StatusOr<uint64_t> Enqueue(Db& db, const NewMessage& m, Micros now) {
 
 }  // namespace
 
+absl::Status SqliteInsertAudit(Db& db, std::vector<AuditRow>& rows);  // sqlite_audit.cc
+
 absl::StatusOr<uint64_t> SqliteEnqueue(Db& db, const NewMessage& m, Micros now) {
   return Enqueue(db, m, now);
 }
@@ -243,7 +245,7 @@ absl::StatusOr<SubmitResult> SqliteStore::SubmitReferral(const ReferralRecord& r
                                                          const ReferralEventRecord& event,
                                                          const std::vector<NewMessage>& messages) {
   SubmitResult result;
-  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto existing,
                      FindByRequestId(db, referral.sender, referral.client_request_id));
     if (existing) {
@@ -286,7 +288,7 @@ absl::StatusOr<ReferralRecord> SqliteStore::GetReferral(const std::string& id) {
 
 absl::StatusOr<ChangeResult> SqliteStore::ChangeReferral(const ReferralChange& c) {
   ChangeResult result;
-  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
     if (!c.event.client_request_id.empty()) {
       ASSIGN_OR_RETURN(auto earlier, FindEvent(db, c.event.actor, c.event.client_request_id));
       if (earlier) {
@@ -420,7 +422,7 @@ absl::StatusOr<std::optional<Micros>> SqliteStore::NextDecisionDue() {
 
 absl::Status SqliteStore::EnsureGroup(const std::string& queue, const std::string& group,
                                       Micros now) {
-  return writer_->Write([&](Db& db) -> absl::Status {
+  return WriteTxn([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT OR IGNORE INTO consumer_groups(queue, grp, "
                                           "created_at) VALUES(?,?,?)"));
     ins->Bind(1, queue).Bind(2, group).Bind(3, now);
@@ -439,7 +441,7 @@ absl::Status SqliteStore::EnsureGroup(const std::string& queue, const std::strin
 absl::StatusOr<uint64_t> SqliteStore::Replay(const std::string& queue, const std::string& group,
                                              uint64_t from_sequence, Micros now) {
   uint64_t count = 0;
-  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto reset,
                      db.Prepare("UPDATE group_messages SET state=0, attempts=0, "
                                 "visible_at=0, last_error='', state_at=? WHERE queue=? AND "
@@ -462,7 +464,7 @@ absl::StatusOr<uint64_t> SqliteStore::Replay(const std::string& queue, const std
 
 absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
   LeaseResult result;
-  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
     result.messages.clear();
     RETURN_IF_ERROR(DeadLetterExpired(db, req));
     ASSIGN_OR_RETURN(auto pick,
@@ -493,6 +495,21 @@ absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
       take->Bind(5, static_cast<int64_t>(m.sequence));
       RETURN_IF_ERROR(take->Run());
     }
+    if (!req.reader.empty() && !result.messages.empty()) {
+      std::vector<AuditRow> audit;
+      for (const LeasedMessage& m : result.messages) {
+        AuditRow row;
+        row.at = req.now;
+        row.actor = req.reader;
+        row.alliance = req.reader_alliance;
+        row.action = "DELIVER";
+        row.subject = m.subject_id;
+        row.peer = req.reader_peer;
+        row.outcome = "OK";
+        audit.push_back(std::move(row));
+      }
+      RETURN_IF_ERROR(SqliteInsertAudit(db, audit));
+    }
     ASSIGN_OR_RETURN(result.next_visible_at, NextVisibleAt(db, req.queue, req.group, req.now));
     return absl::OkStatus();
   }));
@@ -502,7 +519,7 @@ absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
 absl::StatusOr<AckResult> SqliteStore::Ack(const std::string& queue, const std::string& group,
                                            uint64_t sequence, Micros now) {
   AckResult result;
-  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT gm.state, m.subject_id FROM group_messages gm "
                                         "JOIN messages m ON m.seq=gm.seq WHERE gm.queue=? AND "
                                         "gm.grp=? AND gm.seq=?"));
@@ -527,7 +544,7 @@ absl::StatusOr<AckResult> SqliteStore::Ack(const std::string& queue, const std::
 absl::Status SqliteStore::Nack(const std::string& queue, const std::string& group,
                                uint64_t sequence, const std::string& reason, uint32_t max_attempts,
                                Micros retry_at, Micros now) {
-  return writer_->Write([&](Db& db) -> absl::Status {
+  return WriteTxn([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT state, attempts FROM group_messages WHERE "
                                         "queue=? AND grp=? AND seq=?"));
     q->Bind(1, queue).Bind(2, group).Bind(3, static_cast<int64_t>(sequence));
@@ -552,7 +569,7 @@ absl::Status SqliteStore::Nack(const std::string& queue, const std::string& grou
 absl::Status SqliteStore::Release(const std::string& queue, const std::string& group,
                                   const std::vector<uint64_t>& sequences, Micros now) {
   if (sequences.empty()) return absl::OkStatus();
-  return writer_->Write([&](Db& db) -> absl::Status {
+  return WriteTxn([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE group_messages SET state=0, visible_at=?, "
                                          "state_at=? WHERE queue=? AND grp=? AND seq=? AND "
                                          "state=1"));
@@ -639,7 +656,7 @@ absl::StatusOr<uint64_t> SqliteStore::RequeueDeadLetters(const std::string& queu
                                                          const std::string& group,
                                                          uint64_t sequence, Micros now) {
   uint64_t count = 0;
-  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
     ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE group_messages SET state=0, attempts=0, "
                                          "visible_at=0, last_error='', state_at=?1 WHERE "
                                          "queue=?2 AND grp=?3 AND state=3 AND (?4=0 OR seq=?4)"));
@@ -657,7 +674,7 @@ absl::StatusOr<uint64_t> SqliteStore::RequeueDeadLetters(const std::string& queu
 
 absl::StatusOr<uint64_t> SqliteStore::Prune(Micros cutoff) {
   uint64_t count = 0;
-  RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
     // Only messages of queues that have groups, and that every group has acked.
     RETURN_IF_ERROR(
         db.Exec("CREATE TEMP TABLE IF NOT EXISTS prune_seq(seq INTEGER PRIMARY KEY);"

@@ -94,6 +94,12 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<ConsultRecord>> ListConsults(const ConsultQuery& query) override;
   absl::StatusOr<std::vector<ConsultRecord>> ListDueConsults(Micros now, size_t limit) override;
   absl::StatusOr<std::optional<Micros>> NextConsultDue() override;
+  absl::Status AppendAudit(const std::vector<AuditRow>& rows) override;
+  absl::StatusOr<std::vector<AuditRow>> ListAudit(const AuditQuery& query) override;
+  absl::StatusOr<AuditAnchor> GetAuditAnchor() override;
+  absl::StatusOr<uint64_t> ArchiveAudit(Micros cutoff, Micros now, size_t limit,
+                                        const AuditArchiveSink& sink) override;
+  absl::StatusOr<uint64_t> PruneResults(Micros cutoff) override;
   absl::Status Health() override;
 
   uint64_t commits() const { return writer_->commits(); }
@@ -104,10 +110,9 @@ class SqliteStore final : public Store {
   // Runs `fn` on a pooled read-only connection, in one read transaction.
   absl::Status Read(const std::function<absl::Status(internal::Db&)>& fn);
   absl::Status ReadTxn(const std::function<absl::Status(internal::Db&)>& fn) { return Read(fn); }
-  // Runs `fn` in the next group commit; returns when it is durable.
-  absl::Status WriteTxn(std::function<absl::Status(internal::Db&)> fn) {
-    return writer_->Write(std::move(fn));
-  }
+  // Runs `fn` in the next group commit, with the calling thread's pending audit entries
+  // (AuditScope) in the same transaction; returns when it is durable.
+  absl::Status WriteTxn(std::function<absl::Status(internal::Db&)> fn);
 
   std::unique_ptr<internal::GroupCommitWriter> writer_;
   std::unique_ptr<internal::Checkpointer> checkpointer_;  // destroyed before the writer

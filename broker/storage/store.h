@@ -123,6 +123,10 @@ struct LeaseRequest {
   Micros now = 0;
   Micros lease_until = 0;     // when an unacked lease expires (ack deadline)
   uint32_t max_attempts = 5;  // an expired lease at this many attempts becomes a dead letter
+  // When set, every message leased is recorded in the audit trail as a DELIVER by `reader`.
+  std::string reader;
+  std::string reader_alliance;
+  std::string reader_peer;
 };
 
 struct LeaseResult {
@@ -323,6 +327,49 @@ struct ConsultQuery {
   std::string after_id;
 };
 
+// One entry of the audit trail: who (principal and alliance) did or read what (action) on which
+// record (subject, and the patient's key when it concerns a patient), when, from where, and the
+// answer. Entries are hash-chained: `hash` = AuditChainHash(prev_hash, entry) (audit_chain.h),
+// so changing or removing one breaks every hash after it. The store assigns seq and the hashes.
+struct AuditRow {
+  uint64_t seq = 0;
+  Micros at = 0;
+  std::string actor;        // principal id (certificate CN); "broker" for the broker itself
+  std::string alliance;     // the actor's alliance
+  std::string action;       // RPC method, or DELIVER for a message leased to a consumer
+  std::string subject;      // the record's id (referral, consult, result, ...); "" when none
+  std::string patient_key;  // PatientKey() of the patient concerned; "" when none
+  std::string peer;         // the caller's address as gRPC reports it
+  std::string outcome;      // status code name of the answer ("OK", "PERMISSION_DENIED", ...)
+  std::string prev_hash;
+  std::string hash;
+};
+
+// Which audit entries to list (oldest first). Empty/zero fields do not filter.
+struct AuditQuery {
+  std::string alliance;
+  std::string actor;
+  std::string patient_key;  // entries with this key, and entries about the same subjects
+  std::string subject;
+  Micros from = 0;  // inclusive
+  Micros to = 0;    // exclusive; 0 = no bound
+  uint64_t after_seq = 0;
+  size_t limit = 1000;
+};
+
+// Where the chain kept in the store starts: entries up to `upto_seq` were archived (written to
+// `file` and then removed from the store); the next entry's prev_hash is `last_hash`.
+struct AuditAnchor {
+  uint64_t upto_seq = 0;
+  std::string last_hash;
+  std::string file;
+  Micros archived_at = 0;
+};
+
+// Writes archived audit entries somewhere durable (a file, fsync'd) before the store drops them.
+using AuditArchiveSink =
+    std::function<absl::StatusOr<std::string>(const std::vector<AuditRow>& rows)>;
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -439,6 +486,21 @@ class Store {
   // Consults whose deadline is ≤ now, earliest first; and the earliest deadline, if any.
   virtual absl::StatusOr<std::vector<ConsultRecord>> ListDueConsults(Micros now, size_t limit) = 0;
   virtual absl::StatusOr<std::optional<Micros>> NextConsultDue() = 0;
+
+  // Appends audit entries (seq and hashes assigned in order), durable on return. A thread
+  // inside an AuditScope (audit_scope.h) also gets its pending entries written by the next
+  // mutating call it makes, in that call's own transaction.
+  virtual absl::Status AppendAudit(const std::vector<AuditRow>& rows) = 0;
+  virtual absl::StatusOr<std::vector<AuditRow>> ListAudit(const AuditQuery& query) = 0;
+  // The latest archive mark; seq 0 and an empty hash when nothing was ever archived.
+  virtual absl::StatusOr<AuditAnchor> GetAuditAnchor() = 0;
+  // Moves up to `limit` of the oldest entries recorded before `cutoff` out of the store: `sink`
+  // writes them durably and names where, then they are removed and the anchor advances, in one
+  // transaction. Nothing else can remove an audit entry. Returns how many were archived.
+  virtual absl::StatusOr<uint64_t> ArchiveAudit(Micros cutoff, Micros now, size_t limit,
+                                                const AuditArchiveSink& sink) = 0;
+  // Deletes result records received before `cutoff` (and re-test reasons recorded before it).
+  virtual absl::StatusOr<uint64_t> PruneResults(Micros cutoff) = 0;
 
   // OK, or the latched background error.
   virtual absl::Status Health() = 0;

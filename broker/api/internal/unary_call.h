@@ -1,12 +1,14 @@
 #pragma once
 // ServeUnary: the shape of every unary RPC of the callback API here: authenticate the mTLS
-// peer, run the blocking body on the engine's worker pool (never on a gRPC thread), count the
-// outcome, finish the reactor.
+// peer, run the blocking body on the engine's worker pool (never on a gRPC thread) inside an
+// AuditScope, write the call's audit entries (with the state change they describe, or before
+// the answer goes out), count the outcome, finish the reactor.
 
 #include <grpcpp/grpcpp.h>
 
 #include "broker/api/service_context.h"
 #include "broker/api/status_convert.h"
+#include "broker/storage/audit_scope.h"
 
 namespace refbroker::api::internal {
 
@@ -17,14 +19,30 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
                                      const char* method, Body body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto principal = ctx.authenticator.Authenticate(context->auth_context().get());
+  storage::AuditRow base;
+  base.action = method;
+  base.peer = context->peer();
   if (!principal.ok()) {
-    ctx.metrics.CountRpc(method, principal.status().code());
-    reactor->Finish(ToGrpcStatus(principal.status()));
+    ctx.engine.RunBlocking([&ctx, reactor, method, base, status = principal.status()]() mutable {
+      base.at = ctx.engine.clock().Now();
+      base.actor = "(unknown)";
+      storage::AuditScope audit(ctx.engine.store(), base);
+      audit.Finish(status.code()).IgnoreError();  // refused either way
+      ctx.metrics.CountRpc(method, status.code());
+      reactor->Finish(ToGrpcStatus(status));
+    });
     return reactor;
   }
   const auth::Principal* who = *principal;
-  ctx.engine.RunBlocking([&ctx, reactor, who, method, body] {
+  base.actor = who->id;
+  base.alliance = who->alliance;
+  ctx.engine.RunBlocking([&ctx, reactor, who, method, body, base]() mutable {
+    base.at = ctx.engine.clock().Now();
+    storage::AuditScope audit(ctx.engine.store(), base);
     absl::Status s = body(*who);
+    absl::Status recorded = audit.Finish(s.code());
+    // Nothing is disclosed whose reading could not be recorded.
+    if (s.ok() && !recorded.ok()) s = recorded;
     ctx.metrics.CountRpc(method, s.code());
     reactor->Finish(ToGrpcStatus(s));
   });

@@ -2,11 +2,14 @@
 // against each implementation (SQLite now; PostgreSQL joins with one more factory line).
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
 
+#include "broker/storage/audit_chain.h"
+#include "broker/storage/audit_scope.h"
 #include "broker/storage/sqlite_store.h"
 #include "broker/storage/store.h"
 
@@ -704,6 +707,183 @@ TEST_P(StoreConformance, PublishDecidesInsideTheTransactionWithThePriorsAndAnUnu
   EXPECT_EQ(store_->ListResults("patient-key", {}, 10)->size(), 3u);
 }
 
+// --- the audit trail -----------------------------------------------------------------------
+
+AuditRow AuditEntry(const std::string& actor, const std::string& action,
+                    const std::string& subject = "", const std::string& patient_key = "",
+                    Micros at = kT0) {
+  AuditRow row;
+  row.at = at;
+  row.actor = actor;
+  row.alliance = "pingyu";
+  row.action = action;
+  row.subject = subject;
+  row.patient_key = patient_key;
+  row.peer = "ipv4:127.0.0.1:5000";
+  row.outcome = "OK";
+  return row;
+}
+
+std::vector<AuditRow> AllAudit(Store& store) {
+  AuditQuery q;
+  q.limit = 100000;
+  auto rows = store.ListAudit(q);
+  EXPECT_TRUE(rows.ok()) << rows.status();
+  return rows.ok() ? *rows : std::vector<AuditRow>{};
+}
+
+TEST_P(StoreConformance, AuditEntriesAreNumberedAndHashChainedInOrder) {
+  ASSERT_TRUE(store_
+                  ->AppendAudit({AuditEntry("a", "GetReferral", "ref-1", "pk-1"),
+                                 AuditEntry("b", "ListResults", "", "pk-2")})
+                  .ok());
+  ASSERT_TRUE(store_->AppendAudit({AuditEntry("c", "SubmitReferral", "ref-2", "pk-1")}).ok());
+  Reopen();
+  auto rows = AllAudit(*store_);
+  ASSERT_EQ(rows.size(), 3u);
+  std::string prev;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i].seq, i + 1);
+    EXPECT_EQ(rows[i].prev_hash, prev);
+    EXPECT_EQ(rows[i].hash, AuditChainHash(prev, rows[i]));
+    prev = rows[i].hash;
+  }
+  EXPECT_EQ(rows[2].actor, "c");
+}
+
+TEST_P(StoreConformance, AuditSearchByPatientFindsEntriesAboutTheirRecords) {
+  ASSERT_TRUE(store_
+                  ->AppendAudit({AuditEntry("clinic", "SubmitReferral", "ref-1", "pk-1"),
+                                 AuditEntry("hospital", "DELIVER", "ref-1"),
+                                 AuditEntry("other", "DELIVER", "ref-9"),
+                                 AuditEntry("clinic", "ListResults", "", "pk-2")})
+                  .ok());
+  AuditQuery q;
+  q.patient_key = "pk-1";
+  auto rows = store_->ListAudit(q);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].actor, "clinic");
+  EXPECT_EQ((*rows)[1].actor, "hospital");  // the delivery names the referral, not the patient
+  q = AuditQuery();
+  q.actor = "other";
+  EXPECT_EQ(store_->ListAudit(q)->size(), 1u);
+}
+
+TEST_P(StoreConformance, AScopesEntriesCommitWithItsWriteAndGoBackWhenTheWriteFails) {
+  {
+    AuditScope scope(*store_, AuditEntry("clinic", "SubmitReferral"));
+    AuditScope::Touch("ref-1", "pk-1");
+    Submit("ref-1");
+    // Written with the submit: nothing is left for Finish.
+    EXPECT_EQ(AllAudit(*store_).size(), 1u);
+    ASSERT_TRUE(scope.Finish(absl::StatusCode::kOk).ok());
+  }
+  EXPECT_EQ(AllAudit(*store_).size(), 1u);
+  {
+    AuditScope scope(*store_, AuditEntry("clinic", "SubmitReferral"));
+    AuditScope::Touch("ref-x", "pk-1");
+    ReferralRecord clash = Referral("ref-x", "req-ref-1");  // same request id, other content
+    clash.request_digest = "another-digest";
+    auto res = SubmitRecord(clash, "ref-x");
+    EXPECT_TRUE(absl::IsAlreadyExists(res.status())) << res.status();
+    EXPECT_EQ(AllAudit(*store_).size(), 1u);  // rolled back with the failed write
+    ASSERT_TRUE(scope.Finish(absl::StatusCode::kAlreadyExists).ok());
+  }
+  auto rows = AllAudit(*store_);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].subject, "ref-1");
+  EXPECT_EQ(rows[0].outcome, "OK");
+  EXPECT_EQ(rows[1].subject, "ref-x");
+  EXPECT_EQ(rows[1].outcome, "ALREADY_EXISTS");
+  // A request that touched nothing still leaves one entry.
+  {
+    AuditScope scope(*store_, AuditEntry("stranger", "GetReferral"));
+    ASSERT_TRUE(scope.Finish(absl::StatusCode::kPermissionDenied).ok());
+  }
+  EXPECT_EQ(AllAudit(*store_).back().outcome, "PERMISSION_DENIED");
+}
+
+TEST_P(StoreConformance, ALeaseForAReaderRecordsADeliveryPerMessage) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  Submit("ref-2");
+  LeaseRequest req{kQueue, "his", 10, kT0, kT0 + 30 * kSecond, 3};
+  req.reader = "12411723417580001B";
+  req.reader_alliance = "pingyu";
+  req.reader_peer = "ipv4:127.0.0.1:6000";
+  ASSERT_EQ(store_->Lease(req)->messages.size(), 2u);
+  auto rows = AllAudit(*store_);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].action, "DELIVER");
+  EXPECT_EQ(rows[0].actor, "12411723417580001B");
+  EXPECT_EQ(rows[0].subject, "ref-1");
+  EXPECT_EQ(rows[1].subject, "ref-2");
+}
+
+TEST_P(StoreConformance, AuditEntriesLeaveOnlyThroughAnArchiveThatKeepsTheChain) {
+  std::vector<AuditRow> rows;
+  for (int i = 0; i < 5; ++i) rows.push_back(AuditEntry("a", "GetReferral", "", "", kT0 + i));
+  rows.push_back(AuditEntry("a", "GetReferral", "", "", kT0 + 100 * kSecond));
+  ASSERT_TRUE(store_->AppendAudit(rows).ok());
+  std::vector<AuditRow> archived;
+  auto sink = [&archived](const std::vector<AuditRow>& batch) -> absl::StatusOr<std::string> {
+    archived.insert(archived.end(), batch.begin(), batch.end());
+    return std::string("archive-") + std::to_string(batch.back().seq);
+  };
+  auto n = store_->ArchiveAudit(kT0 + 10 * kSecond, kT0 + 200 * kSecond, 3, sink);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 3u);  // at most `limit` at a time
+  n = store_->ArchiveAudit(kT0 + 10 * kSecond, kT0 + 200 * kSecond, 3, sink);
+  EXPECT_EQ(*n, 2u);
+  EXPECT_EQ(archived.size(), 5u);
+  auto anchor = store_->GetAuditAnchor();
+  ASSERT_TRUE(anchor.ok());
+  EXPECT_EQ(anchor->upto_seq, 5u);
+  EXPECT_EQ(anchor->file, "archive-5");
+  auto kept = AllAudit(*store_);
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].seq, 6u);
+  EXPECT_EQ(kept[0].prev_hash, anchor->last_hash);
+  // A failing sink archives nothing.
+  ASSERT_TRUE(store_->AppendAudit({AuditEntry("b", "GetReferral")}).ok());
+  auto failed = store_->ArchiveAudit(
+      kT0 + 1000 * kSecond, kT0 + 2000 * kSecond, 10,
+      [](const auto&) -> absl::StatusOr<std::string> { return absl::InternalError("disk gone"); });
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ(AllAudit(*store_).size(), 2u);
+  // Numbering continues after the archived entries.
+  ASSERT_TRUE(store_->AppendAudit({AuditEntry("c", "GetReferral")}).ok());
+  EXPECT_EQ(AllAudit(*store_).back().seq, 8u);
+}
+
+TEST_P(StoreConformance, PruneResultsRemovesOnlyResultsReceivedBeforeTheCutoff) {
+  auto publish = [this](const std::string& id, Micros received) {
+    ResultRow row;
+    row.id = id;
+    row.publisher = "124117234175811018";
+    row.client_request_id = "req-" + id;
+    row.request_digest = "d-" + id;
+    row.patient_key = "pk-1";
+    row.item_code = "LAB-GLU";
+    row.kind = 1;
+    row.performed_at = received;
+    row.received_at = received;
+    row.body = "body";
+    auto r = store_->PublishResult(row, [](const auto&, const auto&, ResultRow&) {
+      return absl::StatusOr<PublishDecision>(PublishDecision{});
+    });
+    ASSERT_TRUE(r.ok()) << r.status();
+  };
+  publish("old", kT0);
+  publish("new", kT0 + 100 * kSecond);
+  auto n = store_->PruneResults(kT0 + 50 * kSecond);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 1u);
+  EXPECT_TRUE(absl::IsNotFound(store_->GetResult("old").status()));
+  EXPECT_TRUE(store_->GetResult("new").ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance, testing::Values(SqliteFactory()),
                          [](const testing::TestParamInfo<StoreFactory>& i) {
                            return i.param.name;
@@ -717,6 +897,28 @@ TEST(SqliteStore, RefusesToOpenAFileThatIsNotADatabase) {
   o.path = (dir / "store.db").string();
   auto s = SqliteStore::Open(o);
   EXPECT_FALSE(s.ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SqliteStore, RefusesToChangeOrDeleteAnAuditEntry) {
+  std::string dir =
+      (std::filesystem::temp_directory_path() / ("refbroker-audit-" + std::to_string(getpid())))
+          .string();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  {
+    SqliteOptions o;
+    o.path = dir + "/store.db";
+    auto store = SqliteStore::Open(o);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->AppendAudit({AuditEntry("a", "GetReferral")}).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/store.db").c_str(), &db), SQLITE_OK);
+  EXPECT_NE(sqlite3_exec(db, "UPDATE audit_log SET actor='x'", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  EXPECT_NE(sqlite3_exec(db, "DELETE FROM audit_log", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
   std::filesystem::remove_all(dir);
 }
 
