@@ -16,7 +16,8 @@ namespace {
 
 constexpr const char* kServiceNames[] = {
     "refbroker.v1.ReferralService", "refbroker.v1.DeliveryService", "refbroker.v1.AdminService",
-    "refbroker.v1.ResultService", "refbroker.v1.ConsultService"};
+    "refbroker.v1.ResultService",   "refbroker.v1.ConsultService",  "refbroker.v1.AuditService",
+    "refbroker.v1.ReportService"};
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* key) {
   std::ifstream in(path);
@@ -118,6 +119,10 @@ absl::Status BrokerServer::StartGrpc() {
   result_service_ = std::make_unique<api::ResultServiceImpl>(*service_context_, *results_);
   consult_service_ =
       std::make_unique<api::ConsultServiceImpl>(*service_context_, *consults_, *sessions_);
+  audit_ =
+      std::make_unique<audit::AuditTrail>(*store_, SystemClock::Get(), options_.audit.archive_dir);
+  audit_service_ = std::make_unique<api::AuditServiceImpl>(*service_context_, *audit_);
+  report_service_ = std::make_unique<api::ReportServiceImpl>(*service_context_, *registry_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -129,6 +134,8 @@ absl::Status BrokerServer::StartGrpc() {
   builder.RegisterService(admin_service_.get());
   builder.RegisterService(result_service_.get());
   builder.RegisterService(consult_service_.get());
+  builder.RegisterService(audit_service_.get());
+  builder.RegisterService(report_service_.get());
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     return absl::UnavailableError(
@@ -264,7 +271,8 @@ void BrokerServer::ScheduleHousekeeping() {
   if (!timers_thread_.joinable()) timers_thread_ = std::thread([this] { timers_io_.run(); });
 }
 
-// Every second: reflect store health in gRPC health; every prune_interval_s: retention.
+// Every second: reflect store health in gRPC health; every prune_interval_s: retention of
+// messages and result records; every audit.archive_interval_s: audit entries to the archive.
 void BrokerServer::Housekeeping() {
   bool healthy = store_->Health().ok();
   if (healthy != serving_) {
@@ -278,10 +286,22 @@ void BrokerServer::Housekeeping() {
   Micros now = SystemClock::Get().Now();
   if (healthy && now - last_prune_ >= options_.delivery.prune_interval_s * 1000000LL) {
     last_prune_ = now;
-    Micros cutoff = now - options_.delivery.retention_hours * 3600LL * 1000000LL;
-    auto pruned = store_->Prune(cutoff);
+    int64_t keep_s = options_.delivery.retention_seconds > 0
+                         ? options_.delivery.retention_seconds
+                         : options_.delivery.retention_hours * 3600LL;
+    auto pruned = store_->Prune(now - keep_s * 1000000LL);
     if (pruned.ok() && *pruned > 0) spdlog::info("retention pruned={}", *pruned);
     if (!pruned.ok()) spdlog::warn("retention failed: {}", pruned.status().ToString());
+    if (int days = options_.recognition.result_retention_days; days > 0) {
+      auto results = store_->PruneResults(now - days * 86400LL * 1000000LL);
+      if (results.ok() && *results > 0) spdlog::info("retention results pruned={}", *results);
+      if (!results.ok()) spdlog::warn("result retention failed: {}", results.status().ToString());
+    }
+  }
+  if (healthy && now - last_archive_ >= options_.audit.archive_interval_s * 1000000LL) {
+    last_archive_ = now;
+    auto archived = audit_->Archive(now - options_.audit.retention_days * 86400LL * 1000000LL);
+    if (!archived.ok()) spdlog::warn("audit archive failed: {}", archived.status().ToString());
   }
 }
 

@@ -12,11 +12,13 @@
 
 #include "absl/status/statusor.h"
 #include "broker/api/admin_service.h"
+#include "broker/api/audit_service.h"
 #include "broker/api/consult_service.h"
 #include "broker/api/consult_sessions.h"
 #include "broker/api/delivery_service.h"
 #include "broker/api/referral_service.h"
 #include "broker/api/result_service.h"
+#include "broker/audit/audit_trail.h"
 #include "broker/auth/access_policy.h"
 #include "broker/auth/authenticator.h"
 #include "broker/auth/registry.h"
@@ -88,11 +90,15 @@ class BrokerServer {
   std::unique_ptr<api::AdminServiceImpl> admin_service_;
   std::unique_ptr<api::ResultServiceImpl> result_service_;
   std::unique_ptr<api::ConsultServiceImpl> consult_service_;
+  std::unique_ptr<audit::AuditTrail> audit_;
+  std::unique_ptr<api::AuditServiceImpl> audit_service_;
+  std::unique_ptr<api::ReportServiceImpl> report_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<observability::MetricsHttpServer> http_;
   std::unique_ptr<boost::asio::steady_timer> housekeeping_timer_;
   std::thread timers_thread_;
   Micros last_prune_ = 0;
+  Micros last_archive_ = 0;
   bool serving_ = true;
   bool shut_down_ = false;
   int port_ = 0;

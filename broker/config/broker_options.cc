@@ -75,8 +75,13 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetInt(t, "delivery", "max_attempts", o.delivery.max_attempts);
   GetInt(t, "delivery", "nack_retry_delay_ms", o.delivery.nack_retry_delay_ms);
   GetInt(t, "delivery", "retention_hours", o.delivery.retention_hours);
+  GetInt(t, "delivery", "retention_seconds", o.delivery.retention_seconds);
   GetInt(t, "delivery", "prune_interval_s", o.delivery.prune_interval_s);
   GetInt(t, "delivery", "max_window", o.delivery.max_window);
+  GetInt(t, "audit", "retention_days", o.audit.retention_days);
+  GetString(t, "audit", "archive_dir", o.audit.archive_dir);
+  GetInt(t, "audit", "archive_interval_s", o.audit.archive_interval_s);
+  GetInt(t, "recognition", "result_retention_days", o.recognition.result_retention_days);
   if (const toml::table* ref = t["referral"].as_table()) {
     if (auto v = (*ref)["emergency_deadline_s"].value<int64_t>())
       o.referral.emergency_deadline_s = *v;
@@ -133,6 +138,7 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   o.tls.key = Resolve(base_dir, o.tls.key);
   o.storage.path = Resolve(base_dir, o.storage.path);
   o.registry_path = Resolve(base_dir, o.registry_path);
+  o.audit.archive_dir = Resolve(base_dir, o.audit.archive_dir);
   o.recognition.catalogue_path = Resolve(base_dir, o.recognition.catalogue_path);
   o.server.port_file = Resolve(base_dir, o.server.port_file);
   return o;
@@ -158,8 +164,17 @@ absl::Status BrokerOptions::Validate() const {
   RETURN_IF_ERROR(Range("delivery.max_attempts", delivery.max_attempts, 1, 1000));
   RETURN_IF_ERROR(Range("delivery.nack_retry_delay_ms", delivery.nack_retry_delay_ms, 0, 86400000));
   RETURN_IF_ERROR(Range("delivery.retention_hours", delivery.retention_hours, 1, 24 * 3650));
+  RETURN_IF_ERROR(
+      Range("delivery.retention_seconds", delivery.retention_seconds, 0, 24 * 3650 * 3600));
   RETURN_IF_ERROR(Range("delivery.prune_interval_s", delivery.prune_interval_s, 1, 86400));
   RETURN_IF_ERROR(Range("delivery.max_window", delivery.max_window, 1, 100000));
+  RETURN_IF_ERROR(Range("audit.retention_days", audit.retention_days, 183, 36500));
+  RETURN_IF_ERROR(Range("audit.archive_interval_s", audit.archive_interval_s, 1, 86400));
+  if (audit.archive_dir.empty()) {
+    return absl::InvalidArgumentError("config audit.archive_dir: required");
+  }
+  RETURN_IF_ERROR(
+      Range("recognition.result_retention_days", recognition.result_retention_days, 0, 36500));
   RETURN_IF_ERROR(Range("recognition.max_result_kb", recognition.max_result_kb, 16, 16384));
   RETURN_IF_ERROR(Range("recognition.max_waveform_kb", recognition.max_waveform_kb, 1, 16384));
   for (auto [key, v] : {std::pair<const char*, int64_t>{"referral.emergency_deadline_s",

@@ -39,6 +39,7 @@ struct DeliveryOptions {
   int max_attempts = 5;            // then they move to the dead-letter list
   int nack_retry_delay_ms = 1000;  // a nacked message is ready again after this
   int retention_hours = 168;       // acked messages are pruned after this
+  int retention_seconds = 0;       // when set, replaces retention_hours (small deployments, tests)
   int prune_interval_s = 300;
   int max_window = 1000;  // largest window a subscriber may ask for
 };
@@ -79,7 +80,16 @@ struct ConsultOptions {
 struct RecognitionOptions {
   std::string catalogue_path = "recognition.toml";  // versioned; reloaded on SIGHUP
   int max_result_kb = 512;                          // a larger result record is RESOURCE_EXHAUSTED
-  int max_waveform_kb = 256;  // an ECG waveform above this is RESOURCE_EXHAUSTED
+  int max_waveform_kb = 256;      // an ECG waveform above this is RESOURCE_EXHAUSTED
+  int result_retention_days = 0;  // result records received longer ago are pruned; 0 = keep
+};
+
+// [audit]: the hash-chained audit trail. Entries older than retention_days (at least 183:
+// six months) are moved to files in archive_dir, never dropped.
+struct AuditOptions {
+  int retention_days = 400;
+  std::string archive_dir = "audit-archive";  // relative to the config file's directory
+  int archive_interval_s = 3600;
 };
 
 struct LogOptions {
@@ -95,6 +105,7 @@ struct BrokerOptions {
   ReferralOptions referral;
   ConsultOptions consult;
   RecognitionOptions recognition;
+  AuditOptions audit;
   LogOptions log;
   std::string registry_path = "registry.toml";
 

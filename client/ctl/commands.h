@@ -7,9 +7,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "client/ctl/views.h"
 #include "client/refclient/connection.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "refbroker/v1/common.pb.h"
 
 namespace refctl {
 
@@ -40,16 +42,24 @@ struct PatientArgs {
 };
 
 std::unique_ptr<refclient::Connection> Connect(const Globals& g);
+// The identifier given with --id, --id-type and --issuer; errors name the flag.
+absl::StatusOr<refbroker::v1::PatientIdentifier> Identifier(const PatientArgs& p);
 int Fail(const absl::Status& s);
 void PrintJson(const google::protobuf::Message& m);
-// "2026-11-22 20:07:01 +08:00" (or "... UTC").
-std::string FormatTime(int64_t unix_seconds, bool utc);
 // An enum value name from a command-line word: "ecg-reading" -> "ECG_READING".
 std::string Upper(std::string s);
 // "YYYY-MM-DD" as midnight China Standard Time; the error names `flag`.
 absl::Status ParseDay(const std::string& text, const char* flag, google::protobuf::Timestamp* out);
 
 int Queues(const Globals& g, const std::string& owner);
+// The queue table redrawn every `interval_s` seconds; `count` > 0 stops after that many.
+int Watch(const Globals& g, const std::string& owner, int interval_s, int count);
+// The alliance report for [from, to) as a table, --json, --csv or an HTML file.
+int Report(const Globals& g, const std::string& from, const std::string& to, bool csv,
+           const std::string& html_path);
+int AuditVerify(const Globals& g);
+int AuditSearch(const Globals& g, const PatientArgs& patient, const std::string& actor,
+                const std::string& subject, uint32_t limit);
 int DlqList(const Globals& g, const std::string& queue, const std::string& group, uint32_t limit);
 int DlqRequeue(const Globals& g, const std::string& queue, const std::string& group, uint64_t seq);
 int Health(const Globals& g);

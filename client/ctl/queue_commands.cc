@@ -6,9 +6,11 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <thread>
 
 #include "client/ctl/commands.h"
 #include "client/ctl/table.h"
+#include "client/ctl/views.h"
 #include "client/refclient/admin_client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -18,28 +20,6 @@ namespace {
 std::string Env(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? v : fallback;
-}
-
-// Age of the oldest waiting message; "-" when nothing waits.
-std::string Age(int64_t seconds, uint64_t depth) {
-  if (depth == 0) return "-";
-  if (seconds <= 0) return "0s";
-  char buf[32];
-  if (seconds < 60)
-    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(seconds));
-  else if (seconds < 3600)
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(seconds / 60),
-                  static_cast<long long>(seconds % 60));
-  else
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(seconds / 3600),
-                  static_cast<long long>(seconds % 3600 / 60));
-  return buf;
-}
-
-std::string KindName(refbroker::v1::QueueKind k) {
-  std::string n = refbroker::v1::QueueKind_Name(k);
-  for (char& c : n) c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
-  return n;
 }
 
 absl::StatusOr<refbroker::v1::QueueRef> ParseQueue(const std::string& text) {
@@ -92,15 +72,6 @@ void PrintJson(const google::protobuf::Message& m) {
   std::cout << out;
 }
 
-std::string FormatTime(int64_t unix_seconds, bool utc) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds + (utc ? 0 : 8 * 3600));
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return std::string(buf) + (utc ? " UTC" : " +08:00");
-}
-
 int Queues(const Globals& g, const std::string& owner) {
   auto conn = Connect(g);
   auto r = refclient::AdminClient(*conn).ListQueues(owner);
@@ -109,27 +80,26 @@ int Queues(const Globals& g, const std::string& owner) {
     PrintJson(*r);
     return 0;
   }
-  for (const char* dir : {"up", "down", ""}) {
-    refctl::Table t({"QUEUE", "INSTITUTION", "DIR", "DEPTH", "IN FLIGHT", "OLDEST", "DEAD",
-                     "CONSUMERS", "RETAINED"});
-    int rows = 0;
-    for (const auto& q : r->queues()) {
-      if (q.direction() != dir) continue;
-      uint32_t consumers = 0;
-      for (const auto& gs : q.groups()) consumers += gs.consumers();
-      t.AddRow({q.queue().owner() + "/" + KindName(q.queue().kind()), q.owner_name(),
-                q.direction().empty() ? "-" : q.direction(), std::to_string(q.depth()),
-                std::to_string(q.in_flight()), Age(q.oldest_age_seconds(), q.depth()),
-                std::to_string(q.dead_letters()), std::to_string(consumers),
-                std::to_string(q.retained())});
-      rows++;
+  PrintQueues(*r, std::cout);
+  return 0;
+}
+
+int Watch(const Globals& g, const std::string& owner, int interval_s, int count) {
+  auto conn = Connect(g);
+  refclient::AdminClient admin(*conn);
+  for (int i = 0; count <= 0 || i < count; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::seconds(interval_s));
+    auto r = admin.ListQueues(owner);
+    std::cout << "\x1b[H\x1b[2J";  // home and clear: redraw in place
+    std::cout << "refctl watch  " << FormatTime(std::time(nullptr), g.utc) << "  every "
+              << interval_s << "s (Ctrl-C to stop)\n\n";
+    if (!r.ok()) {
+      std::cout << "broker: " << absl::StatusCodeToString(r.status().code()) << ": "
+                << r.status().message() << "\n";
+    } else {
+      PrintQueues(*r, std::cout);
     }
-    if (rows == 0) continue;
-    std::cout << (std::string(dir) == "up"     ? "Up-referral queues (county receivers)\n"
-                  : std::string(dir) == "down" ? "Down-referral queues (township receivers)\n"
-                                               : "Other queues\n");
-    t.Print(std::cout);
-    std::cout << "\n";
+    std::cout.flush();
   }
   return 0;
 }

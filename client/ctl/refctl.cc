@@ -1,6 +1,7 @@
 // refctl: the alliance operator's command line. Table output for people, --json for scripts.
 //
-//   refctl queues                      queue depth, in flight, oldest age, dead letters
+//   refctl queues                      queue depth, in flight, oldest age, late, dead letters
+//   refctl watch [--interval S]        the queue table, redrawn live
 //   refctl dlq list [--queue Q]        dead letters (metadata only)
 //   refctl dlq requeue --queue Q --group G [--seq N]
 //   refctl referrals [filters]         referrals the caller may see, newest first
@@ -11,6 +12,9 @@
 //   refctl consults [filters]          teleconsultations and readings, newest first
 //   refctl consult show ID             a consult: history, reports (digest checked), thread
 //   refctl late [--within MIN]         referrals and consults late, escalated or due soon
+//   refctl report --from D --to D      the alliance report (table, --json, --csv, --html FILE)
+//   refctl audit verify                walk the audit hash chain (auditors)
+//   refctl audit search --id ID        who touched a patient's data (auditors)
 //   refctl health
 //
 // Connection: --broker host:port (repeatable), certificates from --certs DIR as --as NAME
@@ -36,6 +40,13 @@ int main(int argc, char** argv) {
   std::string owner;
   auto* queues = app.add_subcommand("queues", "queue status, grouped by direction up/down");
   queues->add_option("--owner", owner, "only queues of this institution code");
+
+  int interval = 2, count = 0;
+  auto* watch = app.add_subcommand("watch", "the queue table, redrawn live");
+  watch->add_option("--owner", owner, "only queues of this institution code");
+  watch->add_option("--interval", interval, "seconds between redraws (default 2)")
+      ->check(CLI::Range(1, 3600));
+  watch->add_option("--count", count, "stop after this many redraws (default: never)");
 
   auto* dlq = app.add_subcommand("dlq", "dead letters");
   dlq->require_subcommand(1);
@@ -100,10 +111,36 @@ int main(int argc, char** argv) {
   auto* late = app.add_subcommand("late", "referrals and consults late, escalated or due soon");
   late->add_option("--within", within, "also those due within this many minutes (default 30)");
 
+  std::string from, to, html;
+  bool csv = false;
+  auto* report = app.add_subcommand("report", "the alliance report for a period");
+  report->add_option("--from", from, "first day, YYYY-MM-DD (UTC+8)")->required();
+  report->add_option("--to", to, "day after the last, YYYY-MM-DD (UTC+8)")->required();
+  report->add_flag("--csv", csv, "CSV: one row per institution and one for the alliance");
+  report->add_option("--html", html, "write an HTML page with charts to this file");
+
+  auto* audit = app.add_subcommand("audit", "the audit trail (auditors)");
+  audit->require_subcommand(1);
+  auto* audit_verify = audit->add_subcommand("verify", "walk the hash chain, name a broken entry");
+  auto* audit_search = audit->add_subcommand("search", "who touched a patient's data");
+  refctl::PatientArgs audited;
+  std::string actor, subject;
+  uint32_t audit_limit = 100;
+  audit_search->add_option("--id", audited.value, "patient identifier value");
+  audit_search->add_option("--id-type", audited.type, "RESIDENT_ID (default), EHC, ...");
+  audit_search->add_option("--issuer", audited.issuer, "issuer of the identifier");
+  audit_search->add_option("--actor", actor, "principal id");
+  audit_search->add_option("--subject", subject, "record id (referral, consult, result)");
+  audit_search->add_option("--limit", audit_limit, "at most this many (≤1000, default 100)");
+
   auto* health = app.add_subcommand("health", "gRPC health of the broker");
 
   CLI11_PARSE(app, argc, argv);
   if (queues->parsed()) return refctl::Queues(g, owner);
+  if (watch->parsed()) return refctl::Watch(g, owner, interval, count);
+  if (report->parsed()) return refctl::Report(g, from, to, csv, html);
+  if (audit_verify->parsed()) return refctl::AuditVerify(g);
+  if (audit_search->parsed()) return refctl::AuditSearch(g, audited, actor, subject, audit_limit);
   if (dlq_list->parsed()) return refctl::DlqList(g, queue, group, limit);
   if (dlq_requeue->parsed()) return refctl::DlqRequeue(g, queue, group, seq);
   if (referrals->parsed()) return refctl::Referrals(g, filter);

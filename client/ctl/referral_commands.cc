@@ -7,6 +7,7 @@
 
 #include "client/ctl/commands.h"
 #include "client/ctl/table.h"
+#include "client/ctl/views.h"
 #include "client/refclient/referral_client.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -124,16 +125,7 @@ int Referrals(const Globals& g, const ReferralFilter& f) {
     PrintJson(all);
     return 0;
   }
-  Table t({"ID", "DIR", "PRIORITY", "STATE", "FROM", "TO", "SUBMITTED", "DECISION DUE"});
-  for (const auto& r : all.referrals()) {
-    t.AddRow(
-        {r.id(), r.direction() == v1::UP ? "up" : "down", v1::Priority_Name(r.priority()),
-         v1::ReferralState_Name(r.state()), r.from().institution(), r.to_institution(),
-         FormatTime(r.submitted_at().seconds(), g.utc),
-         r.has_decision_deadline() ? FormatTime(r.decision_deadline().seconds(), g.utc) : "-"});
-  }
-  t.Print(std::cout);
-  std::cout << all.referrals_size() << " referral(s)\n";
+  PrintReferralList(all, g.utc, std::cout);
   return 0;
 }
 

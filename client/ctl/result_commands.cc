@@ -14,7 +14,19 @@ namespace {
 
 namespace v1 = refbroker::v1;
 
-absl::StatusOr<v1::PatientIdentifier> Identifier(const PatientArgs& p) {
+std::string Reasons(const v1::RecognitionVerdict& v) {
+  if (v.recognizable()) return v.hr_mark();
+  std::string out;
+  for (int r : v.reasons()) {
+    if (!out.empty()) out += ", ";
+    out += v1::NonRecognitionReason_Name(static_cast<v1::NonRecognitionReason>(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<refbroker::v1::PatientIdentifier> Identifier(const PatientArgs& p) {
   v1::PatientIdentifier id;
   v1::PatientIdType type;
   std::string t = p.type;
@@ -28,18 +40,6 @@ absl::StatusOr<v1::PatientIdentifier> Identifier(const PatientArgs& p) {
   id.set_issuer(p.issuer);
   return id;
 }
-
-std::string Reasons(const v1::RecognitionVerdict& v) {
-  if (v.recognizable()) return v.hr_mark();
-  std::string out;
-  for (int r : v.reasons()) {
-    if (!out.empty()) out += ", ";
-    out += v1::NonRecognitionReason_Name(static_cast<v1::NonRecognitionReason>(r));
-  }
-  return out;
-}
-
-}  // namespace
 
 int Results(const Globals& g, const PatientArgs& p) {
   auto id = Identifier(p);

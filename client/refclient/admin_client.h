@@ -1,7 +1,8 @@
 #pragma once
 // File: client/refclient/admin_client.h
 //
-// AdminClient: the operator's calls (queue status, dead letters). Used by refctl.
+// AdminClient: the operator's and auditor's calls (queue status, dead letters, the alliance
+// report, the audit trail). Used by refctl.
 //
 // Example:
 //
@@ -12,6 +13,8 @@
 #include "absl/status/statusor.h"
 #include "client/refclient/connection.h"
 #include "refbroker/v1/admin.grpc.pb.h"
+#include "refbroker/v1/audit.grpc.pb.h"
+#include "refbroker/v1/report.grpc.pb.h"
 
 namespace refclient {
 
@@ -24,6 +27,13 @@ class AdminClient {
       const refbroker::v1::ListDeadLettersRequest& request);
   absl::StatusOr<refbroker::v1::RequeueDeadLetterResponse> Requeue(
       const refbroker::v1::RequeueDeadLetterRequest& request);
+  // Operators and auditors of an alliance.
+  absl::StatusOr<refbroker::v1::AllianceReport> AllianceReport(
+      const refbroker::v1::ReportRequest& request);
+  // Auditors only.
+  absl::StatusOr<refbroker::v1::VerifyAuditResponse> VerifyAudit();
+  absl::StatusOr<refbroker::v1::SearchAuditResponse> SearchAudit(
+      const refbroker::v1::SearchAuditRequest& request);
 
  private:
   Connection& connection_;
