@@ -631,6 +631,7 @@ absl::StatusOr<storage::ConsultRecord> ConsultWorkflow::PartyRecord(const auth::
                                                                     const std::string& id) {
   if (id.empty() || id.size() > 64) return Invalid("consult_id", "required, at most 64 characters");
   ASSIGN_OR_RETURN(storage::ConsultRecord rec, store_.GetConsult(id));
+  storage::AuditScope::Touch(rec.id, "");  // a refused attempt is on record against the consult
   if (PartyOf(caller.id, rec) == Party::kOther || !caller.IsInstitution()) {
     return absl::PermissionDeniedError(
         absl::StrCat("consult_id: ", caller.id, " is neither requester nor consulted"));
@@ -674,6 +675,7 @@ absl::StatusOr<Consult> ConsultWorkflow::Get(const auth::Principal& caller, cons
                                              bool include_thread) {
   if (id.empty() || id.size() > 64) return Invalid("id", "required, at most 64 characters");
   ASSIGN_OR_RETURN(storage::ConsultRecord rec, store_.GetConsult(id));
+  storage::AuditScope::Touch(rec.id, "");
   RETURN_IF_ERROR(policy_.CanReadConsult(caller, rec.requester, rec.target));
   return Load(rec, true, include_thread);
 }

@@ -525,6 +525,7 @@ absl::StatusOr<Referral> ReferralWorkflow::Get(const auth::Principal& caller,
                                                const std::string& id) {
   if (id.empty() || id.size() > 64) return Invalid("id", "required, at most 64 characters");
   ASSIGN_OR_RETURN(storage::ReferralRecord rec, store_.GetReferral(id));
+  storage::AuditScope::Touch(rec.id, "");  // a refused read is on record against the referral
   // Unknown ids are NOT_FOUND, others' PERMISSION_DENIED: ids are unguessable ULIDs, and a
   // sender needs NOT_FOUND to tell a lost submission from a foreign one.
   RETURN_IF_ERROR(policy_.CanReadReferral(caller, rec.sender, rec.receiver));

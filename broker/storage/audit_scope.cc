@@ -14,8 +14,21 @@ AuditScope::~AuditScope() { current = outer_; }
 
 void AuditScope::Touch(const std::string& subject, const std::string& patient_key) {
   if (current == nullptr) return;
-  for (const AuditRow& row : current->pending_) {
-    if (row.subject == subject && row.patient_key == patient_key) return;
+  if (!current->touched_.emplace(subject, patient_key).second) return;
+  // A subject touched with its patient key makes the bare touch of it redundant (and the
+  // reverse adds the key).
+  if (!patient_key.empty() && current->touched_.count({subject, ""}) > 0) {
+    for (AuditRow& row : current->pending_) {
+      if (row.subject == subject && row.patient_key.empty()) {
+        row.patient_key = patient_key;
+        return;
+      }
+    }
+  }
+  if (patient_key.empty()) {
+    for (const auto& [s, key] : current->touched_) {
+      if (s == subject && !key.empty()) return;
+    }
   }
   AuditRow row = current->base_;
   row.subject = subject;

@@ -8,7 +8,9 @@
 // no extra fsync. Finish() appends what is still pending (reads, refusals) before the answer
 // goes out. Without a scope, Touch does nothing. Not thread-safe by design: one per thread.
 
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -38,6 +40,8 @@ class AuditScope {
   Store& store_;
   AuditRow base_;
   std::vector<AuditRow> pending_;
+  // (subject, patient key) already written or pending: touched again, they add nothing.
+  std::set<std::pair<std::string, std::string>> touched_;
   bool wrote_any_ = false;
   AuditScope* outer_;
 };

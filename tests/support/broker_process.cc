@@ -50,6 +50,7 @@ void BrokerProcess::WriteConfig() {
       << "[delivery]\nack_deadline_ms = " << config_.ack_deadline_ms
       << "\nmax_attempts = " << config_.max_attempts
       << "\nnack_retry_delay_ms = " << config_.nack_retry_delay_ms << "\n"
+      << config_.delivery_toml
       << "[referral]\nemergency_deadline_s = " << config_.emergency_deadline_s
       << "\nurgent_deadline_s = " << config_.urgent_deadline_s
       << "\nroutine_deadline_s = " << config_.routine_deadline_s << "\n";
