@@ -10,6 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
+#include "broker/delivery/queue_summary.h"
+#include "broker/observability/status_page.h"
+#include "broker/report/alliance_report.h"
 
 namespace refbroker {
 namespace {
@@ -85,6 +88,7 @@ absl::Status BrokerServer::Init() {
       [this] {
         auto n = workflow_->EscalateDue();
         if (!n.ok()) spdlog::warn("deadlines: escalation failed: {}", n.status().ToString());
+        if (n.ok()) engine_->counters().deadline_breaches += *n;
       },
       [this] { return store_->NextDecisionDue(); });
   RETURN_IF_ERROR(InitConsults());
@@ -99,6 +103,37 @@ absl::Status BrokerServer::Init() {
     m.SyncCounter("nacks", "negative acknowledgements", c.nacked.load());
     m.SetGauge("subscriptions", "Subscribe streams connected", engine_->SubscriptionCount());
     m.SetGauge("store_healthy", "1 when the store accepts writes", store_->Health().ok());
+    m.SyncCounter("enqueued", "messages enqueued", c.enqueued.load());
+    m.SyncCounter("deadline_breaches", "referral and consult deadlines missed (escalations)",
+                  c.deadline_breaches.load());
+    Micros now = SystemClock::Get().Now();
+    auto stats = store_->ListQueueStats(now);
+    if (!stats.ok()) return;
+    std::vector<observability::Metrics::QueueRow> rows;
+    for (const storage::QueueStats& q : *stats) {
+      observability::Metrics::QueueRow row;
+      row.queue = q.queue;
+      auto name = QueueName::Parse(q.queue);
+      if (name.ok()) {
+        row.owner = name->owner;
+        const auth::Principal* owner = registry_->Find(name->owner);
+        if (owner && name->kind == refbroker::v1::REFERRALS) {
+          row.direction = owner->level == auth::Level::kTownship ? "down" : "up";
+        }
+      }
+      row.retained = static_cast<double>(q.retained);
+      delivery::QueueSummary s = delivery::Summarize(q, now, *engine_);
+      row.depth = static_cast<double>(s.depth);
+      row.in_flight = static_cast<double>(s.in_flight);
+      row.dead_letters = static_cast<double>(s.dead_letters);
+      row.consumers = s.consumers;
+      row.oldest_age_seconds = static_cast<double>(s.oldest_age_seconds);
+      rows.push_back(std::move(row));
+    }
+    m.SetQueues(rows);
+  });
+  store_->SetCommitObserver([this](size_t batch, double seconds) {
+    if (metrics_) metrics_->ObserveCommit(batch, seconds);
   });
   return absl::OkStatus();
 }
@@ -149,9 +184,30 @@ absl::Status BrokerServer::StartGrpc() {
         http_, observability::MetricsHttpServer::Start(options_.server.metrics_listen, *metrics_,
                                                        [this] { return store_->Health(); }));
   }
-  spdlog::info("refbroker listening port={} metrics_port={} store={} principals={}", port_,
-               metrics_port(), options_.storage.path, registry_->principals().size());
+  if (!options_.server.status_listen.empty()) {
+    observability::StatusPageTls tls{ca, cert, key};
+    ASSIGN_OR_RETURN(status_page_,
+                     observability::StatusPageServer::Start(
+                         options_.server.status_listen, tls, *registry_,
+                         [this](const auth::Principal& who) { return RenderStatus(who); }));
+  }
+  spdlog::info("refbroker listening port={} metrics_port={} status_port={} store={} principals={}",
+               port_, metrics_port(), status_port(), options_.storage.path,
+               registry_->principals().size());
   return absl::OkStatus();
+}
+
+// The status page for an operator or auditor: their queues, and today's headline figures (the
+// alliance's calendar day, UTC+8).
+absl::StatusOr<std::string> BrokerServer::RenderStatus(const auth::Principal& who) {
+  refbroker::v1::ListQueuesResponse queues;
+  RETURN_IF_ERROR(admin_service_->DoListQueues(who, refbroker::v1::ListQueuesRequest(), queues));
+  Micros now = SystemClock::Get().Now();
+  constexpr Micros kDay = 86400LL * 1000000, kChina = 8LL * 3600 * 1000000;
+  Micros midnight = (now + kChina) / kDay * kDay - kChina;
+  ASSIGN_OR_RETURN(auto today, report::LoadAllianceReport(*store_, *registry_, who.alliance,
+                                                          midnight, midnight + kDay));
+  return observability::RenderStatusPage(queues, today, who.name, now);
 }
 
 absl::StatusOr<domain::WorkflowOptions> BrokerServer::MakeWorkflowOptions() const {
@@ -225,6 +281,7 @@ absl::Status BrokerServer::InitConsults() {
       timers_io_, SystemClock::Get(),
       [this] {
         auto n = consults_->EscalateDue();
+        if (n.ok()) engine_->counters().deadline_breaches += *n;
         if (!n.ok())
           spdlog::warn("consult deadlines: escalation failed: {}", n.status().ToString());
       },
@@ -328,6 +385,7 @@ void BrokerServer::Shutdown() {
   timers_io_.stop();
   if (timers_thread_.joinable()) timers_thread_.join();
   engine_->Shutdown();
+  status_page_.reset();
   http_.reset();
   spdlog::info("shut down cleanly");
 }

@@ -29,6 +29,7 @@
 #include "broker/domain/result_workflow.h"
 #include "broker/observability/metrics.h"
 #include "broker/observability/metrics_http_server.h"
+#include "broker/observability/status_page_server.h"
 #include "broker/recognition/catalogue.h"
 #include "broker/routing/referral_router.h"
 #include "broker/storage/sqlite_store.h"
@@ -45,6 +46,7 @@ class BrokerServer {
 
   int port() const { return port_; }
   int metrics_port() const { return http_ ? http_->port() : 0; }
+  int status_port() const { return status_page_ ? status_page_->port() : 0; }
 
   // Loads the recognition catalogue again (SIGHUP); keeps the current one if it fails.
   absl::Status ReloadCatalogue();
@@ -61,6 +63,7 @@ class BrokerServer {
   absl::StatusOr<domain::WorkflowOptions> MakeWorkflowOptions() const;
   absl::StatusOr<domain::ConsultOptions> MakeConsultOptions() const;
   absl::Status InitConsults();
+  absl::StatusOr<std::string> RenderStatus(const auth::Principal& who);
   void ScheduleHousekeeping();
   void Housekeeping();
   void OnAck(const QueueName& queue, const storage::AckResult& result);
@@ -95,6 +98,7 @@ class BrokerServer {
   std::unique_ptr<api::ReportServiceImpl> report_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<observability::MetricsHttpServer> http_;
+  std::unique_ptr<observability::StatusPageServer> status_page_;
   std::unique_ptr<boost::asio::steady_timer> housekeeping_timer_;
   std::thread timers_thread_;
   Micros last_prune_ = 0;

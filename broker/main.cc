@@ -23,8 +23,10 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "override server.listen (host:port, port 0 = any)");
   app.add_option("--data", data, "override storage.path (SQLite database file)");
   app.add_option("--port-file", port_file,
-                 "write '<grpc port> <metrics port>' to this file once listening");
+                 "write '<grpc port> <metrics port> <status port>' to this file once listening");
   app.add_option("--metrics-listen", metrics_listen, "override server.metrics_listen");
+  std::string status_listen;
+  app.add_option("--status-listen", status_listen, "override server.status_listen");
   app.add_option("--log-level", log_level, "override log.level");
   CLI11_PARSE(app, argc, argv);
 
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
   if (!data.empty()) options->storage.path = data;
   if (!port_file.empty()) options->server.port_file = port_file;
   if (!metrics_listen.empty()) options->server.metrics_listen = metrics_listen;
+  if (!status_listen.empty()) options->server.status_listen = status_listen;
   if (!log_level.empty()) options->log.level = log_level;
   if (auto s = refbroker::observability::SetUpLogging(options->log.level, options->log.format);
       !s.ok()) {
@@ -51,7 +54,8 @@ int main(int argc, char** argv) {
   }
   if (!options->server.port_file.empty()) {
     std::string tmp = options->server.port_file + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << " " << (*server)->metrics_port() << "\n";
+    std::ofstream(tmp) << (*server)->port() << " " << (*server)->metrics_port() << " "
+                       << (*server)->status_port() << "\n";
     std::rename(tmp.c_str(), options->server.port_file.c_str());
   }
 

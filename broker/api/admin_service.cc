@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/api/internal/unary_call.h"
+#include "broker/delivery/queue_summary.h"
 #include "google/protobuf/util/time_util.h"
 #include "refbroker/v1/consult.pb.h"
 #include "refbroker/v1/referral.pb.h"
@@ -25,8 +26,6 @@ std::string DirectionOf(const auth::Principal* owner) {
 void FillStatus(const storage::QueueStats& stats, Micros now, delivery::DeliveryEngine& engine,
                 refbroker::v1::QueueStatus& out) {
   out.set_retained(stats.retained);
-  uint64_t depth = stats.unconsumed, in_flight = 0, dead = 0;
-  Micros oldest = stats.oldest_unconsumed_at;
   for (const storage::GroupStats& g : stats.groups) {
     auto* gs = out.add_groups();
     gs->set_consumer_group(g.group);
@@ -34,17 +33,12 @@ void FillStatus(const storage::QueueStats& stats, Micros now, delivery::Delivery
     gs->set_in_flight(g.in_flight);
     gs->set_dead_letters(g.dead);
     gs->set_consumers(engine.Consumers(stats.queue, g.group));
-    depth = std::max(depth, g.ready + g.in_flight);
-    in_flight += g.in_flight;
-    dead += g.dead;
-    if (g.oldest_enqueued_at != 0 && (oldest == 0 || g.oldest_enqueued_at < oldest)) {
-      oldest = g.oldest_enqueued_at;
-    }
   }
-  out.set_depth(depth);
-  out.set_in_flight(in_flight);
-  out.set_dead_letters(dead);
-  out.set_oldest_age_seconds(oldest == 0 ? 0 : std::max<Micros>(0, (now - oldest) / 1000000));
+  delivery::QueueSummary s = delivery::Summarize(stats, now, engine);
+  out.set_depth(s.depth);
+  out.set_in_flight(s.in_flight);
+  out.set_dead_letters(s.dead_letters);
+  out.set_oldest_age_seconds(s.oldest_age_seconds);
 }
 
 }  // namespace

@@ -22,10 +22,12 @@ class AdminServiceImpl final : public refbroker::v1::AdminService::CallbackServi
       grpc::CallbackServerContext* context, const refbroker::v1::RequeueDeadLetterRequest* request,
       refbroker::v1::RequeueDeadLetterResponse* response) override;
 
- private:
+  // The queue table `who` may see (also rendered by the status page).
   absl::Status DoListQueues(const auth::Principal& who,
                             const refbroker::v1::ListQueuesRequest& request,
                             refbroker::v1::ListQueuesResponse& response);
+
+ private:
   absl::Status DoListDeadLetters(const auth::Principal& who,
                                  const refbroker::v1::ListDeadLettersRequest& request,
                                  refbroker::v1::ListDeadLettersResponse& response);

@@ -61,6 +61,7 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetString(t, "server", "listen", o.server.listen);
   GetString(t, "server", "port_file", o.server.port_file);
   GetString(t, "server", "metrics_listen", o.server.metrics_listen);
+  GetString(t, "server", "status_listen", o.server.status_listen);
   GetInt(t, "server", "max_message_bytes", o.server.max_message_bytes);
   GetInt(t, "server", "workers", o.server.workers);
   GetInt(t, "server", "drain_seconds", o.server.drain_seconds);

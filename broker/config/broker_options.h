@@ -14,8 +14,10 @@ namespace refbroker::config {
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:7443";  // host:port; port 0 picks a free one
-  std::string port_file;                  // if set, "<grpc port> <metrics port>\n" is written here
+  // If set, "<grpc port> <metrics port> <status port>\n" is written here once listening.
+  std::string port_file;
   std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics; empty disables
+  std::string status_listen = "127.0.0.1:9443";   // HTTPS status page (mTLS); empty disables
   int max_message_bytes = 1 << 20;  // larger requests get RESOURCE_EXHAUSTED from gRPC
   int workers = 32;                 // threads that run blocking store calls
   int drain_seconds = 10;           // SIGTERM: time given to in-flight calls

@@ -26,6 +26,7 @@ std::shared_ptr<Subscription> DeliveryEngine::Subscribe(const QueueName& queue,
 }
 
 void DeliveryEngine::Notify(const std::string& queue) {
+  counters_.enqueued++;
   std::vector<std::shared_ptr<Subscription>> subs;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -31,6 +31,8 @@ struct EngineCounters {
   std::atomic<uint64_t> redelivered{0};
   std::atomic<uint64_t> acked{0};
   std::atomic<uint64_t> nacked{0};
+  std::atomic<uint64_t> enqueued{0};           // messages announced to their queue
+  std::atomic<uint64_t> deadline_breaches{0};  // referral and consult escalations
 };
 
 class DeliveryEngine {

@@ -102,6 +102,9 @@ class SqliteStore final : public Store {
   absl::StatusOr<uint64_t> PruneResults(Micros cutoff) override;
   absl::Status Health() override;
 
+  void SetCommitObserver(internal::GroupCommitWriter::CommitObserver observer) {
+    writer_->SetCommitObserver(std::move(observer));
+  }
   uint64_t commits() const { return writer_->commits(); }
   uint64_t writes() const { return writer_->writes(); }
 

@@ -10,7 +10,9 @@ REFBROKER_BUILD_PACKAGES=(
   libabsl-dev libboost-dev libssl-dev libsqlite3-dev
   libspdlog-dev libtomlplusplus-dev libcli11-dev prometheus-cpp-dev
 )
-REFBROKER_TEST_PACKAGES=(libgtest-dev libgmock-dev)
+# The status page's browser test drives headless Chromium (client certificate from an NSS
+# database made with libnss3-tools); curl checks refusals; systemd-analyze verifies the unit.
+REFBROKER_TEST_PACKAGES=(libgtest-dev libgmock-dev chromium libnss3-tools curl systemd)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -26,6 +28,18 @@ ensure_packages() {
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Chromium asks which client certificate to present unless a policy picks one: the browser
+# test's certificate is selected automatically for the loopback address only.
+ensure_browser_policy() {
+  local dir=/etc/chromium/policies/managed file=/etc/chromium/policies/managed/refbroker-tests.json
+  [[ -f "$file" ]] && return 0
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo mkdir -p "$dir"
+  echo '{"AutoSelectCertificateForUrls": ["{\"pattern\":\"https://127.0.0.1\",\"filter\":{}}"]}' |
+    $sudo tee "$file" >/dev/null
 }
 
 # build PRESET [targets...]: configure once, then build in parallel.

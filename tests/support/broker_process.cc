@@ -40,6 +40,7 @@ BrokerProcess::~BrokerProcess() {
 void BrokerProcess::WriteConfig() {
   std::ofstream out(dir_ + "/refbroker.toml");
   out << "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n"
+      << "status_listen = \"127.0.0.1:0\"\n"
       << "workers = 16\ndrain_seconds = " << config_.drain_seconds << "\n"
       << "[tls]\nca = \"" << CertsDir() << "/ca.crt\"\ncert = \"" << CertsDir()
       << "/broker.crt\"\nkey = \"" << CertsDir() << "/broker.key\"\n"
@@ -88,10 +89,11 @@ absl::Status BrokerProcess::Start() {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
     std::ifstream in(port_file);
-    int grpc_port = 0, metrics_port = 0;
-    if (in >> grpc_port >> metrics_port && grpc_port > 0) {
+    int grpc_port = 0, metrics_port = 0, status_port = 0;
+    if (in >> grpc_port >> metrics_port >> status_port && grpc_port > 0) {
       port_ = grpc_port;
       metrics_port_ = metrics_port;
+      status_port_ = status_port;
       return absl::OkStatus();
     }
     int status = 0;

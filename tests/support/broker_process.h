@@ -48,6 +48,7 @@ class BrokerProcess {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  int status_port() const { return status_port_; }
   const std::string& dir() const { return dir_; }
   std::string db_path() const { return dir_ + "/refbroker.db"; }
   // Rows of `table` in the broker's SQLite file, read beside the running broker (-1 on error).
@@ -62,6 +63,7 @@ class BrokerProcess {
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
+  int status_port_ = 0;
 };
 
 // Paths of the test PKI.

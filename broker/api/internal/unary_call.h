@@ -6,6 +6,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
+
 #include "broker/api/service_context.h"
 #include "broker/api/status_convert.h"
 #include "broker/storage/audit_scope.h"
@@ -18,6 +20,7 @@ template <typename Body>
 grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerContext* context,
                                      const char* method, Body body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const auto received = std::chrono::steady_clock::now();
   auto principal = ctx.authenticator.Authenticate(context->auth_context().get());
   storage::AuditRow base;
   base.action = method;
@@ -36,7 +39,7 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
   const auth::Principal* who = *principal;
   base.actor = who->id;
   base.alliance = who->alliance;
-  ctx.engine.RunBlocking([&ctx, reactor, who, method, body, base]() mutable {
+  ctx.engine.RunBlocking([&ctx, reactor, who, method, body, base, received]() mutable {
     base.at = ctx.engine.clock().Now();
     storage::AuditScope audit(ctx.engine.store(), base);
     absl::Status s = body(*who);
@@ -44,6 +47,9 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
     // Nothing is disclosed whose reading could not be recorded.
     if (s.ok() && !recorded.ok()) s = recorded;
     ctx.metrics.CountRpc(method, s.code());
+    ctx.metrics.ObserveRpc(
+        method, s.code(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
     reactor->Finish(ToGrpcStatus(s));
   });
   return reactor;

@@ -1,5 +1,7 @@
 #include "broker/storage/internal/group_commit_writer.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 
 namespace refbroker::storage::internal {
@@ -70,6 +72,7 @@ void GroupCommitWriter::CommitBatch(std::deque<Request*>& batch) {
     for (Request* r : batch) r->result = latched;
     return;
   }
+  auto begin = std::chrono::steady_clock::now();
   absl::Status batch_status = db_->Exec("BEGIN IMMEDIATE");
   for (Request* r : batch) {
     if (!batch_status.ok()) break;
@@ -96,6 +99,15 @@ void GroupCommitWriter::CommitBatch(std::deque<Request*>& batch) {
   }
   commits_.fetch_add(1);
   writes_.fetch_add(batch.size());
+  std::shared_ptr<CommitObserver> observer;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    observer = observer_;
+  }
+  if (observer) {
+    (*observer)(batch.size(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+  }
 }
 
 }  // namespace refbroker::storage::internal

@@ -40,6 +40,14 @@ class GroupCommitWriter {
   // The latched fatal error, or OK.
   absl::Status latched_error() const;
 
+  // Called on the writer thread after each successful commit with the number of requests it
+  // carried and the seconds from BEGIN to the end of COMMIT (the fsync). Set before writes.
+  using CommitObserver = std::function<void(size_t batch, double seconds)>;
+  void SetCommitObserver(CommitObserver observer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    observer_ = std::make_shared<CommitObserver>(std::move(observer));
+  }
+
   uint64_t commits() const { return commits_.load(); }
   uint64_t writes() const { return writes_.load(); }
 
@@ -64,6 +72,7 @@ class GroupCommitWriter {
   absl::Status latched_;        // guarded by mu_
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> writes_{0};
+  std::shared_ptr<CommitObserver> observer_;  // guarded by mu_
   std::thread thread_;
 };
 

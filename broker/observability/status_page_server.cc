@@ -1,0 +1,155 @@
+#include "broker/observability/status_page_server.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace refbroker::observability {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = boost::asio::ssl;
+using boost::asio::ip::tcp;
+
+// The subject CN of the verified peer certificate; "" when there is none.
+std::string PeerCommonName(SSL* ssl_handle) {
+  X509* cert = SSL_get1_peer_certificate(ssl_handle);
+  if (cert == nullptr) return "";
+  char cn[256] = {0};
+  int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+  X509_free(cert);
+  return n > 0 ? std::string(cn, static_cast<size_t>(n)) : "";
+}
+
+}  // namespace
+
+// One connection: handshake, one request, one answer, close. Every step has a deadline.
+class StatusPageServer::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(StatusPageServer& server, tcp::socket socket)
+      : server_(server), stream_(std::move(socket), server.ssl_) {}
+
+  void Run() {
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(10));
+    stream_.async_handshake(ssl::stream_base::server,
+                            [self = shared_from_this()](beast::error_code ec) {
+                              if (!ec) self->Read();
+                            });
+  }
+
+ private:
+  void Read() {
+    http::async_read(stream_, buffer_, request_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (!ec) self->Answer();
+                     });
+  }
+
+  void Answer() {
+    response_.version(request_.version());
+    response_.keep_alive(false);
+    response_.set(http::field::cache_control, "no-store");
+    std::string cn = PeerCommonName(stream_.native_handle());
+    const auth::Principal* who = server_.registry_.Find(cn);
+    if (who == nullptr ||
+        (who->role != auth::Role::kOperator && who->role != auth::Role::kAuditor)) {
+      Reply(http::status::forbidden, "text/plain",
+            "403: the status page is for the alliance's operators and auditors\n");
+      spdlog::warn("status page refused cn={}", cn);
+    } else if (request_.method() != http::verb::get) {
+      Reply(http::status::method_not_allowed, "text/plain", "405: read-only\n");
+    } else if (request_.target() == "/" || request_.target() == "/index.html") {
+      auto page = server_.render_(*who);
+      if (page.ok()) {
+        Reply(http::status::ok, "text/html; charset=utf-8", std::move(*page));
+      } else {
+        Reply(http::status::service_unavailable, "text/plain",
+              absl::StrCat("503: ", page.status().message(), "\n"));
+      }
+    } else {
+      Reply(http::status::not_found, "text/plain", "404\n");
+    }
+    http::async_write(stream_, response_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return;
+                        self->stream_.async_shutdown([self](beast::error_code) {});
+                      });
+  }
+
+  void Reply(http::status status, const char* type, std::string body) {
+    response_.result(status);
+    response_.set(http::field::content_type, type);
+    response_.body() = std::move(body);
+    response_.prepare_payload();
+  }
+
+  StatusPageServer& server_;
+  beast::ssl_stream<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
+  http::request<http::string_body> request_;
+  http::response<http::string_body> response_;
+};
+
+StatusPageServer::StatusPageServer(const auth::Registry& registry, RenderFn render)
+    : registry_(registry),
+      render_(std::move(render)),
+      ssl_(ssl::context::tls_server),
+      acceptor_(io_) {}
+
+absl::StatusOr<std::unique_ptr<StatusPageServer>> StatusPageServer::Start(
+    const std::string& listen, const StatusPageTls& tls, const auth::Registry& registry,
+    RenderFn render) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError("server.status_listen: expected host:port");
+  }
+  std::unique_ptr<StatusPageServer> server(new StatusPageServer(registry, std::move(render)));
+  boost::system::error_code ec;
+  // TLS 1.2 or newer, a client certificate from the broker's client CA required.
+  server->ssl_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                           ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+  server->ssl_.use_certificate_chain(boost::asio::buffer(tls.cert_pem), ec);
+  if (!ec) server->ssl_.use_private_key(boost::asio::buffer(tls.key_pem), ssl::context::pem, ec);
+  if (!ec) server->ssl_.add_certificate_authority(boost::asio::buffer(tls.ca_pem), ec);
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("status page TLS: ", ec.message()));
+  server->ssl_.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  auto address = boost::asio::ip::make_address(listen.substr(0, colon), ec);
+  if (ec) return absl::InvalidArgumentError("server.status_listen: bad address");
+  int port = std::atoi(listen.substr(colon + 1).c_str());
+  tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+  server->acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) server->acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) server->acceptor_.bind(endpoint, ec);
+  if (!ec) server->acceptor_.listen(64, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("status listener ", listen, ": ", ec.message()));
+  }
+  server->port_ = server->acceptor_.local_endpoint().port();
+  server->Accept();
+  server->thread_ = std::thread([s = server.get()] { s->io_.run(); });
+  return server;
+}
+
+StatusPageServer::~StatusPageServer() {
+  io_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void StatusPageServer::Accept() {
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (ec) return;
+    std::make_shared<Session>(*this, std::move(socket))->Run();
+    Accept();
+  });
+}
+
+}  // namespace refbroker::observability
