@@ -48,6 +48,8 @@ class BrokerServer {
   int metrics_port() const { return http_ ? http_->port() : 0; }
   int status_port() const { return status_page_ ? status_page_->port() : 0; }
 
+  // OK while the store accepts writes (feeds the systemd watchdog).
+  absl::Status Health() { return store_->Health(); }
   // Loads the recognition catalogue again (SIGHUP); keeps the current one if it fails.
   absl::Status ReloadCatalogue();
 
