@@ -6,6 +6,7 @@
 #include <boost/beast/http.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "broker/observability/listen.h"
 
 namespace refbroker::observability {
 namespace {
@@ -15,24 +16,10 @@ using boost::asio::ip::tcp;
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     const std::string& listen, Metrics& metrics, HealthFn health) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    return absl::InvalidArgumentError("server.metrics_listen: expected host:port");
-  }
   std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer(metrics, std::move(health)));
-  boost::system::error_code ec;
-  auto address = boost::asio::ip::make_address(listen.substr(0, colon), ec);
-  if (ec) return absl::InvalidArgumentError("server.metrics_listen: bad address");
-  int port = std::atoi(listen.substr(colon + 1).c_str());
-  tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
-  server->acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) server->acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) server->acceptor_.bind(endpoint, ec);
-  if (!ec) server->acceptor_.listen(64, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat("metrics listener ", listen, ": ", ec.message()));
-  }
-  server->port_ = server->acceptor_.local_endpoint().port();
+  auto port = ListenOn(server->acceptor_, listen, "server.metrics_listen");
+  if (!port.ok()) return port.status();
+  server->port_ = *port;
   server->Accept();
   server->thread_ = std::thread([s = server.get()] { s->io_.run(); });
   return server;

@@ -4,34 +4,14 @@
 #include <ctime>
 
 #include "absl/strings/str_cat.h"
+#include "broker/common/html.h"
 
 namespace refbroker::observability {
 namespace {
 
 namespace v1 = refbroker::v1;
 
-std::string Html(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
+std::string Html(const std::string& text) { return refbroker::HtmlEscape(text); }
 
 std::string ChinaTime(Micros at) {
   std::time_t t = static_cast<std::time_t>(at / 1000000 + 8 * 3600);

@@ -10,6 +10,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "broker/observability/listen.h"
 
 namespace refbroker::observability {
 namespace {
@@ -107,10 +108,6 @@ StatusPageServer::StatusPageServer(const auth::Registry& registry, RenderFn rend
 absl::StatusOr<std::unique_ptr<StatusPageServer>> StatusPageServer::Start(
     const std::string& listen, const StatusPageTls& tls, const auth::Registry& registry,
     RenderFn render) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    return absl::InvalidArgumentError("server.status_listen: expected host:port");
-  }
   std::unique_ptr<StatusPageServer> server(new StatusPageServer(registry, std::move(render)));
   boost::system::error_code ec;
   // TLS 1.2 or newer, a client certificate from the broker's client CA required.
@@ -122,18 +119,9 @@ absl::StatusOr<std::unique_ptr<StatusPageServer>> StatusPageServer::Start(
   if (!ec) server->ssl_.add_certificate_authority(boost::asio::buffer(tls.ca_pem), ec);
   if (ec) return absl::InvalidArgumentError(absl::StrCat("status page TLS: ", ec.message()));
   server->ssl_.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
-  auto address = boost::asio::ip::make_address(listen.substr(0, colon), ec);
-  if (ec) return absl::InvalidArgumentError("server.status_listen: bad address");
-  int port = std::atoi(listen.substr(colon + 1).c_str());
-  tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
-  server->acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) server->acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) server->acceptor_.bind(endpoint, ec);
-  if (!ec) server->acceptor_.listen(64, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat("status listener ", listen, ": ", ec.message()));
-  }
-  server->port_ = server->acceptor_.local_endpoint().port();
+  auto port = ListenOn(server->acceptor_, listen, "server.status_listen");
+  if (!port.ok()) return port.status();
+  server->port_ = *port;
   server->Accept();
   server->thread_ = std::thread([s = server.get()] { s->io_.run(); });
   return server;

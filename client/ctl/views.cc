@@ -7,6 +7,7 @@
 #include <map>
 #include <vector>
 
+#include "broker/common/html.h"
 #include "client/ctl/table.h"
 
 namespace refctl {
@@ -62,28 +63,7 @@ std::string Csv(const std::string& field) {
   return out + "\"";
 }
 
-std::string Html(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
+std::string Html(const std::string& text) { return refbroker::HtmlEscape(text); }
 
 // A histogram of `samples` (minutes) as an SVG bar chart.
 void Histogram(const std::string& title, const google::protobuf::RepeatedField<double>& samples,

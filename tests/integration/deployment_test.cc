@@ -19,16 +19,6 @@ namespace {
 
 namespace v1 = refbroker::v1;
 
-int Shell(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 TEST(Deployment, TheSystemdUnitVerifies) {
   // The unit names the installed binary; verify checks that it exists, so the copy checked
   // here points at the one just built. Nothing else is changed.
@@ -41,7 +31,7 @@ TEST(Deployment, TheSystemdUnitVerifies) {
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/refbroker.service") << text;
   std::string out;
-  EXPECT_EQ(Shell("systemd-analyze verify " + dir + "/refbroker.service", &out), 0) << out;
+  EXPECT_EQ(RunCommand("systemd-analyze verify " + dir + "/refbroker.service", &out), 0) << out;
   EXPECT_NE(text.find("Type=notify"), std::string::npos);
   EXPECT_NE(text.find("WatchdogSec="), std::string::npos);
   std::filesystem::remove_all(dir);
@@ -115,18 +105,18 @@ TEST(Deployment, AnOnlineBackupDuringTrafficHoldsEveryAcknowledgedReferral) {
   });
   std::string copy = broker.dir() + "/backup.db";
   std::string out;
-  int rc =
-      Shell(std::string(REFBROKER_BINARY) + " backup --data " + broker.db_path() + " --out " + copy,
-            &out);
+  int rc = RunCommand(
+      std::string(REFBROKER_BINARY) + " backup --data " + broker.db_path() + " --out " + copy,
+      &out);
   stop = true;
   traffic.join();
   ASSERT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("quick_check ok"), std::string::npos) << out;
   out.clear();
-  EXPECT_NE(
-      Shell(std::string(REFBROKER_BINARY) + " backup --data " + broker.db_path() + " --out " + copy,
-            &out),
-      0)
+  EXPECT_NE(RunCommand(std::string(REFBROKER_BINARY) + " backup --data " + broker.db_path() +
+                           " --out " + copy,
+                       &out),
+            0)
       << "an existing copy is never overwritten";
 
   // Restore: a broker started on the copy serves every referral acknowledged before it.

@@ -16,26 +16,6 @@ namespace {
 namespace v1 = refbroker::v1;
 using refclient::Decision;
 
-v1::TransitionReferralRequest Act(const std::string& id, const std::string& request_id) {
-  v1::TransitionReferralRequest r;
-  r.set_referral_id(id);
-  r.set_client_request_id(request_id);
-  r.mutable_doctor()->set_id("D-0427");
-  r.mutable_doctor()->set_name("李医生");
-  return r;
-}
-
-// Waits until the referral reaches `state` (as its receiver's system acks asynchronously).
-bool WaitForState(refclient::ReferralClient& client, const std::string& id,
-                  v1::ReferralState state) {
-  for (int i = 0; i < 200; ++i) {
-    auto r = client.Get(id);
-    if (r.ok() && r->state() == state) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return false;
-}
-
 std::vector<v1::ReferralAction> Actions(CollectingSubscriber& sub) {
   std::vector<v1::ReferralAction> out;
   for (const auto& d : sub.deliveries()) out.push_back(d.referral_update().event().action());

@@ -54,26 +54,6 @@ double Sample(const std::string& exposition, const std::string& name,
   return -1;
 }
 
-int Shell(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-bool WaitForState(refclient::ReferralClient& client, const std::string& id,
-                  v1::ReferralState state) {
-  for (int i = 0; i < 400; ++i) {
-    auto r = client.Get(id);
-    if (r.ok() && r->state() == state) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return false;
-}
-
 class Observability : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -165,7 +145,7 @@ std::string MakeBrowserHome(const std::string& dir, const std::string& stem) {
       CertsDir() + "/ca.crt -d " + db + " && openssl pkcs12 -export -in " + CertPath(stem) +
       " -inkey " + KeyPath(stem) + " -out " + dir + "/client.p12 -passout pass: && pk12util -i " +
       dir + "/client.p12 -d " + db + " -W ''";
-  EXPECT_EQ(Shell(cmds, &out), 0) << out;
+  EXPECT_EQ(RunCommand(cmds, &out), 0) << out;
   return dir;
 }
 
@@ -177,7 +157,7 @@ TEST_F(Observability, StatusPageInHeadlessChromiumShowsTheQueuesAndToday) {
   std::string cmd = "HOME=" + home + " timeout 60 chromium --headless --no-sandbox --disable-gpu " +
                     "--user-data-dir=" + home + "/profile --dump-dom https://127.0.0.1:" +
                     std::to_string(broker_->status_port()) + "/";
-  ASSERT_EQ(Shell(cmd + " 2>/dev/null", &dom), 0) << dom;
+  ASSERT_EQ(RunCommand(cmd + " 2>/dev/null", &dom), 0) << dom;
   EXPECT_NE(dom.find("平舆县紧密型县域医共体"), std::string::npos) << dom;
   EXPECT_NE(dom.find("平舆县医共体信息科 值班员"), std::string::npos) << dom;  // who is looking
   EXPECT_NE(dom.find("<b id=\"up\">" + std::to_string(kRoutine + 1) + "</b>"), std::string::npos)
@@ -196,17 +176,17 @@ TEST_F(Observability, StatusPageInHeadlessChromiumShowsTheQueuesAndToday) {
 TEST_F(Observability, StatusPageRefusesAClinicAndAClientWithoutCertificate) {
   std::string url = "https://127.0.0.1:" + std::to_string(broker_->status_port()) + "/";
   std::string code;
-  Shell("curl -s -o /dev/null -w '%{http_code}' --cacert " + CertsDir() + "/ca.crt --cert " +
-            CertPath("xiyangdian-thc") + " --key " + KeyPath("xiyangdian-thc") + " " + url,
-        &code);
+  RunCommand("curl -s -o /dev/null -w '%{http_code}' --cacert " + CertsDir() + "/ca.crt --cert " +
+                 CertPath("xiyangdian-thc") + " --key " + KeyPath("xiyangdian-thc") + " " + url,
+             &code);
   EXPECT_EQ(code, "403");
   std::string out;
-  EXPECT_NE(Shell("curl -s -o /dev/null --cacert " + CertsDir() + "/ca.crt " + url, &out), 0)
+  EXPECT_NE(RunCommand("curl -s -o /dev/null --cacert " + CertsDir() + "/ca.crt " + url, &out), 0)
       << "the TLS handshake must fail without a client certificate";
   code.clear();
-  Shell("curl -s -o /dev/null -w '%{http_code}' --cacert " + CertsDir() + "/ca.crt --cert " +
-            CertPath("operator") + " --key " + KeyPath("operator") + " " + url,
-        &code);
+  RunCommand("curl -s -o /dev/null -w '%{http_code}' --cacert " + CertsDir() + "/ca.crt --cert " +
+                 CertPath("operator") + " --key " + KeyPath("operator") + " " + url,
+             &code);
   EXPECT_EQ(code, "200");
 }
 

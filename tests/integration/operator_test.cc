@@ -22,25 +22,6 @@ namespace {
 namespace v1 = refbroker::v1;
 constexpr char kGuhuaiTownship[] = "12411723417581102B";
 
-v1::TransitionReferralRequest Act(const std::string& id, const std::string& request_id) {
-  v1::TransitionReferralRequest r;
-  r.set_referral_id(id);
-  r.set_client_request_id(request_id);
-  r.mutable_doctor()->set_id("D-0427");
-  r.mutable_doctor()->set_name("李医生");
-  return r;
-}
-
-bool WaitForState(refclient::ReferralClient& client, const std::string& id,
-                  v1::ReferralState state) {
-  for (int i = 0; i < 400; ++i) {
-    auto r = client.Get(id);
-    if (r.ok() && r->state() == state) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return false;
-}
-
 // "YYYY-MM-DD" in China Standard Time, `days` from today.
 std::string ChinaDay(int days) {
   std::time_t t = std::time(nullptr) + 8 * 3600 + days * 86400;

@@ -82,8 +82,32 @@ absl::Status CollectingSubscriber::result() {
 }
 
 int RunRefctl(const std::string& address, const std::string& args, std::string* out) {
-  std::string cmd = std::string(REFCTL_BINARY) + " --broker " + address + " --certs " + CertsDir() +
-                    " " + args + " 2>&1";
+  return RunCommand(
+      std::string(REFCTL_BINARY) + " --broker " + address + " --certs " + CertsDir() + " " + args,
+      out);
+}
+
+refbroker::v1::TransitionReferralRequest Act(const std::string& id, const std::string& request_id) {
+  refbroker::v1::TransitionReferralRequest r;
+  r.set_referral_id(id);
+  r.set_client_request_id(request_id);
+  r.mutable_doctor()->set_id("D-0427");
+  r.mutable_doctor()->set_name("李医生");
+  return r;
+}
+
+bool WaitForState(refclient::ReferralClient& client, const std::string& id,
+                  refbroker::v1::ReferralState state) {
+  for (int i = 0; i < 400; ++i) {
+    auto r = client.Get(id);
+    if (r.ok() && r->state() == state) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return false;
+}
+
+int RunCommand(const std::string& command, std::string* out) {
+  std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return -1;
   char buf[4096];

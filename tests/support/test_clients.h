@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "client/refclient/connection.h"
+#include "client/refclient/referral_client.h"
 #include "client/refclient/subscriber.h"
 #include "client/sim/synthetic_referral.h"
 
@@ -69,5 +70,15 @@ class CollectingSubscriber {
 
 // Runs refctl with `args` as the operator against `address`; returns exit code, fills stdout.
 int RunRefctl(const std::string& address, const std::string& args, std::string* out);
+// Runs a shell command; returns its exit code and appends its stdout and stderr to `out`.
+int RunCommand(const std::string& command, std::string* out);
+
+// A transition request of `id` by doctor D-0427, with its client request id; the caller sets
+// the action.
+refbroker::v1::TransitionReferralRequest Act(const std::string& id, const std::string& request_id);
+// Waits (up to 10 s) until the referral reaches `state`: the receiver's system acks
+// asynchronously.
+bool WaitForState(refclient::ReferralClient& client, const std::string& id,
+                  refbroker::v1::ReferralState state);
 
 }  // namespace refbroker::testing
