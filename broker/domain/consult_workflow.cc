@@ -683,6 +683,11 @@ absl::StatusOr<Consult> ConsultWorkflow::Get(const auth::Principal& caller, cons
 absl::StatusOr<v1::ListConsultsResponse> ConsultWorkflow::List(const auth::Principal& caller,
                                                                const v1::ListConsultsRequest& req) {
   storage::ConsultQuery q;
+  if (caller.role == auth::Role::kAuditor) {
+    // As GetConsult: auditors read the audit trail and the report, not patients' consults.
+    return absl::PermissionDeniedError(
+        absl::StrCat("caller: ", caller.id, " is an auditor; auditors do not read consults"));
+  }
   if (caller.IsInstitution()) {
     q.party = caller.id;
   } else {

@@ -535,6 +535,11 @@ absl::StatusOr<Referral> ReferralWorkflow::Get(const auth::Principal& caller,
 absl::StatusOr<v1::ListReferralsResponse> ReferralWorkflow::List(
     const auth::Principal& caller, const v1::ListReferralsRequest& req) {
   storage::ReferralQuery q;
+  if (caller.role == auth::Role::kAuditor) {
+    // As GetReferral: auditors read the audit trail and the report, not patients' referrals.
+    return absl::PermissionDeniedError(
+        absl::StrCat("caller: ", caller.id, " is an auditor; auditors do not read referrals"));
+  }
   if (caller.IsInstitution()) {
     q.party = caller.id;
   } else {

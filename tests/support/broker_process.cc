@@ -44,7 +44,11 @@ void BrokerProcess::WriteConfig() {
       << "workers = 16\ndrain_seconds = " << config_.drain_seconds << "\n"
       << "[tls]\nca = \"" << CertsDir() << "/ca.crt\"\ncert = \"" << CertsDir()
       << "/broker.crt\"\nkey = \"" << CertsDir() << "/broker.key\"\n"
-      << "[registry]\npath = \"" << REFBROKER_SOURCE_DIR << "/deploy/registry.toml\"\n"
+      << "[registry]\npath = \""
+      << (config_.registry_path.empty()
+              ? std::string(REFBROKER_SOURCE_DIR) + "/deploy/registry.toml"
+              : config_.registry_path)
+      << "\"\n"
       << "[storage]\npath = \"refbroker.db\"\n"
       << "[recognition]\ncatalogue = \"" << REFBROKER_SOURCE_DIR << "/deploy/recognition.toml\"\n"
       << "max_waveform_kb = 64\n"
