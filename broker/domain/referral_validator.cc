@@ -100,6 +100,12 @@ absl::Status ValidatePatient(const refbroker::v1::Patient& p, const std::string&
   }
   RETURN_IF_ERROR(text(p.name(), ".name", 64, true));
   if (!refbroker::v1::Sex_IsValid(p.sex())) return invalid(".sex", "unknown value");
+  if (!p.phone().empty()) {
+    bool ok = p.phone().size() >= 7 && p.phone().size() <= 20;
+    for (char c : p.phone())
+      ok = ok && (std::isdigit(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == ' ');
+    if (!ok) return invalid(".phone", "7 to 20 digits, '+', '-' or spaces");
+  }
   if (!p.birth_date().empty()) {
     if (!IsCalendarDate(p.birth_date())) return invalid(".birth_date", "not YYYY-MM-DD");
     if (!resident_birth_date.empty() && resident_birth_date != p.birth_date()) {

@@ -6,8 +6,10 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -258,6 +260,7 @@ void RunClinic(const SimOptions& o, const Principal& clinic,
     std::string request_id = clinic.cert + "-" + std::to_string(seed) + "-" + std::to_string(n);
     auto referral = gen.Make(clinic.id, hospitals[gen.rng()() % hospitals.size()],
                              gen.RandomPriority(), request_id);
+    RecordPatient(o, referral.patient());
     if (o.journeys && std::uniform_real_distribution<double>(0, 1)(gen.rng()) < o.result_share) {
       auto published = results.Publish(
           GlucoseFor(referral, clinic.id, referral.to_institution(), request_id + "-lis", 1));
@@ -296,6 +299,16 @@ void RunClinic(const SimOptions& o, const Principal& clinic,
 }
 
 }  // namespace
+
+void RecordPatient(const SimOptions& o, const refbroker::v1::Patient& patient) {
+  if (o.patients_out.empty()) return;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  std::ofstream out(o.patients_out, std::ios::app);
+  out << patient.name();
+  for (const auto& id : patient.identifiers()) out << "\t" << id.value();
+  out << "\t" << patient.phone() << "\n";
+}
 
 std::unique_ptr<refclient::Connection> ConnectOrExit(const SimOptions& o, const std::string& stem) {
   auto conn = refclient::Connection::Create(refclient::CertDirOptions(o.brokers, o.certs, stem));

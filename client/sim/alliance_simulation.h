@@ -20,6 +20,7 @@
 
 #include "broker/auth/registry.h"
 #include "client/refclient/connection.h"
+#include "refbroker/v1/common.pb.h"
 
 namespace refsim {
 
@@ -45,7 +46,12 @@ struct SimOptions {
   int step_ms = 100;           // time between a hospital's steps on one referral
   double consult_rate = 3;     // consults per second, all clinics together (with journeys)
   bool json = false;
+  std::string patients_out;  // if set, every patient made up is written here (name, ID, phone)
 };
+
+// Appends the patient's name, identifier values and phone to o.patients_out, one patient per
+// line (for the privacy test, which then searches the broker's logs for them). Thread-safe.
+void RecordPatient(const SimOptions& o, const refbroker::v1::Patient& patient);
 
 // A connection as `stem` (a certificate in o.certs); exits the process with 2 when the
 // certificate files cannot be read (a simulator set-up error).

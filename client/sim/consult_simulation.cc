@@ -185,6 +185,7 @@ void ConsultSimulation::RunClinic(const Principal& clinic, SteadyClock::time_poi
     auto consult =
         gen.MakeConsult(clinic.id, target->id, service, specialty, gen.RandomPriority(),
                         clinic.cert + "-con-" + std::to_string(seed) + "-" + std::to_string(n));
+    RecordPatient(o_, consult.patient());
     tally_.requested++;
     auto out = client.Request(consult);
     if (out.ok()) {

@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-journeys", no_journeys, "only deliver and ack; no decisions");
   app.add_flag("--no-subscribe", no_subscribe, "submit only (leave messages queued)");
   app.add_flag("--json", o.json, "print the summary as JSON");
+  app.add_option("--patients-out", o.patients_out,
+                 "write every made-up patient (name, ID, phone) to this file, for privacy checks");
   CLI11_PARSE(app, argc, argv);
   o.subscribe = !no_subscribe;
   o.journeys = !no_journeys;

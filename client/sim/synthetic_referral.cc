@@ -86,6 +86,9 @@ refbroker::v1::Referral SyntheticReferrals::Make(const std::string& clinic_code,
   id->set_value(ResidentId());
   id->set_issuer("公安部");
   patient->set_name(std::string(kSurnames[rng_() % 10]) + kGiven[rng_() % 12]);
+  std::string phone = "13";  // a made-up mobile number
+  for (int i = 0; i < 9; ++i) phone += static_cast<char>('0' + rng_() % 10);
+  patient->set_phone(phone);
   int seq = (id->value()[14] - '0') * 100 + (id->value()[15] - '0') * 10 + (id->value()[16] - '0');
   patient->set_sex(seq % 2 == 1 ? refbroker::v1::MALE : refbroker::v1::FEMALE);
   patient->set_birth_date(id->value().substr(6, 4) + "-" + id->value().substr(10, 2) + "-" +

@@ -63,7 +63,7 @@ void BrokerProcess::WriteConfig() {
     out << "[[referral.reroute]]\nfrom = \"" << r[0] << "\"\nspecialty = \"" << r[1]
         << "\"\nto = \"" << r[2] << "\"\n";
   }
-  out << config_.extra_toml << "\n[log]\nlevel = \"info\"\n";
+  out << config_.extra_toml << "\n[log]\nlevel = \"" << config_.log_level << "\"\n";
 }
 
 absl::Status BrokerProcess::Start() {

@@ -22,6 +22,7 @@ struct BrokerConfig {
   int64_t routine_deadline_s = 172800;
   // [[referral.reroute]] lines: {from, specialty, to}.
   std::vector<std::array<std::string, 3>> reroutes;
+  std::string log_level = "info";
   // The registry file; empty = deploy/registry.toml.
   std::string registry_path;
   // Extra environment of the broker process, e.g. "NOTIFY_SOCKET=/tmp/x".
