@@ -103,6 +103,8 @@ absl::Status BrokerServer::Init() {
     m.SyncCounter("nacks", "negative acknowledgements", c.nacked.load());
     m.SetGauge("subscriptions", "Subscribe streams connected", engine_->SubscriptionCount());
     m.SetGauge("store_healthy", "1 when the store accepts writes", store_->Health().ok());
+    m.SetGauge("audit_backlog", "audit entries of reads on a full disk, waiting for space",
+               static_cast<double>(audit_backlog_->size()));
     m.SyncCounter("enqueued", "messages enqueued", c.enqueued.load());
     m.SyncCounter("deadline_breaches", "referral and consult deadlines missed (escalations)",
                   c.deadline_breaches.load());
@@ -146,8 +148,10 @@ absl::Status BrokerServer::StartGrpc() {
   ssl.pem_root_certs = ca;
   ssl.pem_key_cert_pairs.push_back({key, cert});
 
-  service_context_ = std::make_unique<api::ServiceContext>(api::ServiceContext{
-      *authenticator_, *policy_, *engine_, *workflow_, *metrics_, options_.delivery});
+  audit_backlog_ = std::make_unique<audit::AuditBacklog>();
+  service_context_ = std::make_unique<api::ServiceContext>(
+      api::ServiceContext{*authenticator_, *policy_, *engine_, *workflow_, *metrics_,
+                          options_.delivery, *audit_backlog_});
   referral_service_ = std::make_unique<api::ReferralServiceImpl>(*service_context_);
   delivery_service_ = std::make_unique<api::DeliveryServiceImpl>(*service_context_);
   admin_service_ = std::make_unique<api::AdminServiceImpl>(*service_context_, *registry_);
@@ -341,6 +345,12 @@ void BrokerServer::Housekeeping() {
     server_->GetHealthCheckService()->SetServingStatus(healthy);
   }
   Micros now = SystemClock::Get().Now();
+  if (healthy && audit_backlog_->size() > 0) {
+    absl::Status flushed = audit_backlog_->Flush(*store_);
+    if (!flushed.ok() && !absl::IsResourceExhausted(flushed)) {
+      spdlog::warn("audit backlog not flushed: {}", flushed.ToString());
+    }
+  }
   if (healthy && now - last_prune_ >= options_.delivery.prune_interval_s * 1000000LL) {
     last_prune_ = now;
     int64_t keep_s = options_.delivery.retention_seconds > 0
@@ -385,6 +395,11 @@ void BrokerServer::Shutdown() {
   timers_io_.stop();
   if (timers_thread_.joinable()) timers_thread_.join();
   engine_->Shutdown();
+  if (size_t held = audit_backlog_->size(); held > 0) {
+    absl::Status s = audit_backlog_->Flush(*store_);
+    if (!s.ok())
+      spdlog::error("audit: {} entries of reads on a full disk lost: {}", held, s.ToString());
+  }
   status_page_.reset();
   http_.reset();
   spdlog::info("shut down cleanly");

@@ -2,6 +2,7 @@
 // ServiceContext: the collaborators every gRPC service adapter uses. Owned by BrokerServer;
 // outlives the services.
 
+#include "broker/audit/audit_backlog.h"
 #include "broker/auth/access_policy.h"
 #include "broker/auth/authenticator.h"
 #include "broker/config/broker_options.h"
@@ -18,6 +19,7 @@ struct ServiceContext {
   domain::ReferralWorkflow& workflow;
   observability::Metrics& metrics;
   const config::DeliveryOptions& delivery_options;
+  audit::AuditBacklog& audit_backlog;  // entries of reads answered while the disk is full
 };
 
 }  // namespace refbroker::api

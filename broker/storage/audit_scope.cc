@@ -59,7 +59,9 @@ absl::Status AuditScope::Finish(absl::StatusCode outcome) {
   pending_.clear();
   wrote_any_ = true;  // so the append below takes nothing from this scope
   for (AuditRow& row : rows) row.outcome = absl::StatusCodeToString(outcome);
-  return store_.AppendAudit(rows);
+  absl::Status s = store_.AppendAudit(rows);
+  if (!s.ok()) unwritten_ = std::move(rows);
+  return s;
 }
 
 }  // namespace refbroker::storage

@@ -35,11 +35,14 @@ class AuditScope {
   // Appends the entries not yet written, with `outcome` (a base entry alone when the request
   // touched nothing and wrote nothing). Returns the store's error, if any.
   absl::Status Finish(absl::StatusCode outcome);
+  // After a failed Finish: the entries it could not append (empty otherwise).
+  std::vector<AuditRow> TakeUnwritten() { return std::move(unwritten_); }
 
  private:
   Store& store_;
   AuditRow base_;
   std::vector<AuditRow> pending_;
+  std::vector<AuditRow> unwritten_;
   // (subject, patient key) already written or pending: touched again, they add nothing.
   std::set<std::pair<std::string, std::string>> touched_;
   bool wrote_any_ = false;

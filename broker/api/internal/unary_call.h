@@ -44,7 +44,10 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
     storage::AuditScope audit(ctx.engine.store(), base);
     absl::Status s = body(*who);
     absl::Status recorded = audit.Finish(s.code());
-    // Nothing is disclosed whose reading could not be recorded.
+    // A full disk does not stop reads: their entries wait in memory until space returns.
+    if (absl::IsResourceExhausted(recorded))
+      recorded = ctx.audit_backlog.Hold(audit.TakeUnwritten());
+    // Otherwise nothing is disclosed whose reading could not be recorded.
     if (s.ok() && !recorded.ok()) s = recorded;
     ctx.metrics.CountRpc(method, s.code());
     ctx.metrics.ObserveRpc(
