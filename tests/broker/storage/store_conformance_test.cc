@@ -101,7 +101,13 @@ class StoreConformance : public testing::TestWithParam<StoreFactory> {
 
   LeaseResult Lease(const std::string& group, size_t n, Micros now, Micros deadline = 30,
                     uint32_t max_attempts = 3) {
-    LeaseRequest req{kQueue, group, n, now, now + deadline * kSecond, max_attempts};
+    LeaseRequest req;
+    req.queue = kQueue;
+    req.group = group;
+    req.max_messages = n;
+    req.now = now;
+    req.lease_until = now + deadline * kSecond;
+    req.max_attempts = max_attempts;
     auto r = store_->Lease(req);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : LeaseResult{};
@@ -808,7 +814,12 @@ TEST_P(StoreConformance, ALeaseForAReaderRecordsADeliveryPerMessage) {
   ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
   Submit("ref-1");
   Submit("ref-2");
-  LeaseRequest req{kQueue, "his", 10, kT0, kT0 + 30 * kSecond, 3};
+  LeaseRequest req;
+  req.queue = kQueue;
+  req.group = "his";
+  req.max_messages = 10;
+  req.now = kT0;
+  req.lease_until = kT0 + 30 * kSecond;
   req.reader = "12411723417580001B";
   req.reader_alliance = "pingyu";
   req.reader_peer = "ipv4:127.0.0.1:6000";
