@@ -34,6 +34,7 @@ class SessionReactor final : public Reactor {
       return;
     }
     state_->who = *principal;
+    state_->peer = context->peer();
     state_->writer->Read(&state_->frame);
   }
 
@@ -43,7 +44,16 @@ class SessionReactor final : public Reactor {
       return;
     }
     state_->ctx.engine.RunBlocking([state = state_] {
-      absl::Status s = state->Handle();
+      // Each frame is audited as a call: the join (a read of the consult) and each message.
+      storage::AuditRow base;
+      base.at = state->ctx.engine.clock().Now();
+      base.actor = state->who->id;
+      base.alliance = state->who->alliance;
+      base.action = state->frame.frame_case() == SessionFrame::kJoinConsultId ? "Session.Join"
+                                                                              : "Session.Message";
+      base.peer = state->peer;
+      storage::AuditScope audit(state->ctx.engine.store(), base);
+      absl::Status s = internal::FinishAudit(state->ctx, audit, state->Handle());
       if (!s.ok()) {
         state->ctx.metrics.CountRpc("Session", s.code());
         state->writer->Finish(s);
@@ -72,6 +82,7 @@ class SessionReactor final : public Reactor {
     ConsultSessions& sessions;
     std::shared_ptr<Writer> writer;
     const auth::Principal* who = nullptr;
+    std::string peer;
     SessionFrame frame;  // the read buffer; one read at a time
     std::unique_ptr<ConsultSessions::Membership> membership;
     std::string consult_id;

@@ -14,6 +14,17 @@
 
 namespace refbroker::api::internal {
 
+// Writes what `audit` still holds, with the call's outcome `s`, and returns the status to
+// answer: `s`, or the audit error when a successful call's entries could not be recorded
+// (nothing is disclosed unrecorded). A full disk does not stop reads: their entries wait in
+// memory (AuditBacklog) until space returns.
+inline absl::Status FinishAudit(ServiceContext& ctx, storage::AuditScope& audit, absl::Status s) {
+  absl::Status recorded = audit.Finish(s.code());
+  if (absl::IsResourceExhausted(recorded)) recorded = ctx.audit_backlog.Hold(audit.TakeUnwritten());
+  if (s.ok() && !recorded.ok()) return recorded;
+  return s;
+}
+
 // `body(const auth::Principal&) -> absl::Status` fills the response; it must stay valid until
 // it runs (capture request/response pointers, which gRPC keeps alive until Finish).
 template <typename Body>
@@ -42,13 +53,7 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
   ctx.engine.RunBlocking([&ctx, reactor, who, method, body, base, received]() mutable {
     base.at = ctx.engine.clock().Now();
     storage::AuditScope audit(ctx.engine.store(), base);
-    absl::Status s = body(*who);
-    absl::Status recorded = audit.Finish(s.code());
-    // A full disk does not stop reads: their entries wait in memory until space returns.
-    if (absl::IsResourceExhausted(recorded))
-      recorded = ctx.audit_backlog.Hold(audit.TakeUnwritten());
-    // Otherwise nothing is disclosed whose reading could not be recorded.
-    if (s.ok() && !recorded.ok()) s = recorded;
+    absl::Status s = FinishAudit(ctx, audit, body(*who));
     ctx.metrics.CountRpc(method, s.code());
     ctx.metrics.ObserveRpc(
         method, s.code(),
