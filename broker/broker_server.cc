@@ -149,9 +149,11 @@ absl::Status BrokerServer::StartGrpc() {
   ssl.pem_key_cert_pairs.push_back({key, cert});
 
   audit_backlog_ = std::make_unique<audit::AuditBacklog>();
+  limiter_ = std::make_unique<auth::RateLimiter>(auth::RateLimits{
+      options_.limits.calls_per_second, options_.limits.burst, options_.limits.max_streams});
   service_context_ = std::make_unique<api::ServiceContext>(
       api::ServiceContext{*authenticator_, *policy_, *engine_, *workflow_, *metrics_,
-                          options_.delivery, *audit_backlog_});
+                          options_.delivery, *audit_backlog_, *limiter_});
   referral_service_ = std::make_unique<api::ReferralServiceImpl>(*service_context_);
   delivery_service_ = std::make_unique<api::DeliveryServiceImpl>(*service_context_);
   admin_service_ = std::make_unique<api::AdminServiceImpl>(*service_context_, *registry_);

@@ -90,6 +90,7 @@ class BrokerServer {
   std::unique_ptr<timers::DeadlineScheduler> consult_deadlines_;
   std::unique_ptr<observability::Metrics> metrics_;
   std::unique_ptr<audit::AuditBacklog> audit_backlog_;
+  std::unique_ptr<auth::RateLimiter> limiter_;
   std::unique_ptr<api::ServiceContext> service_context_;
   std::unique_ptr<api::ReferralServiceImpl> referral_service_;
   std::unique_ptr<api::DeliveryServiceImpl> delivery_service_;

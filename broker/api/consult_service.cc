@@ -34,6 +34,12 @@ class SessionReactor final : public Reactor {
       return;
     }
     state_->who = *principal;
+    if (absl::Status s = ctx.limiter.OpenStream(**principal); !s.ok()) {
+      ctx.metrics.CountRpc("Session", s.code());
+      state_->writer->Finish(s);
+      return;
+    }
+    state_->counted = true;
     state_->peer = context->peer();
     state_->writer->Read(&state_->frame);
   }
@@ -66,6 +72,7 @@ class SessionReactor final : public Reactor {
   void OnWriteDone(bool ok) override { state_->writer->OnWriteDone(ok); }
 
   void OnDone() override {
+    if (state_->counted) state_->ctx.limiter.CloseStream(*state_->who);
     state_->writer->Detach();
     delete this;  // the State (and the session membership) goes with the last task holding it
   }
@@ -83,7 +90,8 @@ class SessionReactor final : public Reactor {
     std::shared_ptr<Writer> writer;
     const auth::Principal* who = nullptr;
     std::string peer;
-    SessionFrame frame;  // the read buffer; one read at a time
+    bool counted = false;  // counted against the principal's stream limit
+    SessionFrame frame;    // the read buffer; one read at a time
     std::unique_ptr<ConsultSessions::Membership> membership;
     std::string consult_id;
   };

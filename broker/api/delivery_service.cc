@@ -46,6 +46,12 @@ class SubscribeReactor final : public Reactor {
       return;
     }
     who_ = *principal;
+    if (absl::Status s = ctx_.limiter.OpenStream(*who_); !s.ok()) {
+      ctx_.metrics.CountRpc("Subscribe", s.code());
+      sink_->Fail(s);
+      return;
+    }
+    counted_ = true;
     peer_ = context->peer();
     StartRead(&request_);
   }
@@ -67,6 +73,7 @@ class SubscribeReactor final : public Reactor {
   void OnWriteDone(bool ok) override { sink_->OnWriteDone(ok); }
 
   void OnDone() override {
+    if (counted_) ctx_.limiter.CloseStream(*who_);
     sink_->Detach();
     if (subscription_) subscription_->Close();
     delete this;
@@ -118,6 +125,7 @@ class SubscribeReactor final : public Reactor {
   std::shared_ptr<StreamSink> sink_;
   const auth::Principal* who_ = nullptr;
   std::string peer_;
+  bool counted_ = false;  // counted against the principal's stream limit
   SubscribeRequest request_;
   std::shared_ptr<delivery::Subscription> subscription_;
 };

@@ -5,6 +5,7 @@
 #include "broker/audit/audit_backlog.h"
 #include "broker/auth/access_policy.h"
 #include "broker/auth/authenticator.h"
+#include "broker/auth/rate_limiter.h"
 #include "broker/config/broker_options.h"
 #include "broker/delivery/delivery_engine.h"
 #include "broker/domain/referral_workflow.h"
@@ -20,6 +21,7 @@ struct ServiceContext {
   observability::Metrics& metrics;
   const config::DeliveryOptions& delivery_options;
   audit::AuditBacklog& audit_backlog;  // entries of reads answered while the disk is full
+  auth::RateLimiter& limiter;          // per-principal call rate and stream limits
 };
 
 }  // namespace refbroker::api

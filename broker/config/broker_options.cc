@@ -80,6 +80,11 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetInt(t, "delivery", "prune_interval_s", o.delivery.prune_interval_s);
   GetInt(t, "delivery", "max_window", o.delivery.max_window);
   GetInt(t, "audit", "retention_days", o.audit.retention_days);
+  if (const toml::table* l = t["limits"].as_table()) {
+    if (auto v = (*l)["calls_per_second"].value<double>()) o.limits.calls_per_second = *v;
+    if (auto v = (*l)["burst"].value<double>()) o.limits.burst = *v;
+    if (auto v = (*l)["max_streams"].value<int64_t>()) o.limits.max_streams = static_cast<int>(*v);
+  }
   GetString(t, "audit", "archive_dir", o.audit.archive_dir);
   GetInt(t, "audit", "archive_interval_s", o.audit.archive_interval_s);
   GetInt(t, "recognition", "result_retention_days", o.recognition.result_retention_days);
@@ -170,6 +175,13 @@ absl::Status BrokerOptions::Validate() const {
   RETURN_IF_ERROR(Range("delivery.prune_interval_s", delivery.prune_interval_s, 1, 86400));
   RETURN_IF_ERROR(Range("delivery.max_window", delivery.max_window, 1, 100000));
   RETURN_IF_ERROR(Range("audit.retention_days", audit.retention_days, 183, 36500));
+  if (!(limits.calls_per_second >= 1 && limits.calls_per_second <= 1e6)) {
+    return absl::InvalidArgumentError("config limits.calls_per_second: outside 1..1000000");
+  }
+  if (!(limits.burst >= 1 && limits.burst <= 1e7)) {
+    return absl::InvalidArgumentError("config limits.burst: outside 1..10000000");
+  }
+  RETURN_IF_ERROR(Range("limits.max_streams", limits.max_streams, 1, 100000));
   RETURN_IF_ERROR(Range("audit.archive_interval_s", audit.archive_interval_s, 1, 86400));
   if (audit.archive_dir.empty()) {
     return absl::InvalidArgumentError("config audit.archive_dir: required");

@@ -94,6 +94,13 @@ struct AuditOptions {
   int archive_interval_s = 3600;
 };
 
+// [limits]: per principal, so that one flooding institution does not slow the others.
+struct LimitOptions {
+  double calls_per_second = 500;
+  double burst = 1000;
+  int max_streams = 64;
+};
+
 struct LogOptions {
   std::string level = "info";   // trace, debug, info, warn, error
   std::string format = "text";  // text or json
@@ -108,6 +115,7 @@ struct BrokerOptions {
   ConsultOptions consult;
   RecognitionOptions recognition;
   AuditOptions audit;
+  LimitOptions limits;
   LogOptions log;
   std::string registry_path = "registry.toml";
 

@@ -48,6 +48,12 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
     return reactor;
   }
   const auth::Principal* who = *principal;
+  // A principal over its call rate is refused at once: no store work, no audit entry.
+  if (absl::Status s = ctx.limiter.AdmitCall(*who, ctx.engine.clock().Now()); !s.ok()) {
+    ctx.metrics.CountRpc(method, s.code());
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
   base.actor = who->id;
   base.alliance = who->alliance;
   ctx.engine.RunBlocking([&ctx, reactor, who, method, body, base, received]() mutable {
