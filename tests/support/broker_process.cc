@@ -121,6 +121,8 @@ int64_t BrokerProcess::CountRows(const char* table) const {
     sqlite3_close(db);
     return -1;
   }
+  // The broker writes (audit entries too, even for refused calls): wait out a busy moment.
+  sqlite3_busy_timeout(db, 5000);
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, (std::string("SELECT COUNT(*) FROM ") + table).c_str(), -1, &st, nullptr);
   int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
