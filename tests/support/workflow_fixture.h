@@ -144,7 +144,13 @@ class WorkflowFixture : public ::testing::Test {
     static int g = 0;
     std::string group = "probe" + std::to_string(g++);
     EXPECT_TRUE(store_->EnsureGroup(queue, group, clock_.Now()).ok());
-    auto leased = store_->Lease({queue, group, 1000, clock_.Now(), clock_.Now() + 1000000, 5});
+    storage::LeaseRequest probe;
+    probe.queue = queue;
+    probe.group = group;
+    probe.max_messages = 1000;
+    probe.now = clock_.Now();
+    probe.lease_until = clock_.Now() + 1000000;
+    auto leased = store_->Lease(probe);
     refbroker::v1::Delivery d;
     if (leased.ok() && !leased->messages.empty()) {
       uint64_t best = 0;
