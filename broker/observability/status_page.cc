@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/html.h"
+#include "broker/common/queue_name.h"
 
 namespace refbroker::observability {
 namespace {
@@ -33,12 +34,6 @@ std::string Fixed(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f", v);
   return buf;
-}
-
-std::string KindName(v1::QueueKind k) {
-  std::string n = v1::QueueKind_Name(k);
-  for (char& c : n) c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
-  return n;
 }
 
 }  // namespace
@@ -80,7 +75,7 @@ std::string RenderStatusPage(const v1::ListQueuesResponse& queues, const v1::All
       if (q.direction() != dir) continue;
       uint32_t consumers = 0;
       for (const auto& g : q.groups()) consumers += g.consumers();
-      std::string name = absl::StrCat(q.queue().owner(), "/", KindName(q.queue().kind()));
+      std::string name = QueueName{q.queue().owner(), q.queue().kind()}.ToString();
       absl::StrAppend(&out, "<tr data-queue=\"", Html(name), "\"",
                       q.deadline_breaches() > 0 ? " class=\"late\"" : "", "><td class=\"name\">",
                       Html(name), "</td><td class=\"name\">", Html(q.owner_name()), "</td><td>",
