@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 
@@ -240,25 +241,42 @@ TEST(Audit, ChainVerifiesAfterAScenarioAndTheAlteredEntryIsNamed) {
   EXPECT_NE(out.find("altered"), std::string::npos) << out;
 }
 
-// Pages the queue tables (messages, their fan-out, and their indexes) take in the store.
-int64_t QueuePages(const std::string& db_path) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) return -1;
-  sqlite3_busy_timeout(db, 2000);
-  sqlite3_stmt* st = nullptr;
+// The queue tables at one moment: the pages they (messages, their fan-out, and their indexes)
+// take in the store, and the messages they hold, read in one snapshot so that a prune between
+// the two reads cannot pair one moment's pages with another's messages.
+struct QueueFootprint {
   int64_t pages = -1;
-  if (sqlite3_prepare_v2(db,
-                         "SELECT COUNT(*) FROM dbstat WHERE name IN ('messages', "
-                         "'group_messages', 'messages_queue', 'group_messages_pending', "
-                         "'group_messages_dead', 'group_messages_seq', "
-                         "'sqlite_autoindex_group_messages_1')",
-                         -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    pages = sqlite3_column_int64(st, 0);
+  int64_t messages = -1;
+};
+
+QueueFootprint QueueFootprintOf(const std::string& db_path) {
+  QueueFootprint out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return out;
   }
-  sqlite3_finalize(st);
+  sqlite3_busy_timeout(db, 2000);
+  auto scalar = [db](const char* sql) -> int64_t {
+    sqlite3_stmt* st = nullptr;
+    int64_t value = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      value = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return value;
+  };
+  if (sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK) {
+    out.messages = scalar("SELECT COUNT(*) FROM messages");
+    out.pages = scalar(
+        "SELECT COUNT(*) FROM dbstat WHERE name IN ('messages', 'group_messages', "
+        "'messages_queue', 'group_messages_pending', 'group_messages_dead', "
+        "'group_messages_seq', 'sqlite_autoindex_group_messages_1')");
+    sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  }
   sqlite3_close(db);
-  return pages;
+  return out;
 }
 
 TEST(Retention, PrunedMessagesAreGoneTheOthersIntactAndTheQueueStopsGrowing) {
@@ -290,22 +308,34 @@ TEST(Retention, PrunedMessagesAreGoneTheOthersIntactAndTheQueueStopsGrowing) {
     }
   };
   ASSERT_NO_FATAL_FAILURE(traffic(4));
-  int64_t pages_early = QueuePages(broker.db_path());
+  QueueFootprint early = QueueFootprintOf(broker.db_path());
   int sent_early = sent;
   ASSERT_NO_FATAL_FAILURE(traffic(8));
   ASSERT_TRUE(inbox.WaitFor(static_cast<size_t>(sent), 20));
-  int64_t pages_late = QueuePages(broker.db_path());
-  int64_t messages = broker.CountRows("messages");
+  QueueFootprint late = QueueFootprintOf(broker.db_path());
   std::printf(
-      "retention: sent %d, queue pages after %d sent: %lld, after %d: %lld; messages "
-      "kept %lld\n",
-      sent_early, sent_early, static_cast<long long>(pages_early), sent,
-      static_cast<long long>(pages_late), static_cast<long long>(messages));
-  ASSERT_GT(pages_early, 0);
-  // Three times the traffic, but the queue's pages stay where they were: freed pages are
-  // reused (and returned to the file system by incremental vacuum).
-  EXPECT_LE(pages_late, pages_early * 3 / 2 + 8);
-  // Messages kept: those younger than retention plus the prune interval, and the waiting one.
+      "retention: queue after %d sent: %lld pages, %lld messages; after %d sent: %lld pages, "
+      "%lld messages\n",
+      sent_early, static_cast<long long>(early.pages), static_cast<long long>(early.messages), sent,
+      static_cast<long long>(late.pages), static_cast<long long>(late.messages));
+  ASSERT_GT(early.pages, 0);
+  ASSERT_GT(early.messages, 0);
+  // Three times the traffic, but the queue's pages follow the messages it holds, not those it
+  // has carried: freed pages are reused (and returned to the file system by incremental
+  // vacuum). A prune that runs late on a busy machine leaves more messages, and so more pages,
+  // at that moment; the pages per message held stay where they were.
+  double held_ratio =
+      std::max(1.0, static_cast<double>(late.messages) / static_cast<double>(early.messages));
+  EXPECT_LE(static_cast<double>(late.pages),
+            (static_cast<double>(early.pages) * 1.5 + 8) * held_ratio);
+  // Messages kept: those younger than retention plus the prune interval, and the waiting one
+  // (each referral is two messages: the hospital's copy and the clinic's update). On a busy
+  // machine the next prune may be a few seconds away: wait for it.
+  int64_t messages = broker.CountRows("messages");
+  for (int i = 0; i < 50 && messages >= sent / 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    messages = broker.CountRows("messages");
+  }
   EXPECT_LT(messages, sent / 2);
   // The pruned are gone, their referrals are not; the unacked one is still delivered.
   EXPECT_TRUE(client.Get(inbox.deliveries().front().referral().id()).ok());
