@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "broker/api/internal/unary_call.h"
+#include "broker/api/referral_stream.h"
 
 namespace refbroker::api {
 
@@ -22,6 +23,11 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::SubmitReferral(
         response->set_duplicate(outcome->duplicate);
         return absl::OkStatus();
       });
+}
+
+grpc::ServerBidiReactor<refbroker::v1::SubmitReferralRequest, refbroker::v1::SubmitReferralsResult>*
+ReferralServiceImpl::SubmitReferrals(grpc::CallbackServerContext* context) {
+  return NewSubmitReferralsReactor(ctx_, context);
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::GetReferral(

@@ -14,6 +14,9 @@ class ReferralServiceImpl final : public refbroker::v1::ReferralService::Callbac
   grpc::ServerUnaryReactor* SubmitReferral(
       grpc::CallbackServerContext* context, const refbroker::v1::SubmitReferralRequest* request,
       refbroker::v1::SubmitReferralResponse* response) override;
+  grpc::ServerBidiReactor<refbroker::v1::SubmitReferralRequest,
+                          refbroker::v1::SubmitReferralsResult>*
+  SubmitReferrals(grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* GetReferral(grpc::CallbackServerContext* context,
                                         const refbroker::v1::GetReferralRequest* request,
                                         refbroker::v1::Referral* response) override;

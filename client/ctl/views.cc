@@ -350,10 +350,10 @@ void WriteReportHtml(const v1::AllianceReport& r, bool utc, std::ostream& out) {
   figure("repeats without reason", N(total.repeats_without_reason()), "repeats");
   out << "</div>\n<h2>Referrals</h2>\n";
   auto rows = [&r](auto fn) {
-    std::vector<std::vector<std::string>> out;
-    for (const auto& f : r.institutions()) out.push_back(fn(f));
-    out.push_back(fn(r.total()));
-    return out;
+    std::vector<std::vector<std::string>> table;
+    for (const auto& f : r.institutions()) table.push_back(fn(f));
+    table.push_back(fn(r.total()));
+    return table;
   };
   HtmlTable(kReferralHeader, rows(ReferralRow), out);
   out << "<h2>Up and down flows per township</h2>\n";

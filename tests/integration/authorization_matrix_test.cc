@@ -12,11 +12,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "client/refclient/admin_client.h"
 #include "client/refclient/consult_client.h"
+#include "client/refclient/referral_stream.h"
 #include "client/refclient/result_client.h"
+#include "refbroker/v1/audit.pb.h"
+#include "refbroker/v1/report.pb.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/test_clients.h"
 
@@ -197,6 +201,21 @@ std::vector<Row> Rows() {
              .Submit(MakeReferral(kXiyangdian, "submit-" + std::to_string(who), v1::ROUTINE,
                                   kPeopleHospital))
              .status();
+       }},
+      {"SubmitReferrals",  // the answer of the stream's one submission, or the stream's end
+       {OK, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED, DENIED, UNAUTH},
+       [](refclient::Connection& c, int who) {
+         absl::Status answer = absl::UnknownError("no answer");
+         refclient::ReferralStream stream(
+             c, 1, [&answer](uint64_t, absl::StatusOr<v1::SubmitReferralResponse> a) {
+               answer = a.status();
+             });
+         stream
+             .Send(MakeReferral(kXiyangdian, "stream-" + std::to_string(who), v1::ROUTINE,
+                                kPeopleHospital))
+             .IgnoreError();
+         absl::Status end = stream.Close();
+         return end.ok() ? answer : end;
        }},
       {"GetReferral",
        {OK, DENIED, DENIED, OK, DENIED, OK, DENIED, DENIED, UNAUTH},
@@ -394,6 +413,32 @@ TEST_F(Matrix, EveryRpcAsEveryPrincipalGetsExactlyTheStatusInTheTable) {
     observed << "}},\n";
   }
   if (print) std::printf("%s", observed.str().c_str());
+}
+
+// The table is complete: every method of every service of the API has a row (a new RPC
+// cannot slip past the matrix).
+TEST(MatrixTable, HasARowForEveryRpcOfEveryService) {
+  std::set<std::string> rows;
+  for (const Row& row : Rows())
+    rows.insert(std::string(row.rpc).substr(0, std::string(row.rpc).find(' ')));
+  const google::protobuf::FileDescriptor* files[] = {
+      v1::Referral::descriptor()->file(),          v1::Consult::descriptor()->file(),
+      v1::ResultRecord::descriptor()->file(),      v1::SubscribeOpen::descriptor()->file(),
+      v1::ListQueuesRequest::descriptor()->file(), v1::AuditEntry::descriptor()->file(),
+      v1::ReportRequest::descriptor()->file()};
+  int methods = 0;
+  for (const auto* file : files) {
+    for (int s = 0; s < file->service_count(); ++s) {
+      const auto* service = file->service(s);
+      for (int m = 0; m < service->method_count(); ++m) {
+        ++methods;
+        EXPECT_EQ(rows.count(service->method(m)->name()), 1u)
+            << service->full_name() << "." << service->method(m)->name()
+            << " has no row in the authorization matrix";
+      }
+    }
+  }
+  EXPECT_EQ(methods, static_cast<int>(rows.size()));
 }
 
 // The lists answer OK to everyone; what they hold is the caller's own business only.

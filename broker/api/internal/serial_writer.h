@@ -33,13 +33,10 @@ class SerialWriter {
 
   // Ends the stream with `status` (OK: a clean end) after the write in progress; queued writes
   // are dropped.
-  void Finish(const absl::Status& status) {
-    std::lock_guard<std::recursive_mutex> lock(mu_);
-    if (finish_) return;
-    finish_ = ToGrpcStatus(status);
-    pending_.clear();
-    StartNextLocked();
-  }
+  void Finish(const absl::Status& status) { End(status, /*drop_queued=*/true); }
+
+  // Ends the stream with `status` once every queued write has been written.
+  void FinishAfterWrites(const absl::Status& status) { End(status, /*drop_queued=*/false); }
 
   // Starts the next read into `into` unless the stream is ending.
   void Read(In* into) {
@@ -68,6 +65,14 @@ class SerialWriter {
   }
 
  private:
+  void End(const absl::Status& status, bool drop_queued) {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    if (finish_) return;
+    finish_ = ToGrpcStatus(status);
+    if (drop_queued) pending_.clear();
+    StartNextLocked();
+  }
+
   void StartNextLocked() {
     if (reactor_ == nullptr || writing_ || finished_) return;
     if (!pending_.empty()) {

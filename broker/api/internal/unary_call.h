@@ -25,6 +25,32 @@ inline absl::Status FinishAudit(ServiceContext& ctx, storage::AuditScope& audit,
   return s;
 }
 
+// Runs `body(who)` (on the calling worker thread) inside an AuditScope made from `base`, writes
+// its audit entries, counts and times the outcome as `method`; returns the status to answer.
+template <typename Body>
+absl::Status RunAudited(ServiceContext& ctx, const auth::Principal& who, storage::AuditRow base,
+                        const char* method, std::chrono::steady_clock::time_point received,
+                        Body&& body) {
+  base.at = ctx.engine.clock().Now();
+  storage::AuditScope audit(ctx.engine.store(), base);
+  absl::Status s = FinishAudit(ctx, audit, body(who));
+  ctx.metrics.CountRpc(method, s.code());
+  ctx.metrics.ObserveRpc(
+      method, s.code(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
+  return s;
+}
+
+// The audit entry of a call whose peer could not be authenticated: written, then counted.
+inline void RecordUnauthenticated(ServiceContext& ctx, storage::AuditRow base, const char* method,
+                                  const absl::Status& status) {
+  base.at = ctx.engine.clock().Now();
+  base.actor = "(unknown)";
+  storage::AuditScope audit(ctx.engine.store(), base);
+  audit.Finish(status.code()).IgnoreError();  // refused either way
+  ctx.metrics.CountRpc(method, status.code());
+}
+
 // `body(const auth::Principal&) -> absl::Status` fills the response; it must stay valid until
 // it runs (capture request/response pointers, which gRPC keeps alive until Finish).
 template <typename Body>
@@ -37,12 +63,8 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
   base.action = method;
   base.peer = context->peer();
   if (!principal.ok()) {
-    ctx.engine.RunBlocking([&ctx, reactor, method, base, status = principal.status()]() mutable {
-      base.at = ctx.engine.clock().Now();
-      base.actor = "(unknown)";
-      storage::AuditScope audit(ctx.engine.store(), base);
-      audit.Finish(status.code()).IgnoreError();  // refused either way
-      ctx.metrics.CountRpc(method, status.code());
+    ctx.engine.RunBlocking([&ctx, reactor, method, base, status = principal.status()]() {
+      RecordUnauthenticated(ctx, base, method, status);
       reactor->Finish(ToGrpcStatus(status));
     });
     return reactor;
@@ -57,14 +79,7 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
   base.actor = who->id;
   base.alliance = who->alliance;
   ctx.engine.RunBlocking([&ctx, reactor, who, method, body, base, received]() mutable {
-    base.at = ctx.engine.clock().Now();
-    storage::AuditScope audit(ctx.engine.store(), base);
-    absl::Status s = FinishAudit(ctx, audit, body(*who));
-    ctx.metrics.CountRpc(method, s.code());
-    ctx.metrics.ObserveRpc(
-        method, s.code(),
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
-    reactor->Finish(ToGrpcStatus(s));
+    reactor->Finish(ToGrpcStatus(RunAudited(ctx, *who, base, method, received, body)));
   });
   return reactor;
 }
