@@ -1,0 +1,269 @@
+// refbench: refbroker's load generator and benchmark. In one run it measures the machine's
+// limits (the disk's write + fdatasync rate in the broker's data directory; a no-op gRPC server
+// with the same proto and the same mutual TLS) and the broker driven the same way, and prints
+// every result as a ratio to its limit, with the medians of --runs runs. Every run ends with the
+// loss check: each acknowledged submission delivered to the subscribed hospital (lost=0).
+// Exit 1 when anything acknowledged was lost or a run could not be made.
+//
+//   refbench --broker 127.0.0.1:7443 --broker-pid 1234 --data-dir /var/lib/refbroker
+//            --certs certs/dev --registry deploy/registry.toml --seconds 10 --runs 3
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "broker/auth/registry.h"
+#include "client/bench/disk_probe.h"
+#include "client/bench/load.h"
+#include "client/bench/noop_server.h"
+
+namespace refbench {
+namespace {
+
+struct ProcessSample {
+  double cpu_seconds = 0;  // user + system
+  double peak_rss_mib = 0;
+  double rss_mib = 0;
+};
+
+// The broker's CPU time and memory, from /proc (zeros when there is no such process).
+ProcessSample SampleProcess(int pid) {
+  ProcessSample s;
+  if (pid <= 0) return s;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream fields(text.substr(close + 2));
+    std::string f;
+    double utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> f; ++i) {  // field 3 is the state
+      if (i == 14) utime = std::stod(f);
+      if (i == 15) stime = std::stod(f);
+    }
+    s.cpu_seconds = (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    auto kib = [&line]() { return std::stod(line.substr(line.find(':') + 1)) / 1024.0; };
+    if (line.rfind("VmHWM:", 0) == 0) s.peak_rss_mib = kib();
+    if (line.rfind("VmRSS:", 0) == 0) s.rss_mib = kib();
+  }
+  return s;
+}
+
+std::string Machine() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, model = "unknown CPU";
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  double mem_gib = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
+                   static_cast<double>(sysconf(_SC_PAGE_SIZE)) / (1024.0 * 1024 * 1024);
+  utsname u{};
+  uname(&u);
+  char out[512];
+  std::snprintf(out, sizeof out, "%s, %ld cores, %.1f GiB, Linux %s", model.c_str(),
+                sysconf(_SC_NPROCESSORS_ONLN), mem_gib, u.release);
+  return out;
+}
+
+// One measured figure of every run, and its median.
+struct Figures {
+  std::map<std::string, std::vector<double>> values;
+  void Add(const std::string& name, double v) { values[name].push_back(v); }
+  double Med(const std::string& name) const {
+    auto it = values.find(name);
+    return it == values.end() ? 0 : Median(it->second);
+  }
+};
+
+void PrintRun(const char* target, Mode mode, const LoadResult& r, double cpu_us_per_msg) {
+  std::printf("  %-6s %-10s %8zu acked %9.0f/s  submit p50 %7.2f p99 %7.2f p99.9 %7.2f ms", target,
+              ModeName(mode), r.acked, r.per_second, r.submit.p50, r.submit.p99, r.submit.p999);
+  if (r.delivered > 0 || r.lost > 0) {
+    std::printf("  delivery p50 %7.2f p99 %7.2f ms  lost=%zu", r.delivery.p50, r.delivery.p99,
+                r.lost);
+  }
+  if (cpu_us_per_msg > 0) std::printf("  broker CPU %.0f µs/msg", cpu_us_per_msg);
+  if (r.refused > 0) std::printf("  refused %zu", r.refused);
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+}  // namespace
+}  // namespace refbench
+
+int main(int argc, char** argv) {
+  using namespace refbench;
+  CLI::App app{"refbench — refbroker's benchmark, every figure as a ratio to the machine's limit"};
+  std::string broker, certs = "certs/dev", registry_path = "deploy/registry.toml", data_dir;
+  int broker_pid = 0, runs = 3, window = 64, callers = 64, payload = 2048;
+  double seconds = 10, disk_seconds = 3;
+  bool no_noop = false;
+  std::vector<std::string> mode_names = {"stream", "unary", "concurrent"};
+  app.add_option("--broker", broker, "the broker's host:port")->required();
+  app.add_option("--broker-pid", broker_pid, "the broker's process id (CPU time and memory)");
+  app.add_option("--data-dir", data_dir,
+                 "the broker's data directory (where the disk's own fdatasync rate is measured)")
+      ->required();
+  app.add_option("--certs", certs, "ca.crt, broker.crt/.key and <principal>.crt/.key");
+  app.add_option("--registry", registry_path, "the alliance (its clinics send, its lead receives)");
+  app.add_option("--seconds", seconds, "seconds of load per mode and target")
+      ->check(CLI::Range(0.2, 3600.0));
+  app.add_option("--disk-seconds", disk_seconds, "seconds of the disk probe per run");
+  app.add_option("--runs", runs, "runs; the table shows their medians")->check(CLI::Range(1, 99));
+  app.add_option("--window", window, "stream mode: unanswered submits per clinic stream")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--callers", callers, "concurrent mode: callers")->check(CLI::Range(1, 1024));
+  app.add_option("--payload", payload, "bytes per referral, about")->check(CLI::Range(256, 65536));
+  app.add_option("--modes", mode_names, "stream, unary, concurrent")->delimiter(',');
+  app.add_flag("--no-noop", no_noop, "skip the no-op server (no gRPC limit, no stream ratio)");
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<Mode> modes;
+  for (const auto& m : mode_names) {
+    if (m == "stream")
+      modes.push_back(Mode::kStream);
+    else if (m == "unary")
+      modes.push_back(Mode::kUnary);
+    else if (m == "concurrent")
+      modes.push_back(Mode::kConcurrent);
+    else {
+      std::cerr << "refbench: --modes: unknown mode '" << m << "'\n";
+      return 2;
+    }
+  }
+  auto registry = refbroker::auth::Registry::LoadFile(registry_path);
+  if (!registry.ok()) {
+    std::cerr << "refbench: " << registry.status().message() << "\n";
+    return 2;
+  }
+  const auto& alliance = (*registry)->alliances().front();
+  LoadOptions base;
+  base.certs = certs;
+  base.seconds = seconds;
+  base.window = window;
+  base.callers = callers;
+  base.payload_bytes = payload;
+  for (const auto& p : (*registry)->principals()) {
+    if (p.alliance != alliance.id) continue;
+    if (p.role == refbroker::auth::Role::kClinic) base.clinics.push_back({p.id, p.cert});
+    if (p.id == alliance.default_receiver) base.receiver = {p.id, p.cert};
+  }
+  std::unique_ptr<NoopServer> noop;
+  if (!no_noop) {
+    auto started = NoopServer::Start(certs);
+    if (!started.ok()) {
+      std::cerr << "refbench: " << started.status().message() << "\n";
+      return 2;
+    }
+    noop = std::move(*started);
+  }
+
+  std::printf("refbench: %s\n", Machine().c_str());
+  std::printf("  %zu clinics of %s send ~%d-byte referrals to %s; %.0f s per mode; %d run(s)\n",
+              base.clinics.size(), alliance.name.c_str(), payload, base.receiver.code.c_str(),
+              seconds, runs);
+  Figures fig;
+  bool failed = false;
+  size_t lost_total = 0;
+  std::string tag = std::to_string(getpid()) + "-" +
+                    std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  for (int run = 1; run <= runs; ++run) {
+    std::printf("run %d\n", run);
+    auto disk = ProbeDisk(data_dir, disk_seconds);
+    if (!disk.ok()) {
+      std::cerr << "refbench: " << disk.status().message() << "\n";
+      return 2;
+    }
+    std::printf("  disk   write+fdatasync 4 KiB %8.0f/s  p50 %7.2f p99 %7.2f ms\n",
+                disk->syncs_per_second, disk->latency.p50, disk->latency.p99);
+    fig.Add("disk/s", disk->syncs_per_second);
+    fig.Add("disk p99", disk->latency.p99);
+    for (Mode mode : modes) {
+      std::string m = ModeName(mode);
+      LoadOptions o = base;
+      o.mode = mode;
+      o.run_tag = tag + "-" + std::to_string(run) + "-" + m;
+      if (noop && mode != Mode::kConcurrent) {
+        o.target = noop->address();
+        o.subscribe = false;
+        LoadResult r = RunLoad(o);
+        if (!r.error.empty()) {
+          std::cerr << "refbench: no-op " << m << ": " << r.error << "\n";
+          failed = true;
+        }
+        PrintRun("no-op", mode, r, 0);
+        fig.Add("noop " + m + "/s", r.per_second);
+      }
+      o.target = broker;
+      o.subscribe = true;
+      ProcessSample before = SampleProcess(broker_pid);
+      LoadResult r = RunLoad(o);
+      ProcessSample after = SampleProcess(broker_pid);
+      if (!r.error.empty()) {
+        std::cerr << "refbench: broker " << m << ": " << r.error << "\n";
+        failed = true;
+      }
+      double cpu_us = r.acked > 0 ? (after.cpu_seconds - before.cpu_seconds) * 1e6 /
+                                        static_cast<double>(r.acked)
+                                  : 0;
+      PrintRun("broker", mode, r, cpu_us);
+      lost_total += r.lost;
+      fig.Add(m + "/s", r.per_second);
+      fig.Add(m + " p50", r.submit.p50);
+      fig.Add(m + " p99", r.submit.p99);
+      fig.Add(m + " p99.9", r.submit.p999);
+      fig.Add(m + " delivery p50", r.delivery.p50);
+      fig.Add(m + " delivery p99", r.delivery.p99);
+      fig.Add(m + " cpu", cpu_us);
+      fig.Add("peak rss", after.peak_rss_mib);
+    }
+  }
+
+  // The table: medians, and each target as a ratio to its limit measured in the same runs.
+  std::printf("\nmedians of %d run(s) — %s\n", runs, Machine().c_str());
+  std::printf("  %-44s %12s %12s %8s %s\n", "measure", "broker", "limit", "ratio", "target");
+  auto row = [&](const char* what, double v, double limit, const char* target, bool met) {
+    std::printf("  %-44s %12.1f %12.1f %8.2f %s %s\n", what, v, limit, limit > 0 ? v / limit : 0.0,
+                target, limit > 0 ? (met ? "met" : "MISSED") : "");
+  };
+  double disk = fig.Med("disk/s"), disk_p99 = fig.Med("disk p99");
+  for (Mode mode : modes) {
+    std::string m = ModeName(mode);
+    double v = fig.Med(m + "/s");
+    if (mode == Mode::kStream) {
+      double limit = fig.Med("noop stream/s");
+      row("stream: durable submits/s vs no-op stream/s", v, limit, "≥ 0.3", v >= 0.3 * limit);
+    } else if (mode == Mode::kUnary) {
+      row("unary: submits/s vs disk fdatasync/s", v, disk, "≥ 0.8", v >= 0.8 * disk);
+      double p99 = fig.Med(m + " p99");
+      row("unary: p99 ms vs disk fdatasync p99 ms", p99, disk_p99, "≤ 3", p99 <= 3 * disk_p99);
+    } else {
+      row("64 callers: submits/s vs disk fdatasync/s", v, disk, "≥ 5", v >= 5 * disk);
+    }
+  }
+  std::printf("  %-44s %s\n", "", "");
+  for (Mode mode : modes) {
+    std::string m = ModeName(mode);
+    std::printf(
+        "  %-10s submit p50 %.2f p99 %.2f p99.9 %.2f ms; delivery p50 %.2f p99 %.2f ms; "
+        "broker CPU %.0f µs/msg\n",
+        m.c_str(), fig.Med(m + " p50"), fig.Med(m + " p99"), fig.Med(m + " p99.9"),
+        fig.Med(m + " delivery p50"), fig.Med(m + " delivery p99"), fig.Med(m + " cpu"));
+  }
+  if (broker_pid > 0) std::printf("  broker peak resident memory %.1f MiB\n", fig.Med("peak rss"));
+  std::printf("lost=%zu\n", lost_total);
+  return failed || lost_total > 0 ? 1 : 0;
+}
