@@ -317,10 +317,15 @@ void BrokerServer::RecordLostDeliveries() {
 // The receiver's system acked a new referral: it is DELIVERED.
 void BrokerServer::OnAck(const QueueName& queue, const storage::AckResult& result) {
   if (queue.kind != refbroker::v1::REFERRALS || !result.first_ack) return;
-  absl::Status s = workflow_->MarkDelivered(result.subject_id, queue.owner);
-  if (!s.ok()) {
-    spdlog::warn("referral id={} DELIVERED not recorded: {}", result.subject_id, s.ToString());
-  }
+  // On the worker pool, not on the subscription's strand: the strand goes on with the next
+  // acks, and the DELIVERED events of many acks share group commits. One lost to a crash or a
+  // shutdown is recorded at the next start (RecordLostDeliveries).
+  engine_->RunBlocking([this, referral_id = result.subject_id, owner = queue.owner] {
+    absl::Status s = workflow_->MarkDelivered(referral_id, owner);
+    if (!s.ok()) {
+      spdlog::warn("referral id={} DELIVERED not recorded: {}", referral_id, s.ToString());
+    }
+  });
 }
 
 void BrokerServer::ScheduleHousekeeping() {

@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "broker/delivery/delivery_engine.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -112,24 +113,40 @@ refbroker::v1::Delivery Subscription::ToDelivery(const storage::LeasedMessage& m
 }
 
 void Subscription::Ack(uint64_t sequence) {
-  boost::asio::post(strand_, [self = shared_from_this(), sequence] {
-    if (self->closed_) return;
-    auto r = self->engine_.store().Ack(self->queue_text_, self->group_, sequence,
-                                       self->engine_.clock().Now());
-    if (!r.ok()) {
-      if (absl::IsNotFound(r.status())) {
-        self->FailAndClose(absl::InvalidArgumentError(std::string("ack.sequence: ") +
-                                                      std::string(r.status().message())));
-      } else {
-        self->FailAndClose(r.status());
-      }
+  {
+    std::lock_guard<std::mutex> lock(acks_mu_);
+    pending_acks_.push_back(sequence);
+    if (ack_flush_queued_) return;  // the queued flush takes this one too
+    ack_flush_queued_ = true;
+  }
+  boost::asio::post(strand_, [self = shared_from_this()] { self->FlushAcks(); });
+}
+
+void Subscription::FlushAcks() {
+  std::vector<uint64_t> batch;
+  {
+    std::lock_guard<std::mutex> lock(acks_mu_);
+    batch.swap(pending_acks_);
+    ack_flush_queued_ = false;
+  }
+  if (closed_ || batch.empty()) return;
+  auto results = engine_.store().AckBatch(queue_text_, group_, batch, engine_.clock().Now());
+  if (!results.ok()) {
+    FailAndClose(results.status());
+    return;
+  }
+  for (const storage::AckResult& r : *results) {
+    if (!r.found) {
+      FailAndClose(absl::InvalidArgumentError(absl::StrCat("ack.sequence: sequence ", r.sequence,
+                                                           " is not in group '", group_, "' of ",
+                                                           queue_text_)));
       return;
     }
-    self->engine_.counters().acked++;
-    self->inflight_.erase(sequence);
-    self->engine_.RunAckHook(self->queue_, *r);
-    self->Pump();
-  });
+    engine_.counters().acked++;
+    inflight_.erase(r.sequence);
+    engine_.RunAckHook(queue_, r);
+  }
+  Pump();
 }
 
 void Subscription::Nack(uint64_t sequence, std::string reason) {

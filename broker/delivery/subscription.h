@@ -16,7 +16,9 @@
 #include <boost/asio/thread_pool.hpp>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "broker/common/queue_name.h"
 #include "broker/delivery/delivery_sink.h"
@@ -60,6 +62,7 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
 
  private:
   void Pump();                                           // on strand
+  void FlushAcks();                                      // on strand
   void ArmTimer(std::optional<Micros> next_visible_at);  // on strand
   void FailAndClose(const absl::Status& status);         // on strand
   // Stops pumping, gives unacked leases back to the group, unregisters. On strand.
@@ -79,6 +82,11 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   bool started_ = false;                 // strand only
   bool closed_ = false;                  // strand only
   std::atomic<bool> pump_queued_{false};
+  // Acks wait here for the strand and are written together, one transaction for all that came
+  // in while the previous batch was being committed.
+  std::mutex acks_mu_;
+  std::vector<uint64_t> pending_acks_;  // guarded by acks_mu_
+  bool ack_flush_queued_ = false;       // guarded by acks_mu_
 };
 
 }  // namespace refbroker::delivery

@@ -516,29 +516,37 @@ absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
   return result;
 }
 
-absl::StatusOr<AckResult> SqliteStore::Ack(const std::string& queue, const std::string& group,
-                                           uint64_t sequence, Micros now) {
-  AckResult result;
+absl::StatusOr<std::vector<AckResult>> SqliteStore::AckBatch(const std::string& queue,
+                                                             const std::string& group,
+                                                             const std::vector<uint64_t>& sequences,
+                                                             Micros now) {
+  std::vector<AckResult> results;
   RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
+    results.clear();  // the transaction may run again
     ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT gm.state, m.subject_id FROM group_messages gm "
                                         "JOIN messages m ON m.seq=gm.seq WHERE gm.queue=? AND "
                                         "gm.grp=? AND gm.seq=?"));
-    q->Bind(1, queue).Bind(2, group).Bind(3, static_cast<int64_t>(sequence));
-    ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) {
-      return absl::NotFoundError(
-          absl::StrCat("sequence ", sequence, " is not in group '", group, "' of ", queue));
-    }
-    result.subject_id = q->Text(1);
-    if (q->Int(0) == schema::kAcked) return absl::OkStatus();
     ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE group_messages SET state=2, state_at=? WHERE "
                                          "queue=? AND grp=? AND seq=?"));
-    up->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(sequence));
-    RETURN_IF_ERROR(up->Run());
-    result.first_ack = true;
+    for (uint64_t sequence : sequences) {
+      AckResult& result = results.emplace_back();
+      result.sequence = sequence;
+      q->Reset();
+      q->Bind(1, queue).Bind(2, group).Bind(3, static_cast<int64_t>(sequence));
+      ASSIGN_OR_RETURN(bool row, q->Step());
+      if (!row) {
+        result.found = false;
+        continue;
+      }
+      result.subject_id = q->Text(1);
+      if (q->Int(0) == schema::kAcked) continue;
+      up->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(sequence));
+      RETURN_IF_ERROR(up->Run());
+      result.first_ack = true;
+    }
     return absl::OkStatus();
   }));
-  return result;
+  return results;
 }
 
 absl::Status SqliteStore::Nack(const std::string& queue, const std::string& group,

@@ -52,8 +52,10 @@ class SqliteStore final : public Store {
   absl::StatusOr<uint64_t> Replay(const std::string& queue, const std::string& group,
                                   uint64_t from_sequence, Micros now) override;
   absl::StatusOr<LeaseResult> Lease(const LeaseRequest& request) override;
-  absl::StatusOr<AckResult> Ack(const std::string& queue, const std::string& group,
-                                uint64_t sequence, Micros now) override;
+  absl::StatusOr<std::vector<AckResult>> AckBatch(const std::string& queue,
+                                                  const std::string& group,
+                                                  const std::vector<uint64_t>& sequences,
+                                                  Micros now) override;
   absl::Status Nack(const std::string& queue, const std::string& group, uint64_t sequence,
                     const std::string& reason, uint32_t max_attempts, Micros retry_at,
                     Micros now) override;

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "broker/common/clock.h"
 
 namespace refbroker::storage {
@@ -137,6 +138,8 @@ struct LeaseResult {
 };
 
 struct AckResult {
+  uint64_t sequence = 0;
+  bool found = true;  // false when the group never had this sequence
   std::string subject_id;
   bool first_ack = false;  // false when it was already acked (acks are idempotent)
 };
@@ -414,9 +417,16 @@ class Store {
   // Leases up to max_messages deliverable messages, highest priority first, FIFO within a
   // priority. Expired leases that reached max_attempts become dead letters first.
   virtual absl::StatusOr<LeaseResult> Lease(const LeaseRequest& request) = 0;
-  // Marks the message done for the group. NotFound if the group never had it.
-  virtual absl::StatusOr<AckResult> Ack(const std::string& queue, const std::string& group,
-                                        uint64_t sequence, Micros now) = 0;
+  // Marks the messages done for the group, in one transaction (a subscriber's acks arrive
+  // faster than one commit each). One result per sequence, in order; found = false for a
+  // sequence the group never had (the others are still acked).
+  virtual absl::StatusOr<std::vector<AckResult>> AckBatch(const std::string& queue,
+                                                          const std::string& group,
+                                                          const std::vector<uint64_t>& sequences,
+                                                          Micros now) = 0;
+  // One ack. NotFound if the group never had the message.
+  absl::StatusOr<AckResult> Ack(const std::string& queue, const std::string& group,
+                                uint64_t sequence, Micros now);
   // Gives a leased message back: ready again at `retry_at`, or a dead letter when its attempts
   // reached max_attempts. A message already acked stays acked.
   virtual absl::Status Nack(const std::string& queue, const std::string& group, uint64_t sequence,
@@ -505,5 +515,16 @@ class Store {
   // OK, or the latched background error.
   virtual absl::Status Health() = 0;
 };
+
+inline absl::StatusOr<AckResult> Store::Ack(const std::string& queue, const std::string& group,
+                                            uint64_t sequence, Micros now) {
+  auto results = AckBatch(queue, group, {sequence}, now);
+  if (!results.ok()) return results.status();
+  if (results->size() != 1 || !results->front().found) {
+    return absl::NotFoundError(
+        absl::StrCat("sequence ", sequence, " is not in group '", group, "' of ", queue));
+  }
+  return std::move(results->front());
+}
 
 }  // namespace refbroker::storage

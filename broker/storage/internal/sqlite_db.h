@@ -37,6 +37,8 @@ class Stmt {
   Stmt& Bind(int index, const std::string& value);  // as TEXT
   Stmt& BindBlob(int index, const std::string& value);
 
+  // Ready to be bound and stepped again (after a Step that stopped at a row).
+  void Reset() { sqlite3_reset(stmt_); }
   // Next row: true when a row is available, false when done.
   absl::StatusOr<bool> Step();
   // Runs to completion (for statements without rows).

@@ -383,6 +383,33 @@ TEST_P(StoreConformance, ExpiredLeaseAtTheAttemptLimitBecomesADeadLetter) {
   EXPECT_EQ((*dead)[0].last_error, "ack deadline exceeded");
 }
 
+TEST_P(StoreConformance, AckBatchAcksTheKnownOnesAndNamesTheUnknown) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  Submit("ref-2");
+  Submit("ref-3");
+  auto leased = Lease("his", 3, kT0).messages;
+  ASSERT_EQ(leased.size(), 3u);
+  ASSERT_TRUE(store_->Ack(kQueue, "his", leased[1].sequence, kT0).ok());
+  auto results =
+      store_->AckBatch(kQueue, "his", {leased[0].sequence, 999999, leased[1].sequence}, kT0);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 3u);
+  EXPECT_EQ((*results)[0].sequence, leased[0].sequence);
+  EXPECT_TRUE((*results)[0].found);
+  EXPECT_TRUE((*results)[0].first_ack);
+  EXPECT_EQ((*results)[0].subject_id, "ref-1");
+  EXPECT_EQ((*results)[1].sequence, 999999u);
+  EXPECT_FALSE((*results)[1].found);
+  EXPECT_TRUE((*results)[2].found);
+  EXPECT_FALSE((*results)[2].first_ack);  // acked before
+  // The batch's acks are durable; the one left out is redelivered after its lease.
+  Reopen();
+  auto after = Lease("his", 10, kT0 + 3600 * kSecond).messages;
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].subject_id, "ref-3");
+}
+
 TEST_P(StoreConformance, AckIsDurableIdempotentAndChecked) {
   ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
   Submit("ref-1");
