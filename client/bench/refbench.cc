@@ -17,9 +17,11 @@
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "broker/auth/registry.h"
 #include "client/bench/disk_probe.h"
+#include "client/bench/idle_subscribers.h"
 #include "client/bench/load.h"
 #include "client/bench/noop_server.h"
 
@@ -111,6 +113,7 @@ int main(int argc, char** argv) {
   int broker_pid = 0, runs = 3, window = 64, callers = 64, payload = 2048;
   double seconds = 10, disk_seconds = 3;
   bool no_noop = false;
+  int idle_subscribers = 0;
   std::vector<std::string> mode_names = {"stream", "unary", "concurrent"};
   app.add_option("--broker", broker, "the broker's host:port")->required();
   app.add_option("--broker-pid", broker_pid, "the broker's process id (CPU time and memory)");
@@ -128,6 +131,10 @@ int main(int argc, char** argv) {
   app.add_option("--callers", callers, "concurrent mode: callers")->check(CLI::Range(1, 1024));
   app.add_option("--payload", payload, "bytes per referral, about")->check(CLI::Range(256, 65536));
   app.add_option("--modes", mode_names, "stream, unary, concurrent")->delimiter(',');
+  app.add_option("--idle-subscribers", idle_subscribers,
+                 "then, with this many idle Subscribe streams open, measure memory per stream "
+                 "and the unary mode's delivery latency again")
+      ->check(CLI::Range(0, 100000));
   app.add_flag("--no-noop", no_noop, "skip the no-op server (no gRPC limit, no stream ratio)");
   CLI11_PARSE(app, argc, argv);
 
@@ -230,6 +237,44 @@ int main(int argc, char** argv) {
       fig.Add(m + " cpu", cpu_us);
       fig.Add("peak rss", after.peak_rss_mib);
     }
+    if (idle_subscribers > 0) {
+      // The same unary load, without and then with the idle streams open.
+      LoadOptions o = base;
+      o.mode = Mode::kUnary;
+      o.target = broker;
+      o.run_tag = tag + "-" + std::to_string(run) + "-idle-before";
+      LoadResult without = RunLoad(o);
+      PrintRun("broker", Mode::kUnary, without, 0);
+      auto conn = refclient::Connection::Create(
+          refclient::CertDirOptions({broker}, certs, base.receiver.cert));
+      if (!conn.ok()) {
+        std::cerr << "refbench: " << conn.status().message() << "\n";
+        return 2;
+      }
+      ProcessSample before = SampleProcess(broker_pid);
+      {
+        IdleSubscribers idle(**conn, base.receiver.code, refbroker::v1::REFERRAL_UPDATES,
+                             "idle-" + tag + "-" + std::to_string(run), idle_subscribers);
+        std::this_thread::sleep_for(std::chrono::seconds(2));
+        ProcessSample opened = SampleProcess(broker_pid);
+        o.run_tag = tag + "-" + std::to_string(run) + "-idle-with";
+        LoadResult with = RunLoad(o);
+        if (idle.failed() > 0) {
+          std::cerr << "refbench: " << idle.failed()
+                    << " idle subscriber(s) ended: " << idle.first_error().message() << "\n";
+          failed = true;
+        }
+        std::printf("  %d idle subscribers open: broker resident memory %.1f -> %.1f MiB\n",
+                    idle_subscribers, before.rss_mib, opened.rss_mib);
+        PrintRun("broker", Mode::kUnary, with, 0);
+        lost_total += without.lost + with.lost;
+        fig.Add("idle kib", (opened.rss_mib - before.rss_mib) * 1024.0 / idle_subscribers);
+        fig.Add("idle delivery p50 without", without.delivery.p50);
+        fig.Add("idle delivery p50 with", with.delivery.p50);
+        fig.Add("idle delivery p99 without", without.delivery.p99);
+        fig.Add("idle delivery p99 with", with.delivery.p99);
+      }
+    }
   }
 
   // The table: medians, and each target as a ratio to its limit measured in the same runs.
@@ -254,7 +299,6 @@ int main(int argc, char** argv) {
       row("64 callers: submits/s vs disk fdatasync/s", v, disk, "≥ 5", v >= 5 * disk);
     }
   }
-  std::printf("  %-44s %s\n", "", "");
   for (Mode mode : modes) {
     std::string m = ModeName(mode);
     std::printf(
@@ -264,6 +308,16 @@ int main(int argc, char** argv) {
         fig.Med(m + " delivery p50"), fig.Med(m + " delivery p99"), fig.Med(m + " cpu"));
   }
   if (broker_pid > 0) std::printf("  broker peak resident memory %.1f MiB\n", fig.Med("peak rss"));
+  if (idle_subscribers > 0) {
+    double p50_without = fig.Med("idle delivery p50 without"),
+           p50_with = fig.Med("idle delivery p50 with");
+    std::printf(
+        "  %d idle subscribers: %.1f KiB of broker memory each; an active subscriber's delivery "
+        "p50 %.2f ms with them vs %.2f ms without (ratio %.2f), p99 %.2f vs %.2f ms\n",
+        idle_subscribers, fig.Med("idle kib"), p50_with, p50_without,
+        p50_without > 0 ? p50_with / p50_without : 0.0, fig.Med("idle delivery p99 with"),
+        fig.Med("idle delivery p99 without"));
+  }
   std::printf("lost=%zu\n", lost_total);
   return failed || lost_total > 0 ? 1 : 0;
 }
