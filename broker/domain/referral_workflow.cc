@@ -317,11 +317,16 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::StoreNew(const auth::Principal& 
                    store_.SubmitReferral(record, event_record, messages));
   SubmitOutcome out;
   out.duplicate = stored.duplicate;
-  ASSIGN_OR_RETURN(out.referral, Load(stored.referral, /*with_history=*/false));
+  if (out.duplicate) {
+    ASSIGN_OR_RETURN(out.referral, Load(stored.referral, /*with_history=*/false));
+  } else {
+    out.referral = std::move(r);  // as stored: what Load would parse back from record.body
+  }
   if (!out.duplicate) {
     spdlog::info("referral submitted id={} journey={} direction={} from={} to={} priority={}",
-                 record.id, record.journey_id, v1::Direction_Name(r.direction()), caller.id,
-                 record.receiver, v1::Priority_Name(r.priority()));
+                 record.id, record.journey_id,
+                 v1::Direction_Name(static_cast<v1::Direction>(record.direction)), caller.id,
+                 record.receiver, v1::Priority_Name(static_cast<v1::Priority>(record.priority)));
     Announce(messages);
     if (hooks_.deadline_set) hooks_.deadline_set(due);
   }
