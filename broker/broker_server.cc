@@ -393,6 +393,12 @@ absl::Status BrokerServer::ReloadCatalogue() {
 void BrokerServer::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  if (server_ == nullptr) {  // the start failed before serving: nothing to drain
+    timers_io_.stop();
+    if (timers_thread_.joinable()) timers_thread_.join();
+    if (engine_) engine_->Shutdown();
+    return;
+  }
   spdlog::info("shutting down: draining");
   server_->GetHealthCheckService()->Shutdown();
   engine_->FailAll(absl::UnavailableError("broker shutting down; reconnect"));

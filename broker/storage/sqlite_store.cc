@@ -194,6 +194,17 @@ absl::StatusOr<std::optional<Micros>> NextVisibleAt(Db& db, const std::string& q
   return std::optional<Micros>(st->Int(0));
 }
 
+// The sequence of the newest audit entry the store holds (or has archived): every write a
+// client was told is durable carries one.
+absl::StatusOr<uint64_t> NewestAuditSequence(Db& db) {
+  ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT MAX(IFNULL((SELECT MAX(seq) FROM audit_log), 0), "
+                                       "IFNULL((SELECT MAX(upto_seq) FROM audit_archives), 0))"));
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  uint64_t newest = row ? static_cast<uint64_t>(st->Int(0)) : 0;
+  st->Reset();
+  return newest;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
@@ -216,8 +227,24 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
   }
   RETURN_IF_ERROR(
       writer_db->Exec(absl::StrCat("PRAGMA journal_size_limit=", options.wal_size_limit_bytes)));
+  // A store that comes back shorter than what it acknowledged is refused, not served.
+  ASSIGN_OR_RETURN(store->marker_, internal::AckMarker::Open(options.path + ".acked"));
+  ASSIGN_OR_RETURN(uint64_t newest, NewestAuditSequence(*writer_db));
+  if (std::optional<uint64_t> acked = store->marker_->previous(); acked && newest < *acked) {
+    return absl::DataLossError(absl::StrCat(
+        "storage: the store ends at audit entry ", newest, " but entry ", *acked,
+        " was acknowledged (noted in ", store->marker_->path(),
+        "): the end of its write-ahead log is damaged, or the file was replaced by an older "
+        "one. A store that lost acknowledged writes is not served. Keep the damaged files for "
+        "analysis and restore the latest backup (OPERATIONS.md, section 5); if an older store "
+        "was put in place on purpose, move the note aside."));
+  }
   store->writer_ =
       std::make_unique<internal::GroupCommitWriter>(std::move(writer_db), options.max_batch);
+  store->writer_->SetAfterCommit([marker = store->marker_.get()](Db& db) {
+    auto sequence = NewestAuditSequence(db);
+    if (sequence.ok()) marker->Note(*sequence);
+  });
   return store;
 }
 

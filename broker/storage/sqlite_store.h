@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/storage/internal/ack_marker.h"
 #include "broker/storage/internal/checkpointer.h"
 #include "broker/storage/internal/group_commit_writer.h"
 #include "broker/storage/internal/sqlite_db.h"
@@ -119,6 +120,7 @@ class SqliteStore final : public Store {
   // (AuditScope) in the same transaction; returns when it is durable.
   absl::Status WriteTxn(std::function<absl::Status(internal::Db&)> fn);
 
+  std::unique_ptr<internal::AckMarker> marker_;  // used by the writer thread: outlives it
   std::unique_ptr<internal::GroupCommitWriter> writer_;
   std::unique_ptr<internal::Checkpointer> checkpointer_;  // destroyed before the writer
   std::mutex readers_mu_;

@@ -30,8 +30,9 @@ class StorageFault : public ::testing::Test {
     BrokerConfig config;
     config.ack_deadline_ms = 30000;
     // (Under the asan preset the shim comes before ASan's runtime, which ASan accepts when told.)
-    config.env = {std::string("LD_PRELOAD=") + REFBROKER_FAULT_SHIM, "ASAN_OPTIONS=verify_asan_link_order=0",
-                  "REFBROKER_FAULT_DIR=" + faults_, "REFBROKER_FAULT_TARGET=/refbroker.db"};
+    config.env = {std::string("LD_PRELOAD=") + REFBROKER_FAULT_SHIM,
+                  "ASAN_OPTIONS=verify_asan_link_order=0", "REFBROKER_FAULT_DIR=" + faults_,
+                  "REFBROKER_FAULT_TARGET=/refbroker.db"};
     broker_ = std::make_unique<BrokerProcess>(config);
     ASSERT_TRUE(broker_->Start().ok()) << broker_->log_path();
     conn_ = ConnectAs(broker_->address(), "xiyangdian-thc");

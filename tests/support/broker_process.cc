@@ -50,7 +50,8 @@ void BrokerProcess::WriteConfig() {
               : config_.registry_path)
       << "\"\n"
       << "[storage]\npath = \"refbroker.db\"\n"
-      << "[recognition]\ncatalogue = \"" << REFBROKER_SOURCE_DIR << "/deploy/recognition.toml\"\n"
+      << config_.storage_toml << "[recognition]\ncatalogue = \"" << REFBROKER_SOURCE_DIR
+      << "/deploy/recognition.toml\"\n"
       << "max_waveform_kb = 64\n"
       << "[delivery]\nack_deadline_ms = " << config_.ack_deadline_ms
       << "\nmax_attempts = " << config_.max_attempts

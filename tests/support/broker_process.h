@@ -29,6 +29,8 @@ struct BrokerConfig {
   std::vector<std::string> env;
   // Extra keys of [delivery], e.g. "retention_seconds = 1\n".
   std::string delivery_toml;
+  // Extra keys of [storage], e.g. "checkpoint_interval_ms = 60000\n".
+  std::string storage_toml;
   // Appended to the generated refbroker.toml, e.g. "[consult.accept]\nemergency_s = 2\n".
   std::string extra_toml;
 };

@@ -116,10 +116,13 @@ void GroupCommitWriter::CommitBatch(std::deque<Request*>& batch) {
   commits_.fetch_add(1);
   writes_.fetch_add(batch.size());
   std::shared_ptr<CommitObserver> observer;
+  std::shared_ptr<AfterCommit> after;
   {
     std::lock_guard<std::mutex> lock(mu_);
     observer = observer_;
+    after = after_commit_;
   }
+  if (after) (*after)(*db_);
   if (observer) {
     (*observer)(batch.size(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());

@@ -48,6 +48,14 @@ class GroupCommitWriter {
     observer_ = std::make_shared<CommitObserver>(std::move(observer));
   }
 
+  // Called on the writer thread after each successful commit, before its callers are woken,
+  // with the writer's connection (outside any transaction). Set before writes.
+  using AfterCommit = std::function<void(Db&)>;
+  void SetAfterCommit(AfterCommit after) {
+    std::lock_guard<std::mutex> lock(mu_);
+    after_commit_ = std::make_shared<AfterCommit>(std::move(after));
+  }
+
   uint64_t commits() const { return commits_.load(); }
   uint64_t writes() const { return writes_.load(); }
 
@@ -72,7 +80,8 @@ class GroupCommitWriter {
   absl::Status latched_;        // guarded by mu_
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> writes_{0};
-  std::shared_ptr<CommitObserver> observer_;  // guarded by mu_
+  std::shared_ptr<CommitObserver> observer_;   // guarded by mu_
+  std::shared_ptr<AfterCommit> after_commit_;  // guarded by mu_
   std::thread thread_;
 };
 
