@@ -25,14 +25,14 @@ class Tracker {
     entries_[id].sent = Clock::now();
   }
 
-  void Answered(const std::string& id, bool ok) {
+  void Answered(const std::string& id, const absl::Status& status) {
     auto now = Clock::now();
     std::lock_guard<std::mutex> lock(mu_);
     last_answer_ = now;
     auto it = entries_.find(id);
     if (it == entries_.end()) return;
-    if (!ok) {
-      ++refused_;
+    if (!status.ok()) {
+      if (refused_++ == 0) first_refusal_ = status.ToString();
       return;
     }
     Entry& e = it->second;
@@ -66,6 +66,7 @@ class Tracker {
     std::lock_guard<std::mutex> lock(mu_);
     r.acked = acked_;
     r.refused = refused_;
+    r.first_refusal = first_refusal_;
     r.seconds = std::chrono::duration<double>(last_answer_ - start).count();
     r.per_second = r.seconds > 0 ? static_cast<double>(acked_) / r.seconds : 0;
     r.submit = submit_.Summarize();
@@ -87,6 +88,7 @@ class Tracker {
   LatencyRecorder submit_, delivery_;
   size_t acked_ = 0, refused_ = 0, delivered_ = 0, undelivered_ = 0;
   Clock::time_point last_answer_;
+  std::string first_refusal_;
   bool subscribed_ = false;  // without a subscriber nothing is delivered, nothing counts as lost
 };
 
@@ -137,7 +139,7 @@ void StreamFrom(const LoadOptions& o, refclient::Connection& conn, const Party& 
           std::lock_guard<std::mutex> lock(mu);
           id = ids[position - 1];
         }
-        tracker.Answered(id, answer.ok());
+        tracker.Answered(id, answer.status());
       });
   auto until = Deadline(o.seconds);
   while (Clock::now() < until) {
@@ -163,9 +165,10 @@ void UnaryFrom(const LoadOptions& o, refclient::Connection& conn, const Party& c
     const std::string& id = request.referral().client_request_id();
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    context.set_wait_for_ready(true);  // a reconnecting channel delays a call, never refuses it
     tracker.Sent(id);
     grpc::Status s = stub->SubmitReferral(&context, request, &response);
-    tracker.Answered(id, s.ok());
+    tracker.Answered(id, refclient::FromGrpc(s));
   }
 }
 
@@ -198,6 +201,15 @@ LoadResult RunLoad(const LoadOptions& o) {
   if (conns.empty()) {
     result.error = "no clinics";
     return result;
+  }
+  // Every channel connected (TLS handshakes done) before the clock starts: the load measures
+  // submits, not 64 handshakes racing a busy broker.
+  for (auto& conn : conns) {
+    if (!conn->channel()->WaitForConnected(std::chrono::system_clock::now() +
+                                           std::chrono::seconds(30))) {
+      result.error = "could not connect to " + o.target;
+      return result;
+    }
   }
   Tracker tracker;
 

@@ -38,15 +38,16 @@ struct LoadOptions {
 };
 
 struct LoadResult {
-  size_t acked = 0;         // durable answers (OK)
-  size_t refused = 0;       // answers other than OK
-  double seconds = 0;       // from the first submit to the last answer
-  double per_second = 0;    // acked / seconds
-  LatencySummary submit;    // submit → durable answer
-  LatencySummary delivery;  // submit → delivered to the hospital's subscriber
-  size_t delivered = 0;     // acknowledged ones delivered
-  size_t lost = 0;          // acknowledged and never delivered (after the drain)
-  std::string error;        // set when the run could not be done at all
+  size_t acked = 0;           // durable answers (OK)
+  size_t refused = 0;         // answers other than OK
+  std::string first_refusal;  // the first of them
+  double seconds = 0;         // from the first submit to the last answer
+  double per_second = 0;      // acked / seconds
+  LatencySummary submit;      // submit → durable answer
+  LatencySummary delivery;    // submit → delivered to the hospital's subscriber
+  size_t delivered = 0;       // acknowledged ones delivered
+  size_t lost = 0;            // acknowledged and never delivered (after the drain)
+  std::string error;          // set when the run could not be done at all
 };
 
 LoadResult RunLoad(const LoadOptions& options);

@@ -98,7 +98,7 @@ void PrintRun(const char* target, Mode mode, const LoadResult& r, double cpu_us_
                 r.lost);
   }
   if (cpu_us_per_msg > 0) std::printf("  broker CPU %.0f µs/msg", cpu_us_per_msg);
-  if (r.refused > 0) std::printf("  refused %zu", r.refused);
+  if (r.refused > 0) std::printf("  refused %zu (first: %s)", r.refused, r.first_refusal.c_str());
   std::printf("\n");
   std::fflush(stdout);
 }
