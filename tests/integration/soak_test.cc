@@ -15,6 +15,7 @@
 #include <fstream>
 #include <thread>
 
+#include "client/bench/bench_stats.h"
 #include "client/refclient/referral_client.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/test_clients.h"
@@ -41,16 +42,10 @@ double RssMib(pid_t pid) {
   return 0;
 }
 
+// Nearest-rank percentile `p` (0-100) of unsorted samples.
 double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(static_cast<double>(v.size()) * p))];
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return refbench::Percentile(v, p);
 }
 
 TEST(Soak, MemoryFlatLatencyStableNothingLostWhileSubscribersComeAndGo) {
@@ -130,13 +125,14 @@ TEST(Soak, MemoryFlatLatencyStableNothingLostWhileSubscribersComeAndGo) {
     }
     return out;
   };
-  double rss_first = Median(third(rss, false)), rss_last = Median(third(rss, true));
-  double p99_first = Percentile(third(probe, false), 0.99),
-         p99_last = Percentile(third(probe, true), 0.99);
+  double rss_first = refbench::Median(third(rss, false)),
+         rss_last = refbench::Median(third(rss, true));
+  double p99_first = Percentile(third(probe, false), 99),
+         p99_last = Percentile(third(probe, true), 99);
   // Over two minutes a third holds ~80 probes, so its p99 is its slowest one: the check uses
   // the p95, the report shows both.
-  double p95_first = Percentile(third(probe, false), 0.95),
-         p95_last = Percentile(third(probe, true), 0.95);
+  double p95_first = Percentile(third(probe, false), 95),
+         p95_last = Percentile(third(probe, true), 95);
   std::printf(
       "soak: %.0f s, refsim %.0f/s, %d subscriber churns, %zu probe submits (%d errors); "
       "broker RSS median %.1f MiB (middle third) -> %.1f MiB (last third); probe p95 %.2f -> "
