@@ -105,11 +105,11 @@ class SqliteStore final : public Store {
   absl::StatusOr<uint64_t> PruneResults(Micros cutoff) override;
   absl::Status Health() override;
 
-  void SetCommitObserver(internal::GroupCommitWriter::CommitObserver observer) {
+  void SetCommitObserver(CommitObserver observer) override {
     writer_->SetCommitObserver(std::move(observer));
   }
-  uint64_t commits() const { return writer_->commits(); }
-  uint64_t writes() const { return writer_->writes(); }
+  uint64_t commits() const override { return writer_->commits(); }
+  uint64_t writes() const override { return writer_->writes(); }
 
  private:
   SqliteStore() = default;

@@ -1,7 +1,8 @@
 #pragma once
 // Store: the broker's durable state, in the broker's language (referrals, queues, consumer
 // groups, leases, dead letters), not SQL. SQLite implements it today (sqlite_store.h);
-// PostgreSQL will implement it behind the same conformance suite (tests/broker/storage/).
+// PostgreSQL (postgres_store.h) implements it too; one conformance suite runs against both
+// (tests/broker/storage/).
 //
 // Contract for every implementation:
 // - Thread-safe: any method may be called from any thread concurrently.
@@ -512,8 +513,15 @@ class Store {
   // Deletes result records received before `cutoff` (and re-test reasons recorded before it).
   virtual absl::StatusOr<uint64_t> PruneResults(Micros cutoff) = 0;
 
-  // OK, or the latched background error.
+  // OK, or the latched background error (SQLite), or why the database cannot be reached.
   virtual absl::Status Health() = 0;
+
+  // Group commits, for the metrics: called after each commit with the number of write requests
+  // it carried and the seconds it took. Set before writes.
+  using CommitObserver = std::function<void(size_t batch, double seconds)>;
+  virtual void SetCommitObserver(CommitObserver observer) = 0;
+  virtual uint64_t commits() const = 0;  // transactions committed
+  virtual uint64_t writes() const = 0;   // write requests they carried
 };
 
 inline absl::StatusOr<AckResult> Store::Ack(const std::string& queue, const std::string& group,

@@ -7,12 +7,12 @@ REFBROKER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 REFBROKER_BUILD_PACKAGES=(
   cmake ninja-build g++ pkg-config openssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  libabsl-dev libboost-dev libssl-dev libsqlite3-dev
+  libabsl-dev libboost-dev libssl-dev libsqlite3-dev libpq-dev
   libspdlog-dev libtomlplusplus-dev libcli11-dev prometheus-cpp-dev libsystemd-dev
 )
 # The status page's browser test drives headless Chromium (client certificate from an NSS
 # database made with libnss3-tools); curl checks refusals; systemd-analyze verifies the unit.
-REFBROKER_TEST_PACKAGES=(libgtest-dev libgmock-dev chromium libnss3-tools curl systemd)
+REFBROKER_TEST_PACKAGES=(libgtest-dev libgmock-dev chromium libnss3-tools curl systemd postgresql-15)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -1,5 +1,6 @@
 // Store conformance: every operation of the Store interface, including its failure cases, run
-// against each implementation (SQLite now; PostgreSQL joins with one more factory line).
+// against each implementation: SQLite, and PostgreSQL on the throw-away cluster the pg_cluster
+// test fixture starts (tests/support/pg-cluster.sh), one PostgreSQL schema per test.
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -7,9 +8,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 
 #include "broker/storage/audit_chain.h"
 #include "broker/storage/audit_scope.h"
+#include "broker/storage/postgres_store.h"
 #include "broker/storage/sqlite_store.h"
 #include "broker/storage/store.h"
 
@@ -20,6 +23,8 @@ struct StoreFactory {
   std::string name;
   // Opens (or reopens) the store kept under `dir`.
   std::function<absl::StatusOr<std::unique_ptr<Store>>(const std::string& dir)> open;
+  // Removes what open() kept outside `dir` (nothing for SQLite).
+  std::function<void(const std::string& dir)> drop = [](const std::string&) {};
 };
 
 void PrintTo(const StoreFactory& f, std::ostream* os) { *os << f.name; }
@@ -32,6 +37,44 @@ StoreFactory SqliteFactory() {
             if (!s.ok()) return s.status();
             return std::unique_ptr<Store>(std::move(*s));
           }};
+}
+
+// The test cluster's connection string, from the state file the pg_cluster fixture writes.
+std::string TestClusterConninfo() {
+  std::ifstream in(REFBROKER_PG_STATE);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("conninfo=", 0) == 0) return line.substr(9);
+  }
+  return "";
+}
+
+std::string SchemaFor(const std::string& dir) {
+  std::ostringstream name;
+  name << "t_" << std::hex << std::hash<std::string>()(dir);
+  return name.str();
+}
+
+StoreFactory PostgresFactory() {
+  StoreFactory f;
+  f.name = "postgres";
+  f.open = [](const std::string& dir) -> absl::StatusOr<std::unique_ptr<Store>> {
+    PostgresOptions o;
+    o.conninfo = TestClusterConninfo();
+    if (o.conninfo.empty()) {
+      return absl::FailedPreconditionError(
+          "no PostgreSQL test cluster: " REFBROKER_PG_STATE
+          " is missing (the pg_cluster fixture starts one: run the tests with ctest)");
+    }
+    o.schema = SchemaFor(dir);
+    auto s = PostgresStore::Open(o);
+    if (!s.ok()) return s.status();
+    return std::unique_ptr<Store>(std::move(*s));
+  };
+  f.drop = [](const std::string& dir) {
+    (void)PostgresStore::DropSchema(TestClusterConninfo(), SchemaFor(dir));
+  };
+  return f;
 }
 
 constexpr Micros kT0 = 1795000000LL * 1000000;
@@ -47,10 +90,12 @@ class StoreConformance : public testing::TestWithParam<StoreFactory> {
                .string();
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
+    GetParam().drop(dir_);
     Reopen();
   }
   void TearDown() override {
     store_.reset();
+    GetParam().drop(dir_);
     std::filesystem::remove_all(dir_);
   }
   void Reopen() {
@@ -922,7 +967,8 @@ TEST_P(StoreConformance, PruneResultsRemovesOnlyResultsReceivedBeforeTheCutoff) 
   EXPECT_TRUE(store_->GetResult("new").ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance, testing::Values(SqliteFactory()),
+INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance,
+                         testing::Values(SqliteFactory(), PostgresFactory()),
                          [](const testing::TestParamInfo<StoreFactory>& i) {
                            return i.param.name;
                          });

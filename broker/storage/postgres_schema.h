@@ -1,0 +1,204 @@
+#pragma once
+// The PostgreSQL schema, as versioned migrations (table schema_migrations), applied by the
+// broker at start under a transaction-scoped advisory lock, so that two brokers starting
+// together apply each migration once. The tables mirror the SQLite schema (sqlite_schema.h,
+// README.md beside this); differences: integers are BIGINT, bytes are BYTEA, ids sort bytewise
+// (COLLATE "C", as SQLite compares them), message sequences come from a BIGSERIAL, and the audit
+// chain's head is one row (audit_head) that a writer locks for the few statements that append
+// to the chain at the end of its batch, so that entries of several brokers form one chain.
+
+namespace refbroker::storage::postgres_schema {
+
+inline constexpr const char* kMigrations[] = {
+    // v1: the whole schema of SQLite's v1..v5.
+    R"sql(
+CREATE TABLE referrals(
+  id TEXT COLLATE "C" PRIMARY KEY,
+  sender TEXT NOT NULL,
+  receiver TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  request_digest BYTEA NOT NULL,
+  state INTEGER NOT NULL,
+  priority INTEGER NOT NULL,
+  submitted_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  body BYTEA NOT NULL,
+  direction INTEGER NOT NULL,
+  journey_id TEXT NOT NULL,
+  alliance TEXT NOT NULL,
+  decision_due_at BIGINT,
+  version BIGINT NOT NULL,
+  UNIQUE(sender, client_request_id));
+CREATE INDEX referrals_receiver ON referrals(receiver, submitted_at);
+CREATE INDEX referrals_sender ON referrals(sender, submitted_at);
+CREATE INDEX referrals_journey ON referrals(journey_id);
+CREATE INDEX referrals_alliance ON referrals(alliance, submitted_at);
+CREATE INDEX referrals_due ON referrals(decision_due_at) WHERE decision_due_at IS NOT NULL;
+CREATE TABLE referral_events(
+  seq BIGSERIAL PRIMARY KEY,
+  referral_id TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  action INTEGER NOT NULL,
+  at BIGINT NOT NULL,
+  body BYTEA NOT NULL);
+CREATE INDEX referral_events_referral ON referral_events(referral_id, seq);
+CREATE UNIQUE INDEX referral_events_request ON referral_events(actor, client_request_id)
+  WHERE client_request_id <> '';
+
+CREATE TABLE messages(
+  seq BIGSERIAL PRIMARY KEY,
+  queue TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  subject_id TEXT NOT NULL,
+  payload BYTEA NOT NULL,
+  enqueued_at BIGINT NOT NULL);
+CREATE INDEX messages_queue ON messages(queue, seq);
+CREATE TABLE consumer_groups(
+  queue TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY(queue, grp));
+CREATE TABLE group_messages(
+  queue TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  priority INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  visible_at BIGINT NOT NULL,
+  last_error TEXT NOT NULL,
+  state_at BIGINT NOT NULL,
+  PRIMARY KEY(queue, grp, seq));
+CREATE INDEX group_messages_pending ON group_messages(queue, grp, priority, seq) WHERE state < 2;
+CREATE INDEX group_messages_dead ON group_messages(queue, grp, seq) WHERE state = 3;
+CREATE INDEX group_messages_seq ON group_messages(seq);
+
+CREATE TABLE results(
+  id TEXT COLLATE "C" PRIMARY KEY,
+  publisher TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  request_digest BYTEA NOT NULL,
+  patient_key TEXT NOT NULL,
+  item_code TEXT NOT NULL,
+  kind INTEGER NOT NULL,
+  performed_at BIGINT NOT NULL,
+  received_at BIGINT NOT NULL,
+  repeat_without_reason INTEGER NOT NULL,
+  body BYTEA NOT NULL,
+  UNIQUE(publisher, client_request_id));
+CREATE INDEX results_patient_item ON results(patient_key, item_code, performed_at);
+CREATE INDEX results_received ON results(received_at);
+CREATE TABLE retests(
+  id TEXT COLLATE "C" PRIMARY KEY,
+  institution TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  patient_key TEXT NOT NULL,
+  item_code TEXT NOT NULL,
+  reason INTEGER NOT NULL,
+  recorded_at BIGINT NOT NULL,
+  used_by_result_id TEXT NOT NULL,
+  body BYTEA NOT NULL,
+  UNIQUE(institution, client_request_id));
+CREATE INDEX retests_open ON retests(institution, patient_key, item_code, recorded_at)
+  WHERE used_by_result_id = '';
+CREATE INDEX retests_recorded ON retests(recorded_at);
+
+CREATE TABLE consults(
+  id TEXT COLLATE "C" PRIMARY KEY,
+  requester TEXT NOT NULL,
+  target TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  request_digest BYTEA NOT NULL,
+  state INTEGER NOT NULL,
+  priority INTEGER NOT NULL,
+  service INTEGER NOT NULL,
+  alliance TEXT NOT NULL,
+  requested_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  due_at BIGINT,
+  version BIGINT NOT NULL,
+  body BYTEA NOT NULL,
+  UNIQUE(requester, client_request_id));
+CREATE INDEX consults_requester ON consults(requester, requested_at);
+CREATE INDEX consults_target ON consults(target, requested_at);
+CREATE INDEX consults_alliance ON consults(alliance, requested_at);
+CREATE INDEX consults_due ON consults(due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE consult_events(
+  seq BIGSERIAL PRIMARY KEY,
+  consult_id TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  action INTEGER NOT NULL,
+  at BIGINT NOT NULL,
+  body BYTEA NOT NULL);
+CREATE INDEX consult_events_consult ON consult_events(consult_id, seq);
+CREATE UNIQUE INDEX consult_events_request ON consult_events(actor, client_request_id)
+  WHERE client_request_id <> '';
+CREATE TABLE consult_reports(
+  ord BIGSERIAL,
+  id TEXT PRIMARY KEY,
+  consult_id TEXT NOT NULL,
+  issued_at BIGINT NOT NULL,
+  sha256 TEXT NOT NULL,
+  addendum_to TEXT NOT NULL,
+  body BYTEA NOT NULL);
+CREATE INDEX consult_reports_consult ON consult_reports(consult_id, issued_at);
+CREATE TABLE consult_messages(
+  id TEXT PRIMARY KEY,
+  consult_id TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  author TEXT NOT NULL,
+  client_request_id TEXT NOT NULL,
+  at BIGINT NOT NULL,
+  body BYTEA NOT NULL,
+  UNIQUE(consult_id, seq),
+  UNIQUE(author, client_request_id));
+
+CREATE TABLE audit_log(
+  seq BIGINT PRIMARY KEY,
+  at BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  alliance TEXT NOT NULL,
+  action TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  patient_key TEXT NOT NULL,
+  peer TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL);
+CREATE INDEX audit_log_patient ON audit_log(patient_key) WHERE patient_key <> '';
+CREATE INDEX audit_log_subject ON audit_log(subject) WHERE subject <> '';
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE TABLE audit_archives(
+  upto_seq BIGINT PRIMARY KEY,
+  last_hash TEXT NOT NULL,
+  file TEXT NOT NULL,
+  archived_at BIGINT NOT NULL);
+CREATE TABLE audit_head(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq BIGINT NOT NULL,
+  hash TEXT NOT NULL);
+INSERT INTO audit_head VALUES (1, 0, '');
+
+CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;
+CREATE FUNCTION refuse_unarchived_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF old.seq > (SELECT COALESCE(MAX(upto_seq), 0) FROM audit_archives) THEN
+    RAISE EXCEPTION 'audit entries leave only through an archive';
+  END IF;
+  RETURN old;
+END $$;
+CREATE TRIGGER consult_reports_no_change BEFORE UPDATE OR DELETE ON consult_reports
+  FOR EACH ROW EXECUTE FUNCTION refuse_change('consult reports are immutable');
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+  FOR EACH ROW EXECUTE FUNCTION refuse_change('audit entries are immutable');
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+  FOR EACH ROW EXECUTE FUNCTION refuse_unarchived_delete();
+CREATE TRIGGER audit_archives_no_change BEFORE UPDATE OR DELETE ON audit_archives
+  FOR EACH ROW EXECUTE FUNCTION refuse_change('audit archive marks are immutable');
+)sql",
+};
+
+}  // namespace refbroker::storage::postgres_schema

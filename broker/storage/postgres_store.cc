@@ -1,0 +1,712 @@
+// PostgresStore: opening and migrating, reads, referrals and queues. Results, consults and the
+// audit trail are in postgres_records.cc.
+
+#include "broker/storage/postgres_store.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "broker/common/status_macros.h"
+#include "broker/storage/audit_scope.h"
+#include "broker/storage/postgres_schema.h"
+#include "broker/storage/postgres_store_internal.h"
+
+namespace refbroker::storage {
+
+using internal::PgConn;
+using internal::PgParams;
+using internal::PgResult;
+using internal::PgTx;
+
+namespace {
+
+constexpr int kSchemaVersion =
+    sizeof(postgres_schema::kMigrations) / sizeof(postgres_schema::kMigrations[0]);
+
+// Applies the migrations this database lacks. The advisory lock (held until COMMIT) makes a
+// second broker starting at the same moment wait and then find the work done.
+absl::Status Migrate(PgConn& conn, const std::string& schema) {
+  RETURN_IF_ERROR(conn.Exec("BEGIN"));
+  absl::Status s = [&]() -> absl::Status {
+    RETURN_IF_ERROR(conn.Exec("SELECT pg_advisory_xact_lock(hashtext('refbroker-migrate'))"));
+    RETURN_IF_ERROR(conn.Exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS \"", schema, "\"")));
+    RETURN_IF_ERROR(
+        conn.Exec("CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, "
+                  "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"));
+    ASSIGN_OR_RETURN(PgResult v, conn.Run("SELECT COALESCE(MAX(version), 0) FROM "
+                                          "schema_migrations"));
+    int version = static_cast<int>(v.Int(0, 0));
+    if (version > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat("storage: database schema version ",
+                                                        version, " is newer than this broker (",
+                                                        kSchemaVersion, ")"));
+    }
+    for (int next = version; next < kSchemaVersion; ++next) {
+      RETURN_IF_ERROR(conn.Exec(postgres_schema::kMigrations[next]));
+      RETURN_IF_ERROR(conn.Exec(
+          absl::StrCat("INSERT INTO schema_migrations(version) VALUES (", next + 1, ")")));
+    }
+    return absl::OkStatus();
+  }();
+  if (!s.ok()) {
+    (void)conn.Exec("ROLLBACK");
+    return s;
+  }
+  return conn.Exec("COMMIT");
+}
+
+ReferralRecord ReadReferral(const PgResult& r, int i) {
+  ReferralRecord x;
+  x.id = r.Bytes(i, 0);
+  x.sender = r.Bytes(i, 1);
+  x.receiver = r.Bytes(i, 2);
+  x.client_request_id = r.Bytes(i, 3);
+  x.request_digest = r.Bytes(i, 4);
+  x.state = static_cast<int>(r.Int(i, 5));
+  x.priority = static_cast<int>(r.Int(i, 6));
+  x.submitted_at = r.Int(i, 7);
+  x.updated_at = r.Int(i, 8);
+  x.body = r.Bytes(i, 9);
+  x.direction = static_cast<int>(r.Int(i, 10));
+  x.journey_id = r.Bytes(i, 11);
+  x.alliance = r.Bytes(i, 12);
+  x.decision_due_at = r.IsNull(i, 13) ? 0 : r.Int(i, 13);
+  x.version = r.Int(i, 14);
+  return x;
+}
+
+#define REFERRAL_COLUMNS                                                                     \
+  "id, sender, receiver, client_request_id, request_digest, state, priority, submitted_at, " \
+  "updated_at, body, direction, journey_id, alliance, decision_due_at, version"
+
+ReferralEventRecord ReadEvent(const PgResult& r, int i) {
+  return {r.Bytes(i, 0), r.Bytes(i, 1), r.Bytes(i, 2), static_cast<int>(r.Int(i, 3)),
+          r.Int(i, 4),   r.Bytes(i, 5)};
+}
+
+absl::StatusOr<std::optional<ReferralEventRecord>> FindEvent(PgConn& c, const std::string& actor,
+                                                             const std::string& request_id) {
+  ASSIGN_OR_RETURN(PgResult r, c.Run("SELECT referral_id, actor, client_request_id, action, at, "
+                                     "body FROM referral_events WHERE actor=$1 AND "
+                                     "client_request_id=$2",
+                                     PgParams().Add(actor).Add(request_id)));
+  if (r.rows() == 0) return std::optional<ReferralEventRecord>();
+  return std::optional<ReferralEventRecord>(ReadEvent(r, 0));
+}
+
+absl::Status InsertEvent(PgConn& c, const ReferralEventRecord& e) {
+  return c
+      .Run(
+          "INSERT INTO referral_events(referral_id, actor, client_request_id, action, at, body) "
+          "VALUES($1,$2,$3,$4::integer,$5::bigint,$6)",
+          PgParams()
+              .Add(e.referral_id)
+              .Add(e.actor)
+              .Add(e.client_request_id)
+              .Add(e.action)
+              .Add(e.at)
+              .Bytes(e.body))
+      .status();
+}
+
+LeasedMessage ReadLeased(const PgResult& r, int i, const LeaseRequest& req) {
+  LeasedMessage m;
+  m.sequence = static_cast<uint64_t>(r.Int(i, 0));
+  m.queue = req.queue;
+  m.priority = static_cast<int>(r.Int(i, 1));
+  m.attempt = static_cast<uint32_t>(r.Int(i, 2));
+  m.subject_id = r.Bytes(i, 3);
+  m.payload = r.Bytes(i, 4);
+  m.enqueued_at = r.Int(i, 5);
+  m.lease_until = req.lease_until;
+  return m;
+}
+
+}  // namespace
+
+namespace pg_internal {
+
+absl::Status LockQueue(PgConn& c, const std::string& queue, bool exclusive) {
+  return c
+      .Run(exclusive ? "SELECT pg_advisory_xact_lock(hashtext('queue:' || $1))"
+                     : "SELECT pg_advisory_xact_lock_shared(hashtext('queue:' || $1))",
+           PgParams().Add(queue))
+      .status();
+}
+
+absl::Status Enqueue(PgConn& c, const NewMessage& m, Micros now) {
+  // Shared with every other enqueue to the queue, exclusive with the creation of a group
+  // (EnsureGroup, Replay): a group created meanwhile on another broker sees this message in its
+  // backfill or this insert sees the group, never neither.
+  RETURN_IF_ERROR(LockQueue(c, m.queue, /*exclusive=*/false));
+  return c
+      .Run(
+          "WITH m AS (INSERT INTO messages(queue, priority, subject_id, payload, enqueued_at) "
+          "VALUES($1,$2::integer,$3,$4,$5::bigint) RETURNING seq, queue, priority) "
+          "INSERT INTO group_messages(queue, grp, seq, priority, state, attempts, visible_at, "
+          "last_error, state_at) SELECT cg.queue, cg.grp, m.seq, m.priority, 0, 0, 0, '', "
+          "$5::bigint FROM m JOIN consumer_groups cg ON cg.queue=m.queue",
+          PgParams().Add(m.queue).Add(m.priority).Add(m.subject_id).Bytes(m.payload).Add(now))
+      .status();
+}
+
+}  // namespace pg_internal
+
+using pg_internal::Enqueue;
+
+absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(const PostgresOptions& o) {
+  ASSIGN_OR_RETURN(auto writer_conn, PgConn::Connect(o.conninfo, o.schema));
+  RETURN_IF_ERROR(Migrate(*writer_conn, o.schema));
+  std::unique_ptr<PostgresStore> store(new PostgresStore());
+  for (size_t i = 0; i < std::max<size_t>(1, o.readers); ++i) {
+    ASSIGN_OR_RETURN(auto reader, PgConn::Connect(o.conninfo, o.schema));
+    store->readers_.push_back(std::move(reader));
+  }
+  store->writer_ = std::make_unique<internal::PgWriter>(std::move(writer_conn), o.max_batch);
+  return store;
+}
+
+absl::Status PostgresStore::DropSchema(const std::string& conninfo, const std::string& schema) {
+  ASSIGN_OR_RETURN(auto conn, PgConn::Connect(conninfo, schema));
+  return conn->Exec(absl::StrCat("DROP SCHEMA IF EXISTS \"", schema, "\" CASCADE"));
+}
+
+PostgresStore::~PostgresStore() = default;
+
+absl::Status PostgresStore::Read(const std::function<absl::Status(PgConn&)>& fn) {
+  std::unique_ptr<PgConn> conn;
+  {
+    std::unique_lock<std::mutex> lock(readers_mu_);
+    readers_cv_.wait(lock, [&] { return !readers_.empty(); });
+    conn = std::move(readers_.back());
+    readers_.pop_back();
+  }
+  absl::Status s;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (conn->broken()) s = conn->Reconnect();
+    if (!conn->broken()) {
+      s = conn->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      if (s.ok()) {
+        s = fn(*conn);
+        if (!conn->broken()) (void)conn->Exec(s.ok() ? "COMMIT" : "ROLLBACK");
+      }
+    }
+    if (!conn->broken()) break;  // answered (or failed for another reason than the connection)
+    if (s.ok() || !absl::IsUnavailable(s)) {
+      s = absl::UnavailableError("storage (postgres): connection lost");
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(readers_mu_);
+    readers_.push_back(std::move(conn));
+  }
+  readers_cv_.notify_one();
+  return s;
+}
+
+absl::Status PostgresStore::WriteTxn(std::function<absl::Status(PgTx&)> fn) {
+  std::vector<AuditRow> audit = AuditScope::TakePending();
+  absl::Status s = writer_->Write([&](PgTx& tx) -> absl::Status {
+    RETURN_IF_ERROR(fn(tx));
+    tx.audit.insert(tx.audit.end(), audit.begin(), audit.end());
+    return absl::OkStatus();
+  });
+  if (!s.ok()) AuditScope::Restore(std::move(audit));
+  return s;
+}
+
+absl::Status PostgresStore::Health() {
+  absl::Status s = writer_->connection_error();
+  if (s.ok()) return s;
+  // The last batch could not reach the database: ask again (a read reconnects).
+  return Read([](PgConn& c) { return c.Run("SELECT 1").status(); });
+}
+
+absl::StatusOr<SubmitResult> PostgresStore::SubmitReferral(
+    const ReferralRecord& referral, const ReferralEventRecord& event,
+    const std::vector<NewMessage>& messages) {
+  SubmitResult result;
+  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(PgResult found,
+                     tx.conn.Run("SELECT " REFERRAL_COLUMNS
+                                 " FROM referrals WHERE sender=$1 AND client_request_id=$2",
+                                 PgParams().Add(referral.sender).Add(referral.client_request_id)));
+    if (found.rows() > 0) {
+      result.referral = ReadReferral(found, 0);
+      if (result.referral.request_digest != referral.request_digest) {
+        return absl::AlreadyExistsError(
+            "referral.client_request_id: already used by this institution for a different "
+            "referral");
+      }
+      result.duplicate = true;
+      return absl::OkStatus();
+    }
+    const ReferralRecord& r = referral;
+    PgParams p;
+    p.Add(r.id).Add(r.sender).Add(r.receiver).Add(r.client_request_id).Bytes(r.request_digest);
+    p.Add(r.state).Add(r.priority).Add(r.submitted_at).Add(r.updated_at).Bytes(r.body);
+    p.Add(r.direction).Add(r.journey_id).Add(r.alliance).Add(r.decision_due_at);
+    RETURN_IF_ERROR(
+        tx.conn
+            .Run("INSERT INTO referrals(" REFERRAL_COLUMNS
+                 ") VALUES($1,$2,$3,$4,$5,$6::integer,$7::integer,$8::bigint,$9::bigint,$10,"
+                 "$11::integer,$12,$13,NULLIF($14::bigint,0),1)",
+                 p)
+            .status());
+    RETURN_IF_ERROR(InsertEvent(tx.conn, event));
+    for (const NewMessage& m : messages) RETURN_IF_ERROR(Enqueue(tx.conn, m, r.submitted_at));
+    result.duplicate = false;
+    result.referral = referral;
+    result.referral.version = 1;
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<ReferralRecord> PostgresStore::GetReferral(const std::string& id) {
+  ReferralRecord out;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(PgResult r, c.Run("SELECT " REFERRAL_COLUMNS " FROM referrals WHERE id=$1",
+                                       PgParams().Add(id)));
+    if (r.rows() == 0) return absl::NotFoundError(absl::StrCat("referral '", id, "' not found"));
+    out = ReadReferral(r, 0);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<ChangeResult> PostgresStore::ChangeReferral(const ReferralChange& c) {
+  ChangeResult result;
+  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
+    result = ChangeResult();
+    if (!c.event.client_request_id.empty()) {
+      ASSIGN_OR_RETURN(auto earlier, FindEvent(tx.conn, c.event.actor, c.event.client_request_id));
+      if (earlier) {
+        if (earlier->referral_id != c.referral_id || earlier->action != c.event.action) {
+          return absl::AlreadyExistsError(
+              "client_request_id: already used by this institution for another request");
+        }
+        result.duplicate = true;
+        result.event = std::move(*earlier);
+        return absl::OkStatus();
+      }
+    }
+    ASSIGN_OR_RETURN(PgResult up,
+                     tx.conn.Run("UPDATE referrals SET state=$1::integer, receiver=$2, "
+                                 "decision_due_at=NULLIF($3::bigint,0), updated_at=$4::bigint, "
+                                 "body=$5, version=version+1 WHERE id=$6 AND version=$7::bigint",
+                                 PgParams()
+                                     .Add(c.state)
+                                     .Add(c.receiver)
+                                     .Add(c.decision_due_at)
+                                     .Add(c.updated_at)
+                                     .Bytes(c.body)
+                                     .Add(c.referral_id)
+                                     .Add(c.expected_version)));
+    if (up.Affected() == 0) {
+      ASSIGN_OR_RETURN(PgResult q, tx.conn.Run("SELECT 1 FROM referrals WHERE id=$1",
+                                               PgParams().Add(c.referral_id)));
+      return q.rows() > 0
+                 ? absl::AbortedError("referral changed concurrently; retry")
+                 : absl::NotFoundError(absl::StrCat("referral '", c.referral_id, "' not found"));
+    }
+    RETURN_IF_ERROR(InsertEvent(tx.conn, c.event));
+    for (const NewMessage& m : c.messages) RETURN_IF_ERROR(Enqueue(tx.conn, m, c.updated_at));
+    result.event = c.event;
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<std::optional<ReferralEventRecord>> PostgresStore::FindReferralEvent(
+    const std::string& actor, const std::string& client_request_id) {
+  std::optional<ReferralEventRecord> out;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(out, FindEvent(c, actor, client_request_id));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ReferralEventRecord>> PostgresStore::ListReferralEvents(
+    const std::string& referral_id) {
+  std::vector<ReferralEventRecord> out;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(PgResult r, c.Run("SELECT referral_id, actor, client_request_id, action, "
+                                       "at, body FROM referral_events WHERE referral_id=$1 "
+                                       "ORDER BY seq",
+                                       PgParams().Add(referral_id)));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(ReadEvent(r, i));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ReferralRecord>> PostgresStore::ListReferrals(const ReferralQuery& q) {
+  std::vector<ReferralRecord> out;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    PgParams p;
+    p.Add(q.party).Add(q.alliance).Add(q.institution).Add(q.direction).Add(q.state);
+    p.Add(q.priority).Add(q.submitted_from).Add(q.submitted_to).Add(q.journey_id);
+    p.Add(q.after_submitted_at).Add(q.after_id).Add(static_cast<int64_t>(q.limit));
+    ASSIGN_OR_RETURN(
+        PgResult r,
+        c.Run("SELECT " REFERRAL_COLUMNS " FROM referrals WHERE "
+              "($1::text='' OR sender=$1 OR receiver=$1) AND ($2::text='' OR alliance=$2) AND "
+              "($3::text='' OR sender=$3 OR receiver=$3) AND ($4::integer=0 OR direction=$4) AND "
+              "($5::integer=0 OR state=$5) AND ($6::integer=0 OR priority=$6) AND "
+              "submitted_at>=$7::bigint AND ($8::bigint=0 OR submitted_at<$8) AND "
+              "($9::text='' OR journey_id=$9) AND ($10::bigint=0 OR submitted_at<$10 OR "
+              "(submitted_at=$10 AND id<$11::text)) ORDER BY submitted_at DESC, id DESC "
+              "LIMIT $12::bigint",
+              p));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(ReadReferral(r, i));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ReferralRecord>> PostgresStore::ListDueReferrals(Micros now,
+                                                                            size_t limit) {
+  std::vector<ReferralRecord> out;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        PgResult r,
+        c.Run("SELECT " REFERRAL_COLUMNS " FROM referrals WHERE decision_due_at IS NOT NULL AND "
+              "decision_due_at<=$1::bigint ORDER BY decision_due_at LIMIT $2::bigint",
+              PgParams().Add(now).Add(static_cast<int64_t>(limit))));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(ReadReferral(r, i));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+PostgresStore::ListAckedButUndelivered(size_t limit) {
+  std::vector<std::pair<std::string, std::string>> out;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(PgResult r,
+                     c.Run("SELECT r.id, r.receiver FROM referrals r WHERE r.decision_due_at IS "
+                           "NOT NULL AND r.state=1 AND EXISTS(SELECT 1 FROM messages m JOIN "
+                           "group_messages g ON g.seq=m.seq WHERE m.queue=r.receiver || "
+                           "'/referrals' AND m.subject_id=r.id AND g.state=2) LIMIT $1::bigint",
+                           PgParams().Add(static_cast<int64_t>(limit))));
+    for (int i = 0; i < r.rows(); ++i) out.emplace_back(r.Bytes(i, 0), r.Bytes(i, 1));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::optional<Micros>> PostgresStore::NextDecisionDue() {
+  std::optional<Micros> out;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(PgResult r, c.Run("SELECT MIN(decision_due_at) FROM referrals"));
+    if (r.rows() > 0 && !r.IsNull(0, 0)) out = r.Int(0, 0);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status PostgresStore::EnsureGroup(const std::string& queue, const std::string& group,
+                                        Micros now) {
+  return WriteTxn([&](PgTx& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(PgResult known,
+                     tx.conn.Run("SELECT 1 FROM consumer_groups WHERE queue=$1 AND grp=$2",
+                                 PgParams().Add(queue).Add(group)));
+    if (known.rows() > 0) return absl::OkStatus();
+    RETURN_IF_ERROR(pg_internal::LockQueue(tx.conn, queue, /*exclusive=*/true));
+    ASSIGN_OR_RETURN(PgResult ins,
+                     tx.conn.Run("INSERT INTO consumer_groups(queue, grp, created_at) "
+                                 "VALUES($1,$2,$3::bigint) ON CONFLICT DO NOTHING",
+                                 PgParams().Add(queue).Add(group).Add(now)));
+    if (ins.Affected() == 0) return absl::OkStatus();
+    return tx.conn
+        .Run(
+            "INSERT INTO group_messages(queue, grp, seq, priority, state, attempts, "
+            "visible_at, last_error, state_at) SELECT queue, $1, seq, priority, 0, 0, 0, '', "
+            "$2::bigint FROM messages WHERE queue=$3",
+            PgParams().Add(group).Add(now).Add(queue))
+        .status();
+  });
+}
+
+absl::StatusOr<uint64_t> PostgresStore::Replay(const std::string& queue, const std::string& group,
+                                               uint64_t from_sequence, Micros now) {
+  uint64_t count = 0;
+  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
+    RETURN_IF_ERROR(pg_internal::LockQueue(tx.conn, queue, /*exclusive=*/true));
+    ASSIGN_OR_RETURN(PgResult reset,
+                     tx.conn.Run("UPDATE group_messages SET state=0, attempts=0, visible_at=0, "
+                                 "last_error='', state_at=$1::bigint WHERE queue=$2 AND grp=$3 "
+                                 "AND seq>=$4::bigint",
+                                 PgParams().Add(now).Add(queue).Add(group).Add(
+                                     static_cast<int64_t>(from_sequence))));
+    ASSIGN_OR_RETURN(PgResult fill,
+                     tx.conn.Run("INSERT INTO group_messages(queue, grp, seq, priority, state, "
+                                 "attempts, visible_at, last_error, state_at) SELECT queue, $1, "
+                                 "seq, priority, 0, 0, 0, '', $2::bigint FROM messages WHERE "
+                                 "queue=$3 AND seq>=$4::bigint ON CONFLICT DO NOTHING",
+                                 PgParams().Add(group).Add(now).Add(queue).Add(
+                                     static_cast<int64_t>(from_sequence))));
+    count = static_cast<uint64_t>(reset.Affected() + fill.Affected());
+    return absl::OkStatus();
+  }));
+  return count;
+}
+
+absl::StatusOr<LeaseResult> PostgresStore::Lease(const LeaseRequest& req) {
+  LeaseResult result;
+  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
+    result = LeaseResult();
+    // Expired leases that used up their attempts become dead letters (rows another broker is
+    // leasing right now are skipped: it decides them).
+    RETURN_IF_ERROR(
+        tx.conn
+            .Run("UPDATE group_messages SET state=3, state_at=$1::bigint, last_error=CASE WHEN "
+                 "last_error='' THEN 'ack deadline exceeded' ELSE last_error END WHERE "
+                 "(queue, grp, seq) IN (SELECT queue, grp, seq FROM group_messages WHERE "
+                 "queue=$2 AND grp=$3 AND state=1 AND visible_at<=$1::bigint AND "
+                 "attempts>=$4::integer FOR UPDATE SKIP LOCKED)",
+                 PgParams().Add(req.now).Add(req.queue).Add(req.group).Add(
+                     static_cast<int64_t>(req.max_attempts)))
+            .status());
+    ASSIGN_OR_RETURN(
+        PgResult r,
+        tx.conn.Run("WITH picked AS (SELECT seq FROM group_messages WHERE queue=$1 AND grp=$2 "
+                    "AND state<2 AND visible_at<=$3::bigint ORDER BY priority, seq "
+                    "LIMIT $4::bigint FOR UPDATE SKIP LOCKED) "
+                    "UPDATE group_messages gm SET state=1, attempts=gm.attempts+1, "
+                    "visible_at=$5::bigint, state_at=$3::bigint FROM picked, messages m WHERE "
+                    "gm.queue=$1 AND gm.grp=$2 AND gm.seq=picked.seq AND m.seq=gm.seq "
+                    "RETURNING gm.seq, gm.priority, gm.attempts, m.subject_id, m.payload, "
+                    "m.enqueued_at",
+                    PgParams()
+                        .Add(req.queue)
+                        .Add(req.group)
+                        .Add(req.now)
+                        .Add(static_cast<int64_t>(req.max_messages))
+                        .Add(req.lease_until)));
+    for (int i = 0; i < r.rows(); ++i) result.messages.push_back(ReadLeased(r, i, req));
+    std::sort(result.messages.begin(), result.messages.end(),
+              [](const LeasedMessage& a, const LeasedMessage& b) {
+                return a.priority != b.priority ? a.priority < b.priority : a.sequence < b.sequence;
+              });
+    if (!req.reader.empty()) {
+      for (const LeasedMessage& m : result.messages) {
+        AuditRow row;
+        row.at = req.now;
+        row.actor = req.reader;
+        row.alliance = req.reader_alliance;
+        row.action = "DELIVER";
+        row.subject = m.subject_id;
+        row.peer = req.reader_peer;
+        row.outcome = "OK";
+        tx.audit.push_back(std::move(row));
+      }
+    }
+    ASSIGN_OR_RETURN(PgResult next,
+                     tx.conn.Run("SELECT MIN(visible_at) FROM group_messages WHERE queue=$1 AND "
+                                 "grp=$2 AND state<2 AND visible_at>$3::bigint",
+                                 PgParams().Add(req.queue).Add(req.group).Add(req.now)));
+    if (next.rows() > 0 && !next.IsNull(0, 0)) result.next_visible_at = next.Int(0, 0);
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::StatusOr<std::vector<AckResult>> PostgresStore::AckBatch(
+    const std::string& queue, const std::string& group, const std::vector<uint64_t>& sequences,
+    Micros now) {
+  std::vector<AckResult> results;
+  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
+    results.clear();  // the request may run again
+    for (uint64_t sequence : sequences) {
+      AckResult& result = results.emplace_back();
+      result.sequence = sequence;
+      // The previous state comes from the row locked by the update (old values by self-join).
+      ASSIGN_OR_RETURN(
+          PgResult r,
+          tx.conn.Run(
+              "WITH old AS (SELECT gm.state, m.subject_id FROM group_messages gm JOIN "
+              "messages m ON m.seq=gm.seq WHERE gm.queue=$1 AND gm.grp=$2 AND "
+              "gm.seq=$3::bigint FOR UPDATE OF gm), up AS (UPDATE group_messages SET "
+              "state=2, state_at=$4::bigint WHERE queue=$1 AND grp=$2 AND "
+              "seq=$3::bigint AND state<>2 AND EXISTS(SELECT 1 FROM old) RETURNING 1) "
+              "SELECT old.state, old.subject_id, (SELECT COUNT(*) FROM up) FROM old",
+              PgParams().Add(queue).Add(group).Add(static_cast<int64_t>(sequence)).Add(now)));
+      if (r.rows() == 0) {
+        result.found = false;
+        continue;
+      }
+      result.subject_id = r.Bytes(0, 1);
+      result.first_ack = r.Int(0, 2) > 0;
+    }
+    return absl::OkStatus();
+  }));
+  return results;
+}
+
+absl::Status PostgresStore::Nack(const std::string& queue, const std::string& group,
+                                 uint64_t sequence, const std::string& reason,
+                                 uint32_t max_attempts, Micros retry_at, Micros now) {
+  return WriteTxn([&](PgTx& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        PgResult q,
+        tx.conn.Run("SELECT state, attempts FROM group_messages WHERE queue=$1 AND "
+                    "grp=$2 AND seq=$3::bigint FOR UPDATE",
+                    PgParams().Add(queue).Add(group).Add(static_cast<int64_t>(sequence))));
+    if (q.rows() == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("sequence ", sequence, " is not in group '", group, "' of ", queue));
+    }
+    int64_t state = q.Int(0, 0);
+    if (state == pg_internal::kAcked || state == pg_internal::kDead) return absl::OkStatus();
+    bool dead = q.Int(0, 1) >= static_cast<int64_t>(max_attempts);
+    return tx.conn
+        .Run(
+            "UPDATE group_messages SET state=$1::integer, visible_at=$2::bigint, last_error=$3, "
+            "state_at=$4::bigint WHERE queue=$5 AND grp=$6 AND seq=$7::bigint",
+            PgParams()
+                .Add(dead ? pg_internal::kDead : pg_internal::kReady)
+                .Add(retry_at)
+                .Add(reason.empty() ? std::string("nacked") : reason)
+                .Add(now)
+                .Add(queue)
+                .Add(group)
+                .Add(static_cast<int64_t>(sequence)))
+        .status();
+  });
+}
+
+absl::Status PostgresStore::Release(const std::string& queue, const std::string& group,
+                                    const std::vector<uint64_t>& sequences, Micros now) {
+  if (sequences.empty()) return absl::OkStatus();
+  return WriteTxn([&](PgTx& tx) -> absl::Status {
+    for (uint64_t seq : sequences) {
+      RETURN_IF_ERROR(
+          tx.conn
+              .Run("UPDATE group_messages SET state=0, visible_at=$1::bigint, "
+                   "state_at=$1::bigint WHERE queue=$2 AND grp=$3 AND "
+                   "seq=$4::bigint AND state=1",
+                   PgParams().Add(now).Add(queue).Add(group).Add(static_cast<int64_t>(seq)))
+              .status());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<QueueStats>> PostgresStore::ListQueueStats(Micros now) {
+  std::map<std::string, QueueStats> by_queue;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(PgResult msgs, c.Run("SELECT queue, COUNT(*), MIN(enqueued_at) FROM "
+                                          "messages GROUP BY queue"));
+    for (int i = 0; i < msgs.rows(); ++i) {
+      QueueStats& q = by_queue[msgs.Bytes(i, 0)];
+      q.queue = msgs.Bytes(i, 0);
+      q.retained = static_cast<uint64_t>(msgs.Int(i, 1));
+      q.unconsumed = q.retained;  // corrected below when the queue has groups
+      q.oldest_unconsumed_at = msgs.Int(i, 2);
+    }
+    ASSIGN_OR_RETURN(
+        PgResult groups,
+        c.Run("SELECT cg.queue, cg.grp, "
+              "COUNT(*) FILTER (WHERE gm.state=0 OR (gm.state=1 AND gm.visible_at<=$1::bigint)), "
+              "COUNT(*) FILTER (WHERE gm.state=1 AND gm.visible_at>$1::bigint), "
+              "COUNT(*) FILTER (WHERE gm.state=3), MIN(m.enqueued_at) FILTER (WHERE gm.state<2) "
+              "FROM consumer_groups cg LEFT JOIN group_messages gm ON gm.queue=cg.queue AND "
+              "gm.grp=cg.grp LEFT JOIN messages m ON m.seq=gm.seq GROUP BY cg.queue, cg.grp",
+              PgParams().Add(now)));
+    for (int i = 0; i < groups.rows(); ++i) {
+      QueueStats& q = by_queue[groups.Bytes(i, 0)];
+      q.queue = groups.Bytes(i, 0);
+      q.unconsumed = 0;
+      q.oldest_unconsumed_at = 0;
+      GroupStats g;
+      g.group = groups.Bytes(i, 1);
+      g.ready = static_cast<uint64_t>(groups.Int(i, 2));
+      g.in_flight = static_cast<uint64_t>(groups.Int(i, 3));
+      g.dead = static_cast<uint64_t>(groups.Int(i, 4));
+      g.oldest_enqueued_at = groups.IsNull(i, 5) ? 0 : groups.Int(i, 5);
+      q.groups.push_back(std::move(g));
+    }
+    return absl::OkStatus();
+  }));
+  std::vector<QueueStats> out;
+  for (auto& [name, q] : by_queue) {
+    std::sort(q.groups.begin(), q.groups.end(),
+              [](const GroupStats& a, const GroupStats& b) { return a.group < b.group; });
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<DeadLetterRecord>> PostgresStore::ListDeadLetters(
+    const DeadLetterFilter& f) {
+  std::vector<DeadLetterRecord> out;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        PgResult r, c.Run("SELECT gm.queue, gm.grp, gm.seq, m.subject_id, gm.attempts, "
+                          "gm.last_error, m.enqueued_at, gm.state_at FROM group_messages gm "
+                          "JOIN messages m ON m.seq=gm.seq WHERE gm.state=3 AND "
+                          "($1::text='' OR gm.queue=$1) AND ($2::text='' OR gm.grp=$2) "
+                          "ORDER BY gm.state_at, gm.seq LIMIT $3::bigint",
+                          PgParams().Add(f.queue).Add(f.group).Add(static_cast<int64_t>(f.limit))));
+    for (int i = 0; i < r.rows(); ++i) {
+      DeadLetterRecord d;
+      d.queue = r.Bytes(i, 0);
+      d.group = r.Bytes(i, 1);
+      d.sequence = static_cast<uint64_t>(r.Int(i, 2));
+      d.subject_id = r.Bytes(i, 3);
+      d.attempts = static_cast<uint32_t>(r.Int(i, 4));
+      d.last_error = r.Bytes(i, 5);
+      d.enqueued_at = r.Int(i, 6);
+      d.dead_at = r.Int(i, 7);
+      out.push_back(std::move(d));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<uint64_t> PostgresStore::RequeueDeadLetters(const std::string& queue,
+                                                           const std::string& group,
+                                                           uint64_t sequence, Micros now) {
+  uint64_t count = 0;
+  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        PgResult r,
+        tx.conn.Run("UPDATE group_messages SET state=0, attempts=0, visible_at=0, "
+                    "last_error='', state_at=$1::bigint WHERE queue=$2 AND grp=$3 "
+                    "AND state=3 AND ($4::bigint=0 OR seq=$4)",
+                    PgParams().Add(now).Add(queue).Add(group).Add(static_cast<int64_t>(sequence))));
+    count = static_cast<uint64_t>(r.Affected());
+    if (count == 0 && sequence != 0) {
+      return absl::NotFoundError(absl::StrCat(
+          "sequence ", sequence, " is not a dead letter of group '", group, "' of ", queue));
+    }
+    return absl::OkStatus();
+  }));
+  return count;
+}
+
+absl::StatusOr<uint64_t> PostgresStore::Prune(Micros cutoff) {
+  uint64_t count = 0;
+  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
+    // Only messages of queues that have groups, and that every group has acked; both tables in
+    // one statement (one snapshot).
+    ASSIGN_OR_RETURN(
+        PgResult r,
+        tx.conn.Run("WITH p AS (SELECT m.seq FROM messages m WHERE m.enqueued_at<$1::bigint AND "
+                    "EXISTS(SELECT 1 FROM consumer_groups cg WHERE cg.queue=m.queue) AND NOT "
+                    "EXISTS(SELECT 1 FROM group_messages gm WHERE gm.seq=m.seq AND "
+                    "gm.state<>2) LIMIT 20000), g AS (DELETE FROM group_messages WHERE seq IN "
+                    "(SELECT seq FROM p)) DELETE FROM messages WHERE seq IN (SELECT seq FROM p)",
+                    PgParams().Add(cutoff)));
+    count = static_cast<uint64_t>(r.Affected());
+    return absl::OkStatus();
+  }));
+  return count;
+}
+
+}  // namespace refbroker::storage

@@ -1,0 +1,23 @@
+#pragma once
+// Shared by the PostgresStore's source files; not part of the store's interface.
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "broker/common/clock.h"
+#include "broker/storage/internal/pg_conn.h"
+#include "broker/storage/store.h"
+
+namespace refbroker::storage::pg_internal {
+
+// Message states in group_messages.state (as in the SQLite schema).
+enum GroupMessageState : int { kReady = 0, kInFlight = 1, kAcked = 2, kDead = 3 };
+
+// The per-queue advisory lock (until the transaction ends): shared by enqueues, exclusive for
+// creating a group or replaying into one.
+absl::Status LockQueue(internal::PgConn& c, const std::string& queue, bool exclusive);
+
+// Appends a message and fans it out to every existing consumer group of its queue.
+absl::Status Enqueue(internal::PgConn& c, const NewMessage& m, Micros now);
+
+}  // namespace refbroker::storage::pg_internal
