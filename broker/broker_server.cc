@@ -13,6 +13,8 @@
 #include "broker/delivery/queue_summary.h"
 #include "broker/observability/status_page.h"
 #include "broker/report/alliance_report.h"
+#include "broker/storage/postgres_store.h"
+#include "broker/storage/sqlite_store.h"
 
 namespace refbroker {
 namespace {
@@ -45,13 +47,29 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(
   return server;
 }
 
+absl::StatusOr<std::unique_ptr<storage::Store>> BrokerServer::OpenStore() {
+  const config::StorageOptions& o = options_.storage;
+  if (o.engine == "postgres") {
+    storage::PostgresOptions po;
+    po.conninfo = o.conninfo;
+    po.schema = o.schema;
+    po.max_batch = static_cast<size_t>(o.max_batch);
+    po.readers = static_cast<size_t>(o.readers);
+    ASSIGN_OR_RETURN(auto store, storage::PostgresStore::Open(po));
+    spdlog::info("storage: PostgreSQL, schema {}", o.schema);
+    return std::unique_ptr<storage::Store>(std::move(store));
+  }
+  storage::SqliteOptions so;
+  so.path = o.path;
+  so.max_batch = static_cast<size_t>(o.max_batch);
+  so.checkpoint_interval_ms = o.checkpoint_interval_ms;
+  ASSIGN_OR_RETURN(auto store, storage::SqliteStore::Open(so));
+  return std::unique_ptr<storage::Store>(std::move(store));
+}
+
 absl::Status BrokerServer::Init() {
   ASSIGN_OR_RETURN(registry_, auth::Registry::LoadFile(options_.registry_path));
-  storage::SqliteOptions so;
-  so.path = options_.storage.path;
-  so.max_batch = static_cast<size_t>(options_.storage.max_batch);
-  so.checkpoint_interval_ms = options_.storage.checkpoint_interval_ms;
-  ASSIGN_OR_RETURN(store_, storage::SqliteStore::Open(so));
+  ASSIGN_OR_RETURN(store_, OpenStore());
   authenticator_ = std::make_unique<auth::Authenticator>(*registry_);
   policy_ = std::make_unique<auth::AccessPolicy>(*registry_);
   router_ = std::make_unique<routing::ReferralRouter>(*registry_);

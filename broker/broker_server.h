@@ -32,7 +32,7 @@
 #include "broker/observability/status_page_server.h"
 #include "broker/recognition/catalogue.h"
 #include "broker/routing/referral_router.h"
-#include "broker/storage/sqlite_store.h"
+#include "broker/storage/store.h"
 #include "broker/timers/deadline_scheduler.h"
 
 namespace refbroker {
@@ -61,6 +61,8 @@ class BrokerServer {
  private:
   explicit BrokerServer(const config::BrokerOptions& options) : options_(options) {}
   absl::Status Init();
+  // The store the config names: the embedded SQLite file, or a PostgreSQL database.
+  absl::StatusOr<std::unique_ptr<storage::Store>> OpenStore();
   absl::Status StartGrpc();
   absl::StatusOr<domain::WorkflowOptions> MakeWorkflowOptions() const;
   absl::StatusOr<domain::ConsultOptions> MakeConsultOptions() const;
@@ -76,7 +78,7 @@ class BrokerServer {
   // a timer must not outlive its io_context (ASan caught exactly that at shutdown).
   boost::asio::io_context timers_io_;
   std::unique_ptr<auth::Registry> registry_;
-  std::unique_ptr<storage::SqliteStore> store_;
+  std::unique_ptr<storage::Store> store_;
   std::unique_ptr<auth::Authenticator> authenticator_;
   std::unique_ptr<auth::AccessPolicy> policy_;
   std::unique_ptr<routing::ReferralRouter> router_;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
+#include "broker/storage/internal/pg_conn.h"
 
 namespace refbroker::config {
 namespace {
@@ -70,6 +71,9 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetString(t, "tls", "key", o.tls.key);
   GetString(t, "storage", "engine", o.storage.engine);
   GetString(t, "storage", "path", o.storage.path);
+  GetString(t, "storage", "conninfo", o.storage.conninfo);
+  GetString(t, "storage", "schema", o.storage.schema);
+  GetInt(t, "storage", "readers", o.storage.readers);
   GetInt(t, "storage", "max_batch", o.storage.max_batch);
   GetInt(t, "storage", "checkpoint_interval_ms", o.storage.checkpoint_interval_ms);
   GetInt(t, "delivery", "ack_deadline_ms", o.delivery.ack_deadline_ms);
@@ -155,11 +159,24 @@ absl::Status BrokerOptions::Validate() const {
   if (tls.ca.empty() || tls.cert.empty() || tls.key.empty()) {
     return absl::InvalidArgumentError("config tls.ca, tls.cert, tls.key: all required (mTLS)");
   }
-  if (storage.engine != "sqlite") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config storage.engine: '", storage.engine, "' is not supported (sqlite)"));
+  if (storage.engine == "sqlite") {
+    if (storage.path.empty()) return absl::InvalidArgumentError("config storage.path: required");
+  } else if (storage.engine == "postgres") {
+    if (storage.conninfo.empty()) {
+      return absl::InvalidArgumentError(
+          "config storage.conninfo: required with engine = \"postgres\" (a libpq connection "
+          "string)");
+    }
+    if (!storage::internal::IsValidPgIdentifier(storage.schema)) {
+      return absl::InvalidArgumentError(
+          "config storage.schema: 1-63 lower-case letters, digits or '_', not starting with a "
+          "digit or pg_");
+    }
+    RETURN_IF_ERROR(Range("storage.readers", storage.readers, 1, 64));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("config storage.engine: '", storage.engine,
+                                                   "' is not supported (sqlite, postgres)"));
   }
-  if (storage.path.empty()) return absl::InvalidArgumentError("config storage.path: required");
   RETURN_IF_ERROR(Range("server.max_message_bytes", server.max_message_bytes, 4096, 64 << 20));
   RETURN_IF_ERROR(Range("server.workers", server.workers, 2, 1024));
   RETURN_IF_ERROR(Range("server.drain_seconds", server.drain_seconds, 0, 600));

@@ -30,8 +30,13 @@ struct TlsOptions {
 };
 
 struct StorageOptions {
-  std::string engine = "sqlite";
-  std::string path = "refbroker.db";
+  std::string engine = "sqlite";      // sqlite (embedded, one broker) or postgres
+  std::string path = "refbroker.db";  // sqlite: the database file
+  // postgres: a libpq connection string ("host=db port=5432 dbname=refbroker user=refbroker");
+  // keep the password out of it (PGPASSFILE or PGPASSWORD in the service's environment).
+  std::string conninfo;
+  std::string schema = "refbroker";  // postgres: the PostgreSQL schema holding the tables
+  int readers = 4;                   // read connections
   int max_batch = 256;
   int checkpoint_interval_ms = 20;  // WAL checkpoints on their own thread; 0 = in the writer
 };

@@ -310,12 +310,13 @@ absl::StatusOr<std::vector<RetestCountRow>> PostgresStore::CountRetests(Micros f
   std::vector<RetestCountRow> out;
   RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
     ASSIGN_OR_RETURN(PgResult r,
-                     c.Run("SELECT institution, reason, COUNT(*) FROM retests WHERE "
-                           "recorded_at>=$1::bigint AND ($2::bigint=0 OR recorded_at<$2) GROUP "
-                           "BY institution, reason UNION ALL SELECT publisher, 0, COUNT(*) FROM "
-                           "results WHERE repeat_without_reason=1 AND received_at>=$1::bigint "
-                           "AND ($2::bigint=0 OR received_at<$2) GROUP BY publisher ORDER BY 1 "
-                           "COLLATE \"C\", 2",
+                     c.Run("SELECT who, reason, n FROM (SELECT institution AS who, reason, "
+                           "COUNT(*) AS n FROM retests WHERE recorded_at>=$1::bigint AND "
+                           "($2::bigint=0 OR recorded_at<$2) GROUP BY institution, reason UNION "
+                           "ALL SELECT publisher, 0, COUNT(*) FROM results WHERE "
+                           "repeat_without_reason=1 AND received_at>=$1::bigint AND "
+                           "($2::bigint=0 OR received_at<$2) GROUP BY publisher) counts ORDER BY "
+                           "who COLLATE \"C\", reason",
                            PgParams().Add(from).Add(to)));
     for (int i = 0; i < r.rows(); ++i) {
       out.push_back(

@@ -225,15 +225,12 @@ TEST(Audit, ChainVerifiesAfterAScenarioAndTheAlteredEntryIsNamed) {
   // Someone with access to the file alters entry 3 (the triggers stop SQL, not a determined
   // insider): the chain names it.
   ASSERT_EQ(broker.Stop(), 0);
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(broker.db_path().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TRIGGER audit_log_no_update;"
-                         "UPDATE audit_log SET actor='someone-else' WHERE seq=3;",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  ASSERT_EQ(broker.ExecSql(broker.postgres()
+                               ? "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update;"
+                                 "UPDATE audit_log SET actor='someone-else' WHERE seq=3;"
+                               : "DROP TRIGGER audit_log_no_update;"
+                                 "UPDATE audit_log SET actor='someone-else' WHERE seq=3;"),
+            "");
   ASSERT_TRUE(broker.Start().ok());
   out.clear();
   EXPECT_EQ(RunRefctl(broker.address(), "--as auditor audit verify", &out), 3) << out;
@@ -308,16 +305,21 @@ TEST(Retention, PrunedMessagesAreGoneTheOthersIntactAndTheQueueStopsGrowing) {
     }
   };
   ASSERT_NO_FATAL_FAILURE(traffic(4));
-  QueueFootprint early = QueueFootprintOf(broker.db_path());
+  // The pages part is the SQLite file's (freed pages reused, incremental vacuum); on PostgreSQL
+  // reusing dead rows' space is autovacuum's job, outside the broker. The pruning is checked on
+  // both.
+  const bool pages = !broker.postgres();
+  QueueFootprint early = pages ? QueueFootprintOf(broker.db_path()) : QueueFootprint{1, 1};
   int sent_early = sent;
   ASSERT_NO_FATAL_FAILURE(traffic(8));
   ASSERT_TRUE(inbox.WaitFor(static_cast<size_t>(sent), 20));
-  QueueFootprint late = QueueFootprintOf(broker.db_path());
-  std::printf(
-      "retention: queue after %d sent: %lld pages, %lld messages; after %d sent: %lld pages, "
-      "%lld messages\n",
-      sent_early, static_cast<long long>(early.pages), static_cast<long long>(early.messages), sent,
-      static_cast<long long>(late.pages), static_cast<long long>(late.messages));
+  QueueFootprint late = pages ? QueueFootprintOf(broker.db_path()) : QueueFootprint{1, 1};
+  if (pages)
+    std::printf(
+        "retention: queue after %d sent: %lld pages, %lld messages; after %d sent: %lld pages, "
+        "%lld messages\n",
+        sent_early, static_cast<long long>(early.pages), static_cast<long long>(early.messages),
+        sent, static_cast<long long>(late.pages), static_cast<long long>(late.messages));
   ASSERT_GT(early.pages, 0);
   ASSERT_GT(early.messages, 0);
   // Three times the traffic, but the queue's pages follow the messages it holds, not those it

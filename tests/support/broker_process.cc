@@ -1,6 +1,7 @@
 #include "tests/support/broker_process.h"
 
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sqlite3.h>
@@ -22,19 +23,82 @@ std::string CertsDir() { return REFBROKER_TEST_CERTS; }
 std::string CertPath(const std::string& stem) { return CertsDir() + "/" + stem + ".crt"; }
 std::string KeyPath(const std::string& stem) { return CertsDir() + "/" + stem + ".key"; }
 
+bool BrokerConfig::TestStoreIsPostgres() {
+  const char* store = std::getenv("REFBROKER_TEST_STORE");
+  return store != nullptr && std::string(store) == "postgres";
+}
+
+std::string TestClusterConninfo() {
+  std::ifstream in(REFBROKER_PG_STATE);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("conninfo=", 0) == 0) return line.substr(9);
+  }
+  return "";
+}
+
+namespace {
+
+// Runs `sql` on the test cluster (search_path = schema); "" or the error.
+std::string PgExec(const std::string& schema, const std::string& sql, int64_t* count = nullptr) {
+  PGconn* c = PQconnectdb(TestClusterConninfo().c_str());
+  std::string error;
+  if (PQstatus(c) != CONNECTION_OK) {
+    error = PQerrorMessage(c);
+  } else {
+    PQclear(PQexec(c, ("SET search_path TO " + schema).c_str()));
+    PGresult* r = PQexec(c, sql.c_str());
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      error = PQresultErrorMessage(r);
+    } else if (count != nullptr) {
+      *count = PQntuples(r) > 0 ? std::strtoll(PQgetvalue(r, 0, 0), nullptr, 10) : -1;
+    }
+    PQclear(r);
+  }
+  PQfinish(c);
+  return error;
+}
+
+}  // namespace
+
 BrokerProcess::BrokerProcess(BrokerConfig config) : config_(config) {
   std::random_device rd;
+  unsigned tag = rd();
   dir_ = (std::filesystem::temp_directory_path() /
-          ("refbroker-it-" + std::to_string(getpid()) + "-" + std::to_string(rd())))
+          ("refbroker-it-" + std::to_string(getpid()) + "-" + std::to_string(tag)))
              .string();
   std::filesystem::create_directories(dir_);
+  if (config_.postgres) {
+    pg_schema_ = config_.pg_schema.empty()
+                     ? "it_" + std::to_string(getpid()) + "_" + std::to_string(tag)
+                     : config_.pg_schema;
+  }
   WriteConfig();
 }
 
 BrokerProcess::~BrokerProcess() {
   if (pid_ > 0) Kill();
   std::error_code ec;
-  if (std::getenv("REFBROKER_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_, ec);
+  if (std::getenv("REFBROKER_KEEP_TEST_DIRS") == nullptr) {
+    std::filesystem::remove_all(dir_, ec);
+    // A schema shared with other brokers is left to whoever named it.
+    if (config_.postgres && config_.pg_schema.empty()) {
+      PgExec("public", "DROP SCHEMA IF EXISTS " + pg_schema_ + " CASCADE");
+    }
+  }
+}
+
+std::string BrokerProcess::ExecSql(const std::string& sql) const {
+  if (config_.postgres) return PgExec(pg_schema_, sql);
+  sqlite3* db = nullptr;
+  std::string error;
+  if (sqlite3_open(db_path().c_str(), &db) != SQLITE_OK ||
+      sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+    error = sqlite3_errmsg(db);
+  }
+  sqlite3_close(db);
+  return error;
 }
 
 void BrokerProcess::WriteConfig() {
@@ -49,7 +113,9 @@ void BrokerProcess::WriteConfig() {
               ? std::string(REFBROKER_SOURCE_DIR) + "/deploy/registry.toml"
               : config_.registry_path)
       << "\"\n"
-      << "[storage]\npath = \"refbroker.db\"\n"
+      << (config_.postgres ? "[storage]\nengine = \"postgres\"\nconninfo = \"" +
+                                 TestClusterConninfo() + "\"\nschema = \"" + pg_schema_ + "\"\n"
+                           : std::string("[storage]\npath = \"refbroker.db\"\n"))
       << config_.storage_toml << "[recognition]\ncatalogue = \"" << REFBROKER_SOURCE_DIR
       << "/deploy/recognition.toml\"\n"
       << "max_waveform_kb = 64\n"
@@ -117,6 +183,11 @@ absl::Status BrokerProcess::Start() {
 }
 
 int64_t BrokerProcess::CountRows(const char* table) const {
+  if (config_.postgres) {
+    int64_t n = -1;
+    std::string error = PgExec(pg_schema_, std::string("SELECT COUNT(*) FROM ") + table, &n);
+    return error.empty() ? n : -1;
+  }
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(db_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
     sqlite3_close(db);

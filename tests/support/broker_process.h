@@ -33,7 +33,16 @@ struct BrokerConfig {
   std::string storage_toml;
   // Appended to the generated refbroker.toml, e.g. "[consult.accept]\nemergency_s = 2\n".
   std::string extra_toml;
+  // The store: SQLite in the broker's directory, or (REFBROKER_TEST_STORE=postgres, set by the
+  // ctest registrations of the suites that run on both) a schema of its own on the test
+  // cluster. Brokers that share a database name the same pg_schema.
+  bool postgres = TestStoreIsPostgres();
+  std::string pg_schema;  // empty = one derived from the broker's directory
+  static bool TestStoreIsPostgres();
 };
+
+// The test PostgreSQL cluster's connection string (tests/support/pg-cluster.sh), "" if none.
+std::string TestClusterConninfo();
 
 class BrokerProcess {
  public:
@@ -59,8 +68,13 @@ class BrokerProcess {
   int status_port() const { return status_port_; }
   const std::string& dir() const { return dir_; }
   std::string db_path() const { return dir_ + "/refbroker.db"; }
-  // Rows of `table` in the broker's SQLite file, read beside the running broker (-1 on error).
+  // Rows of `table` in the broker's store, read beside the running broker (-1 on error).
   int64_t CountRows(const char* table) const;
+  // Runs SQL statements on the broker's store directly (as someone with access to the database
+  // would); returns "" or the error.
+  std::string ExecSql(const std::string& sql) const;
+  bool postgres() const { return config_.postgres; }
+  const std::string& pg_schema() const { return pg_schema_; }
   std::string log_path() const { return dir_ + "/broker.log"; }
 
  private:
@@ -68,6 +82,7 @@ class BrokerProcess {
 
   BrokerConfig config_;
   std::string dir_;
+  std::string pg_schema_;
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;

@@ -98,6 +98,7 @@ absl::Status PgError(const std::string& sqlstate, const std::string& message, bo
 bool IsValidPgIdentifier(const std::string& name) {
   if (name.empty() || name.size() > 63) return false;
   if (name[0] >= '0' && name[0] <= '9') return false;
+  if (name.rfind("pg_", 0) == 0) return false;  // reserved for PostgreSQL's own schemas
   for (char c : name) {
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
   }
@@ -109,7 +110,8 @@ absl::StatusOr<std::unique_ptr<PgConn>> PgConn::Connect(const std::string& conni
   if (!IsValidPgIdentifier(schema)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config storage.schema: '", schema,
-        "' must be 1-63 lower-case letters, digits or '_', not starting with a digit"));
+        "' must be 1-63 lower-case letters, digits or '_', not starting with a digit or "
+        "pg_"));
   }
   PGconn* conn = PQconnectdb(conninfo.c_str());
   if (conn == nullptr) return absl::UnavailableError("storage (postgres): out of memory");
@@ -129,9 +131,11 @@ absl::Status PgConn::Setup() {
   prepared_.clear();
   // Durable on COMMIT (the server's default, stated so that a changed server default cannot
   // weaken what an acknowledgement means); times and sizes never depend on the session's zone.
+  // A DBA sees the broker and its schema in pg_stat_activity as "refbroker/<schema>".
   return Exec(absl::StrCat("SET synchronous_commit TO on; SET TIME ZONE 'UTC'; ",
-                           "SET application_name TO 'refbroker'; ", "SET search_path TO \"",
-                           schema_, "\""));
+                           "SET client_min_messages TO warning; ",
+                           "SET application_name TO 'refbroker/", schema_, "'; ",
+                           "SET search_path TO \"", schema_, "\""));
 }
 
 absl::Status PgConn::Reconnect() {

@@ -92,7 +92,8 @@ class PgConn {
 // RESOURCE_EXHAUSTED; lost connection, shutdown, starting up → UNAVAILABLE; the rest INTERNAL.
 absl::Status PgError(const std::string& sqlstate, const std::string& message, bool connection_bad);
 
-// A schema name safe to put in SQL: lower-case letters, digits and '_' only, 1..63 characters.
+// A schema name safe to put in SQL: lower-case letters, digits and '_' only, 1..63 characters,
+// not starting with a digit or with "pg_" (reserved by PostgreSQL).
 bool IsValidPgIdentifier(const std::string& name);
 
 }  // namespace refbroker::storage::internal

@@ -785,6 +785,37 @@ TEST_P(StoreConformance, PublishDecidesInsideTheTransactionWithThePriorsAndAnUnu
   EXPECT_EQ(store_->ListResults("patient-key", {}, 10)->size(), 3u);
 }
 
+TEST_P(StoreConformance, CountRetestsByInstitutionAndReasonWithRepeatsWithoutReasonAsZero) {
+  auto no_reason = [](const std::vector<ResultRow>& priors, const UnusedRetestLookup&,
+                      ResultRow& row) -> absl::StatusOr<PublishDecision> {
+    row.repeat_without_reason = !priors.empty();
+    return PublishDecision{};
+  };
+  ASSERT_TRUE(store_->PublishResult(Result("res-1", "q1", kT0 - 2 * kSecond), no_reason).ok());
+  ASSERT_TRUE(store_->PublishResult(Result("res-2", "q2", kT0 - kSecond), no_reason).ok());
+  ASSERT_TRUE(store_->PublishResult(Result("res-3", "q3", kT0), no_reason).ok());
+  RetestRow a{"rt-1", "12411723MB0A10013K", "r1", "pk", "LAB-GLU", 3, kT0, "", "b"};
+  RetestRow b{"rt-2", "12411723MB0A10013K", "r2", "pk", "LAB-GLU", 3, kT0 + 1, "", "b"};
+  RetestRow c{"rt-3", "124117234175811018", "r3", "pk", "LAB-GLU", 1, kT0 + 2, "", "b"};
+  RetestRow late{"rt-4", "124117234175811018", "r4", "pk", "LAB-GLU",
+                 1,      kT0 + 100 * kSecond,  "",   "b"};
+  for (const RetestRow& r : {a, b, c, late}) ASSERT_TRUE(store_->RecordRetest(r).ok());
+  auto counts = store_->CountRetests(kT0 - 10 * kSecond, kT0 + 10 * kSecond);
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  ASSERT_EQ(counts->size(), 3u);
+  // Ordered by institution (bytewise), then reason; the repeats without reason are reason 0.
+  EXPECT_EQ((*counts)[0].institution, "124117234175811018");
+  EXPECT_EQ((*counts)[0].reason, 0);
+  EXPECT_EQ((*counts)[0].count, 2u);
+  EXPECT_EQ((*counts)[1].institution, "124117234175811018");
+  EXPECT_EQ((*counts)[1].reason, 1);
+  EXPECT_EQ((*counts)[1].count, 1u) << "the one recorded after the period is not counted";
+  EXPECT_EQ((*counts)[2].institution, "12411723MB0A10013K");
+  EXPECT_EQ((*counts)[2].reason, 3);
+  EXPECT_EQ((*counts)[2].count, 2u);
+  EXPECT_EQ(store_->CountRetests(kT0 - 10 * kSecond, 0)->size(), 3u);
+}
+
 // --- the audit trail -----------------------------------------------------------------------
 
 AuditRow AuditEntry(const std::string& actor, const std::string& action,

@@ -1,0 +1,233 @@
+// What only the PostgreSQL store has to show, on the throw-away test cluster: several stores on
+// one schema (as several brokers would have) never lease one message twice and never lose one to
+// a consumer group created meanwhile; two brokers migrating at once; a lost connection is
+// UNAVAILABLE, never an acknowledgement, and the next call reconnects; audit entries and reports
+// are refused to SQL.
+
+#include "broker/storage/postgres_store.h"
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace refbroker::storage {
+namespace {
+
+constexpr Micros kT0 = 1795000000LL * 1000000;
+constexpr Micros kSecond = 1000000;
+const std::string kQueue = "12411723417580001B/referrals";
+
+std::string Conninfo() {
+  std::ifstream in(REFBROKER_PG_STATE);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("conninfo=", 0) == 0) return line.substr(9);
+  }
+  return "";
+}
+
+// Runs SQL on the cluster outside any store; returns the first value of the first row ("" if
+// none), or "ERROR: ..." .
+std::string Sql(const std::string& sql) {
+  PGconn* c = PQconnectdb(Conninfo().c_str());
+  std::string out;
+  PGresult* r = PQexec(c, sql.c_str());
+  ExecStatusType st = PQresultStatus(r);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    out = std::string("ERROR: ") + PQresultErrorMessage(r);
+  } else if (PQntuples(r) > 0) {
+    out = PQgetvalue(r, 0, 0);
+  }
+  PQclear(r);
+  PQfinish(c);
+  return out;
+}
+
+class PostgresStoreTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(Conninfo().empty()) << "no test cluster (" REFBROKER_PG_STATE ")";
+    schema_ = "ps_" + std::to_string(getpid()) + "_" +
+              std::to_string(std::hash<std::string>()(
+                                 testing::UnitTest::GetInstance()->current_test_info()->name()) %
+                             1000000007);
+    (void)PostgresStore::DropSchema(Conninfo(), schema_);
+  }
+  void TearDown() override { (void)PostgresStore::DropSchema(Conninfo(), schema_); }
+
+  std::unique_ptr<PostgresStore> Open() {
+    PostgresOptions o;
+    o.conninfo = Conninfo();
+    o.schema = schema_;
+    auto s = PostgresStore::Open(o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  static absl::Status Submit(Store& store, const std::string& id) {
+    ReferralRecord r;
+    r.id = id;
+    r.sender = "124117234175811018";
+    r.receiver = "12411723417580001B";
+    r.client_request_id = "req-" + id;
+    r.request_digest = "d-" + id;
+    r.state = 1;
+    r.submitted_at = kT0;
+    r.updated_at = kT0;
+    r.body = "body";
+    r.journey_id = id;
+    r.alliance = "pingyu";
+    ReferralEventRecord e{id, "", "", 1, kT0, "e"};
+    return store.SubmitReferral(r, e, {NewMessage{kQueue, 3, id, "payload"}}).status();
+  }
+
+  std::string schema_;
+};
+
+TEST_F(PostgresStoreTest, TwoBrokersStartingTogetherApplyEachMigrationOnce) {
+  std::unique_ptr<PostgresStore> a, b;
+  std::thread ta([&] { a = Open(); });
+  std::thread tb([&] { b = Open(); });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".schema_migrations"), "1");
+  ASSERT_TRUE(Submit(*a, "ref-1").ok());
+  EXPECT_TRUE(b->GetReferral("ref-1").ok()) << "both serve the one database";
+}
+
+TEST_F(PostgresStoreTest, TwoStoresOnOneSchemaNeverLeaseOneMessageTwice) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->EnsureGroup(kQueue, "his", kT0).ok());
+  constexpr int kMessages = 300;
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(Submit(*a, "ref-" + std::to_string(i)).ok());
+  std::mutex mu;
+  std::multiset<uint64_t> leased;
+  std::atomic<int> errors{0};
+  auto consume = [&](Store& store) {
+    for (;;) {
+      LeaseRequest req;
+      req.queue = kQueue;
+      req.group = "his";
+      req.max_messages = 7;
+      req.now = kT0;
+      req.lease_until = kT0 + 600 * kSecond;  // nothing expires during the test
+      auto r = store.Lease(req);
+      if (!r.ok()) {
+        errors++;
+        return;
+      }
+      if (r->messages.empty()) return;
+      std::vector<uint64_t> seqs;
+      for (const auto& m : r->messages) seqs.push_back(m.sequence);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        leased.insert(seqs.begin(), seqs.end());
+      }
+      if (!store.AckBatch(kQueue, "his", seqs, kT0).ok()) errors++;
+    }
+  };
+  std::vector<std::thread> consumers;
+  for (int i = 0; i < 4; ++i) consumers.emplace_back(consume, std::ref(i % 2 ? *a : *b));
+  for (auto& t : consumers) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(leased.size(), static_cast<size_t>(kMessages));
+  std::set<uint64_t> distinct(leased.begin(), leased.end());
+  EXPECT_EQ(distinct.size(), leased.size()) << "a message was leased twice";
+  auto stats = b->ListQueueStats(kT0);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->at(0).groups.at(0).ready, 0u);
+  EXPECT_EQ(stats->at(0).groups.at(0).in_flight, 0u);
+}
+
+TEST_F(PostgresStoreTest, AGroupCreatedOnOneBrokerMissesNothingEnqueuedOnAnotherMeanwhile) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a && b);
+  constexpr int kMessages = 200;
+  std::atomic<int> submitted{0};
+  std::thread producer([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      if (Submit(*a, "ref-" + std::to_string(i)).ok()) submitted++;
+    }
+  });
+  // Groups appear while the producer runs: each must hold every message, earlier or later.
+  for (int g = 0; g < 5; ++g) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(b->EnsureGroup(kQueue, "grp-" + std::to_string(g), kT0).ok());
+  }
+  producer.join();
+  ASSERT_EQ(submitted.load(), kMessages);
+  auto stats = a->ListQueueStats(kT0);
+  ASSERT_TRUE(stats.ok());
+  ASSERT_EQ(stats->at(0).groups.size(), 5u);
+  for (const GroupStats& g : stats->at(0).groups) {
+    EXPECT_EQ(g.ready, static_cast<uint64_t>(kMessages)) << g.group;
+  }
+}
+
+TEST_F(PostgresStoreTest,
+       ALostConnectionIsUnavailableNeverAnAcknowledgementAndTheNextCallReconnects) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(Submit(*store, "before").ok());
+  // The database ends every session of the store (as a restart or a failover would).
+  EXPECT_EQ(Sql("SELECT COUNT(pg_terminate_backend(pid)) > 0 FROM pg_stat_activity WHERE "
+                "application_name='refbroker/" +
+                schema_ + "'"),
+            "t");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  absl::Status during = Submit(*store, "during");
+  // Either refused as UNAVAILABLE (not stored), or stored and acknowledged: never acknowledged
+  // and lost.
+  if (!during.ok()) EXPECT_TRUE(absl::IsUnavailable(during)) << during;
+  ASSERT_TRUE(Submit(*store, "after").ok()) << "the writer reconnects by itself";
+  EXPECT_TRUE(store->GetReferral("before").ok()) << "reads reconnect too";
+  EXPECT_TRUE(store->GetReferral("after").ok());
+  EXPECT_EQ(store->GetReferral("during").ok(), during.ok());
+  EXPECT_TRUE(store->Health().ok());
+}
+
+TEST_F(PostgresStoreTest, SqlCannotChangeOrDeleteAuditEntriesOrReports) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  AuditRow row;
+  row.at = kT0;
+  row.actor = "a";
+  row.action = "GetReferral";
+  row.outcome = "OK";
+  ASSERT_TRUE(store->AppendAudit({row}).ok());
+  EXPECT_NE(Sql("UPDATE " + schema_ + ".audit_log SET actor='x'").rfind("ERROR", 0),
+            std::string::npos);
+  EXPECT_NE(Sql("DELETE FROM " + schema_ + ".audit_log").rfind("ERROR", 0), std::string::npos);
+  EXPECT_EQ(Sql("SELECT actor FROM " + schema_ + ".audit_log"), "a");
+  ASSERT_EQ(Sql("INSERT INTO " + schema_ +
+                ".consult_reports(id, consult_id, issued_at, sha256, addendum_to, body) VALUES "
+                "('rep-1', 'con-1', 1, 'x', '', 'b')"),
+            "");
+  EXPECT_NE(Sql("UPDATE " + schema_ + ".consult_reports SET body=''").rfind("ERROR", 0),
+            std::string::npos);
+  EXPECT_NE(Sql("DELETE FROM " + schema_ + ".consult_reports").rfind("ERROR", 0),
+            std::string::npos);
+}
+
+TEST_F(PostgresStoreTest, AnUnreachableDatabaseIsUnavailableAtOpen) {
+  PostgresOptions o;
+  o.conninfo = "host=127.0.0.1 port=1 dbname=x connect_timeout=2";
+  o.schema = schema_;
+  auto s = PostgresStore::Open(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(absl::IsUnavailable(s.status())) << s.status();
+  o.schema = "Bad-Name";
+  EXPECT_TRUE(absl::IsInvalidArgument(PostgresStore::Open(o).status()));
+}
+
+}  // namespace
+}  // namespace refbroker::storage
