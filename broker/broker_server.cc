@@ -80,6 +80,8 @@ absl::Status BrokerServer::Init() {
   eo.workers = options_.server.workers;
   engine_ = std::make_unique<delivery::DeliveryEngine>(*store_, SystemClock::Get(), eo);
   engine_->SetAckHook([this](const QueueName& q, const storage::AckResult& r) { OnAck(q, r); });
+  // Several brokers on one PostgreSQL database: the others' enqueues wake our subscriptions.
+  store_->SetEnqueueListener([this](const std::string& queue) { engine_->Wake(queue); });
   ASSIGN_OR_RETURN(auto catalogue,
                    recognition::Catalogue::LoadFile(options_.recognition.catalogue_path));
   catalogue_ = std::make_unique<recognition::CatalogueHolder>(std::move(catalogue));
@@ -411,6 +413,7 @@ absl::Status BrokerServer::ReloadCatalogue() {
 void BrokerServer::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  if (store_) store_->SetEnqueueListener(nullptr);
   if (server_ == nullptr) {  // the start failed before serving: nothing to drain
     timers_io_.stop();
     if (timers_thread_.joinable()) timers_thread_.join();

@@ -27,12 +27,20 @@ std::shared_ptr<Subscription> DeliveryEngine::Subscribe(const QueueName& queue,
 
 void DeliveryEngine::Notify(const std::string& queue) {
   counters_.enqueued++;
+  Wake(queue);
+}
+
+void DeliveryEngine::Wake(const std::string& queue) {
   std::vector<std::shared_ptr<Subscription>> subs;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = by_queue_.find(queue);
-    if (it == by_queue_.end()) return;
-    subs.assign(it->second.begin(), it->second.end());
+    if (queue.empty()) {
+      for (auto& [name, set] : by_queue_) subs.insert(subs.end(), set.begin(), set.end());
+    } else {
+      auto it = by_queue_.find(queue);
+      if (it == by_queue_.end()) return;
+      subs.assign(it->second.begin(), it->second.end());
+    }
   }
   for (auto& s : subs) s->Wake();
 }

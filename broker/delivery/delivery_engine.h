@@ -53,6 +53,9 @@ class DeliveryEngine {
                                           std::shared_ptr<DeliverySink> sink, Reader reader = {});
   // Wakes every subscription of `queue` (a message was enqueued or requeued).
   void Notify(const std::string& queue);
+  // Wakes them without counting an enqueue: another broker on the same database enqueued
+  // (Store::SetEnqueueListener); "" wakes every subscription.
+  void Wake(const std::string& queue);
   // Streams connected for (queue, group).
   uint32_t Consumers(const std::string& queue, const std::string& group) const;
   size_t SubscriptionCount() const;

@@ -94,7 +94,10 @@ struct ConsultWorkflow::Change {
   std::function<void(v1::ConsultEvent&)> fill;
   std::function<void(Consult&, Micros& due)> mutate;  // body and deadline after the change
   std::optional<v1::ConsultReport> report;            // CONSULT_REPORT, CONSULT_ADDENDUM
-  storage::ConsultRecord after;                       // output
+  // Act only while the deadline is still this one: an escalation happens once even when
+  // several brokers on one database see the deadline pass.
+  Micros only_while_due_at = 0;
+  storage::ConsultRecord after;  // output
 };
 
 ConsultWorkflow::ConsultWorkflow(storage::Store& store, const auth::Registry& registry,
@@ -236,6 +239,9 @@ absl::StatusOr<Stored<Consult>> ConsultWorkflow::Request(const auth::Principal& 
 absl::StatusOr<storage::ConsultChangeResult> ConsultWorkflow::Apply(Change& c) {
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
     ASSIGN_OR_RETURN(storage::ConsultRecord rec, store_.GetConsult(c.consult_id));
+    if (c.only_while_due_at != 0 && rec.due_at != c.only_while_due_at) {
+      return absl::FailedPreconditionError("deadline: handled meanwhile");
+    }
     Party party = PartyOf(c.actor.institution(), rec);
     auto from = static_cast<v1::ConsultState>(rec.state);
     auto next = NextConsultState(from, c.action, party);
@@ -615,10 +621,13 @@ absl::StatusOr<size_t> ConsultWorkflow::EscalateDue() {
       c.fill = [accepting](v1::ConsultEvent& e) {
         e.set_text(accepting ? "acceptance deadline passed" : "report deadline passed");
       };
+      c.only_while_due_at = rec.due_at;
       auto result = Apply(c);
       if (result.ok()) {
         escalated++;
         progressed++;
+      } else if (absl::IsFailedPrecondition(result.status())) {
+        // Another broker escalated it, or the consult moved on first: nothing to do.
       } else {
         spdlog::error("consult id={} escalation failed: {}", rec.id, result.status().ToString());
       }

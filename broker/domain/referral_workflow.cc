@@ -151,6 +151,9 @@ struct ReferralWorkflow::Change {
   std::string client_request_id;
   std::function<void(v1::ReferralEvent&)> fill;
   std::string expected_receiver;  // act only while this is still the receiver
+  // Act only while the decision deadline is still this one: an escalation happens once even
+  // when several brokers on one database see the deadline pass (the others find it changed).
+  Micros only_while_due_at = 0;
   storage::ReferralRecord after;  // output
 };
 
@@ -339,6 +342,9 @@ absl::StatusOr<storage::ChangeResult> ReferralWorkflow::Apply(Change& c) {
     if (!c.expected_receiver.empty() && rec.receiver != c.expected_receiver) {
       return absl::FailedPreconditionError("receiver: no longer the receiver of this referral");
     }
+    if (c.only_while_due_at != 0 && rec.decision_due_at != c.only_while_due_at) {
+      return absl::FailedPreconditionError("decision deadline: handled meanwhile");
+    }
     Party party = PartyOf(c.actor.institution(), rec);
     auto from = static_cast<v1::ReferralState>(rec.state);
     ASSIGN_OR_RETURN(v1::ReferralState next, NextReferralState(from, c.action, party));
@@ -489,10 +495,13 @@ absl::StatusOr<size_t> ReferralWorkflow::EscalateDue() {
       c.action = v1::ESCALATE;
       c.actor = BrokerActor();
       c.fill = [](v1::ReferralEvent& e) { e.set_text("decision deadline passed"); };
+      c.only_while_due_at = rec.decision_due_at;
       auto result = Apply(c);
       if (result.ok()) {
         escalated++;
         progressed++;
+      } else if (absl::IsFailedPrecondition(result.status())) {
+        // Another broker escalated it, or a decision came first: nothing to do.
       } else {
         spdlog::error("referral id={} escalation failed: {}", rec.id, result.status().ToString());
       }

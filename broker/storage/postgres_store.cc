@@ -140,13 +140,15 @@ absl::Status Enqueue(PgConn& c, const NewMessage& m, Micros now) {
   // (EnsureGroup, Replay): a group created meanwhile on another broker sees this message in its
   // backfill or this insert sees the group, never neither.
   RETURN_IF_ERROR(LockQueue(c, m.queue, /*exclusive=*/false));
+  // The NOTIFY reaches the other brokers' listeners (PgListener) when this commits.
   return c
       .Run(
           "WITH m AS (INSERT INTO messages(queue, priority, subject_id, payload, enqueued_at) "
-          "VALUES($1,$2::integer,$3,$4,$5::bigint) RETURNING seq, queue, priority) "
-          "INSERT INTO group_messages(queue, grp, seq, priority, state, attempts, visible_at, "
-          "last_error, state_at) SELECT cg.queue, cg.grp, m.seq, m.priority, 0, 0, 0, '', "
-          "$5::bigint FROM m JOIN consumer_groups cg ON cg.queue=m.queue",
+          "VALUES($1,$2::integer,$3,$4,$5::bigint) RETURNING seq, queue, priority), "
+          "g AS (INSERT INTO group_messages(queue, grp, seq, priority, state, attempts, "
+          "visible_at, last_error, state_at) SELECT cg.queue, cg.grp, m.seq, m.priority, 0, 0, "
+          "0, '', $5::bigint FROM m JOIN consumer_groups cg ON cg.queue=m.queue) "
+          "SELECT pg_notify('refbroker_' || current_schema(), $1)",
           PgParams().Add(m.queue).Add(m.priority).Add(m.subject_id).Bytes(m.payload).Add(now))
       .status();
 }
@@ -164,6 +166,7 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(const Postgre
     store->readers_.push_back(std::move(reader));
   }
   store->writer_ = std::make_unique<internal::PgWriter>(std::move(writer_conn), o.max_batch);
+  if (o.listen) store->listener_ = std::make_unique<internal::PgListener>(o.conninfo, o.schema);
   return store;
 }
 

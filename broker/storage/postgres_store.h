@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "broker/storage/internal/pg_conn.h"
+#include "broker/storage/internal/pg_listener.h"
 #include "broker/storage/internal/pg_writer.h"
 #include "broker/storage/store.h"
 
@@ -30,6 +31,7 @@ struct PostgresOptions {
   std::string schema = "refbroker";  // PostgreSQL schema holding the tables
   size_t max_batch = 256;            // most requests in one group commit
   size_t readers = 4;                // read connections
+  bool listen = true;                // LISTEN for other brokers' enqueues (SetEnqueueListener)
 };
 
 class PostgresStore final : public Store {
@@ -116,6 +118,9 @@ class PostgresStore final : public Store {
   }
   uint64_t commits() const override { return writer_->commits(); }
   uint64_t writes() const override { return writer_->writes(); }
+  void SetEnqueueListener(EnqueueListener listener) override {
+    if (listener_) listener_->SetCallback(std::move(listener));
+  }
 
  private:
   PostgresStore() = default;
@@ -126,6 +131,7 @@ class PostgresStore final : public Store {
   // (AuditScope) appended with it; returns when it has committed.
   absl::Status WriteTxn(std::function<absl::Status(internal::PgTx&)> fn);
 
+  std::unique_ptr<internal::PgListener> listener_;
   std::unique_ptr<internal::PgWriter> writer_;
   std::mutex readers_mu_;
   std::condition_variable readers_cv_;

@@ -522,6 +522,13 @@ class Store {
   virtual void SetCommitObserver(CommitObserver observer) = 0;
   virtual uint64_t commits() const = 0;  // transactions committed
   virtual uint64_t writes() const = 0;   // write requests they carried
+
+  // Messages enqueued by another process on the same database (several brokers sharing one):
+  // `listener(queue)` after their commit, or listener("") when anything may have changed (the
+  // store could not listen for a while). A store only one process uses never calls it. The
+  // listener is not called any more once SetEnqueueListener(nullptr) returns.
+  using EnqueueListener = std::function<void(const std::string& queue)>;
+  virtual void SetEnqueueListener(EnqueueListener listener) { (void)listener; }
 };
 
 inline absl::StatusOr<AckResult> Store::Ack(const std::string& queue, const std::string& group,

@@ -62,6 +62,10 @@ std::string PgExec(const std::string& schema, const std::string& sql, int64_t* c
 
 }  // namespace
 
+void DropTestSchema(const std::string& schema) {
+  PgExec("public", "DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+}
+
 BrokerProcess::BrokerProcess(BrokerConfig config) : config_(config) {
   std::random_device rd;
   unsigned tag = rd();

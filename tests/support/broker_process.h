@@ -43,6 +43,8 @@ struct BrokerConfig {
 
 // The test PostgreSQL cluster's connection string (tests/support/pg-cluster.sh), "" if none.
 std::string TestClusterConninfo();
+// Drops a schema of the test cluster (one that several brokers shared).
+void DropTestSchema(const std::string& schema);
 
 class BrokerProcess {
  public:

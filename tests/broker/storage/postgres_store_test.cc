@@ -187,7 +187,9 @@ TEST_F(PostgresStoreTest,
   absl::Status during = Submit(*store, "during");
   // Either refused as UNAVAILABLE (not stored), or stored and acknowledged: never acknowledged
   // and lost.
-  if (!during.ok()) EXPECT_TRUE(absl::IsUnavailable(during)) << during;
+  if (!during.ok()) {
+    EXPECT_TRUE(absl::IsUnavailable(during)) << during;
+  }
   ASSERT_TRUE(Submit(*store, "after").ok()) << "the writer reconnects by itself";
   EXPECT_TRUE(store->GetReferral("before").ok()) << "reads reconnect too";
   EXPECT_TRUE(store->GetReferral("after").ok());

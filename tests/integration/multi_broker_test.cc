@@ -1,0 +1,233 @@
+// Several brokers, one PostgreSQL database (issue: PostgreSQL backend). Two real refbroker
+// processes on one schema of the test cluster:
+// - clinics submit to broker A, a hospital subscribes on broker B and gets everything promptly
+//   (LISTEN/NOTIFY, not the subscriptions' 5 s look): p50 and p99 from submit to delivery;
+// - then A is killed with SIGKILL under load: clients fail over to B and, after a drain, every
+//   acknowledged submission is delivered (lost=0);
+// - decision deadlines both brokers see pass at the same moment escalate each referral once.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <set>
+
+#include "client/refclient/referral_client.h"
+#include "tests/support/broker_process.h"
+#include "tests/support/test_clients.h"
+
+namespace refbroker::testing {
+namespace {
+
+namespace v1 = refbroker::v1;
+using Clock = std::chrono::steady_clock;
+
+const char* kClinics[][2] = {{"xiyangdian-thc", "124117234175811018"},
+                             {"guhuai-thc", "12411723417581102B"},
+                             {"yuhuangmiao-thc", "12411723417581103E"},
+                             {"dongheyan-thc", "12411723417581104H"}};
+
+std::unique_ptr<refclient::Connection> ConnectTo(std::vector<std::string> brokers,
+                                                 const std::string& stem) {
+  auto c = refclient::Connection::Create(refclient::CertDirOptions(brokers, CertsDir(), stem));
+  if (!c.ok()) std::abort();
+  return std::move(*c);
+}
+
+double PercentileMs(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+// Two brokers on one schema; the schema goes with the test.
+class TwoBrokers : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(TestClusterConninfo().empty()) << "no PostgreSQL test cluster";
+    schema_ = "mb_" + std::to_string(getpid()) + "_" +
+              std::to_string(std::hash<std::string>()(
+                                 ::testing::UnitTest::GetInstance()->current_test_info()->name()) %
+                             1000000);
+  }
+  void TearDown() override {
+    a_.reset();
+    b_.reset();
+    DropTestSchema(schema_);
+  }
+  void StartBoth(BrokerConfig config) {
+    config.postgres = true;
+    config.pg_schema = schema_;
+    a_ = std::make_unique<BrokerProcess>(config);
+    b_ = std::make_unique<BrokerProcess>(config);
+    ASSERT_TRUE(a_->Start().ok()) << a_->log_path();
+    ASSERT_TRUE(b_->Start().ok()) << b_->log_path();
+  }
+
+  std::string schema_;
+  std::unique_ptr<BrokerProcess> a_, b_;
+};
+
+TEST_F(TwoBrokers, SubmittedOnAReceivedOnBPromptlyThenAIsKilledAndNothingAcknowledgedIsLost) {
+  BrokerConfig config;
+  config.ack_deadline_ms = 1000;
+  config.max_attempts = 1000;  // the kill must not turn messages into dead letters
+  ASSERT_NO_FATAL_FAILURE(StartBoth(config));
+
+  // 1. Submit on A, receive on B: how promptly.
+  std::mutex mu;
+  std::map<std::string, Clock::time_point> sent_at;  // client request id → before Submit
+  std::map<std::string, double> latency_ms;
+  std::map<std::string, int> delivered;  // referral id → times delivered
+  auto record = [&](const v1::Delivery& d) {
+    auto now = Clock::now();
+    std::lock_guard<std::mutex> lock(mu);
+    delivered[d.referral().id()]++;
+    auto it = sent_at.find(d.referral().client_request_id());
+    if (it != sent_at.end() && !latency_ms.count(it->first)) {
+      latency_ms[it->first] = std::chrono::duration<double, std::milli>(now - it->second).count();
+    }
+    return refclient::Decision::Ack();
+  };
+  auto hospital_on_b = ConnectTo({b_->address()}, "people-hospital");
+  CollectingSubscriber inbox(*hospital_on_b, kPeopleHospital, "his", 32, record);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the stream is open
+  auto clinic_on_a = ConnectTo({a_->address()}, "xiyangdian-thc");
+  refclient::ReferralClient to_a(*clinic_on_a);
+  std::set<std::string> acked;
+  constexpr int kPrompt = 200;
+  for (int i = 0; i < kPrompt; ++i) {
+    std::string request_id = "prompt-" + std::to_string(i);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      sent_at[request_id] = Clock::now();
+    }
+    auto r = to_a.Submit(MakeReferral(kXiyangdian, request_id, v1::ROUTINE, kPeopleHospital));
+    ASSERT_TRUE(r.ok()) << r.status();
+    acked.insert(r->referral().id());
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(inbox.WaitFor(kPrompt, 30)) << "B did not deliver what A accepted";
+  std::vector<double> ms;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& [id, v] : latency_ms) ms.push_back(v);
+  }
+  double p50 = PercentileMs(ms, 50), p99 = PercentileMs(ms, 99);
+  std::printf(
+      "two brokers: submit on A -> delivery on B: %zu referrals, p50 %.1f ms, p99 %.1f ms\n",
+      ms.size(), p50, p99);
+  EXPECT_EQ(ms.size(), static_cast<size_t>(kPrompt));
+  // Prompt means notified: without LISTEN/NOTIFY B would find them by its 5 s look only.
+  EXPECT_LT(p99, 1000.0);
+
+  // 2. Load on both, A killed: the clinics fail over to B.
+  std::atomic<bool> stop{false};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> clinics;
+  for (int c = 0; c < 4; ++c) {
+    clinics.emplace_back([&, c] {
+      // Half the clinics know A first, half B first: both brokers take load.
+      auto conn = c % 2 == 0 ? ConnectTo({a_->address(), b_->address()}, kClinics[c][0])
+                             : ConnectTo({b_->address(), a_->address()}, kClinics[c][0]);
+      refclient::RetryPolicy retry;
+      retry.max_attempts = 50;
+      retry.per_call_timeout = std::chrono::milliseconds(3000);
+      refclient::ReferralClient client(*conn, retry);
+      for (int i = 0; !stop; ++i) {
+        auto r = client.Submit(
+            MakeReferral(kClinics[c][1], std::string(kClinics[c][0]) + "-load-" + std::to_string(i),
+                         v1::ROUTINE, kPeopleHospital));
+        if (r.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          acked.insert(r->referral().id());
+        } else {
+          failed++;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+  }
+  // A second consumer of the hospital's group, on A first: its leases die with A and come
+  // back to the group after the ack deadline.
+  auto hospital_on_a = ConnectTo({a_->address(), b_->address()}, "people-hospital");
+  CollectingSubscriber second(*hospital_on_a, kPeopleHospital, "his", 32, record);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  a_->Kill();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  stop = true;
+  for (auto& t : clinics) t.join();
+
+  auto missing = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    size_t n = 0;
+    for (const auto& id : acked) n += delivered.count(id) ? 0 : 1;
+    return n;
+  };
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (missing() > 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  size_t lost = missing(), duplicates = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& [id, n] : delivered) duplicates += n - 1;
+  }
+  std::printf(
+      "two brokers, A killed under load: acknowledged=%zu lost=%zu duplicates=%zu "
+      "failed_after_retries=%d\n",
+      acked.size(), lost, duplicates, failed.load());
+  EXPECT_GT(acked.size(), static_cast<size_t>(kPrompt) + 100) << "too little load";
+  EXPECT_EQ(lost, 0u);
+  EXPECT_EQ(failed.load(), 0) << "the clients did not fail over";
+}
+
+TEST_F(TwoBrokers, ADeadlineBothBrokersSeePassEscalatesOnce) {
+  BrokerConfig config;
+  config.emergency_deadline_s = 2;
+  ASSERT_NO_FATAL_FAILURE(StartBoth(config));
+  auto on_a = ConnectTo({a_->address()}, "xiyangdian-thc");
+  auto on_b = ConnectTo({b_->address()}, "xiyangdian-thc");
+  refclient::ReferralClient to_a(*on_a), to_b(*on_b);
+  // Submitted to A and B in turn within a few milliseconds: each broker's timer fires for its
+  // own, and each escalation pass lists every due referral of the database, so the two race for
+  // the same referrals.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    auto& client = i % 2 ? to_b : to_a;
+    auto r = client.Submit(
+        MakeReferral(kXiyangdian, "due-" + std::to_string(i), v1::EMERGENCY, kPeopleHospital));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ids.push_back(r->referral().id());
+  }
+  int escalated = 0, twice = 0;
+  for (const std::string& id : ids) {
+    auto deadline = Clock::now() + std::chrono::seconds(15);
+    for (;;) {
+      auto r = to_a.Get(id);
+      ASSERT_TRUE(r.ok()) << r.status();
+      int n = 0;
+      for (const auto& e : r->history()) n += e.action() == v1::ESCALATE;
+      if (r->state() == v1::ESCALATED || Clock::now() > deadline) {
+        // Give a late second escalation the time to show.
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        r = to_a.Get(id);
+        n = 0;
+        for (const auto& e : r->history()) n += e.action() == v1::ESCALATE;
+        escalated += n >= 1;
+        twice += n > 1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  std::printf("two brokers, 30 EMERGENCY deadlines: %d escalated, %d more than once\n", escalated,
+              twice);
+  EXPECT_EQ(escalated, 30);
+  EXPECT_EQ(twice, 0);
+}
+
+}  // namespace
+}  // namespace refbroker::testing
