@@ -4,12 +4,16 @@
 //   (LISTEN/NOTIFY, not the subscriptions' 5 s look): p50 and p99 from submit to delivery;
 // - then A is killed with SIGKILL under load: clients fail over to B and, after a drain, every
 //   acknowledged submission is delivered (lost=0);
-// - decision deadlines both brokers see pass at the same moment escalate each referral once.
+// - decision deadlines both brokers see pass at the same moment escalate each referral once;
+// - PostgreSQL crashes and restarts under traffic: UNAVAILABLE meanwhile, never a false
+//   acknowledgement, and the broker reconnects by itself.
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -227,6 +231,127 @@ TEST_F(TwoBrokers, ADeadlineBothBrokersSeePassEscalatesOnce) {
               twice);
   EXPECT_EQ(escalated, 30);
   EXPECT_EQ(twice, 0);
+}
+
+// A cluster of the test's own (the shared one serves the other tests meanwhile).
+class PrivateCluster {
+ public:
+  PrivateCluster()
+      : state_(std::filesystem::temp_directory_path() /
+               ("refbroker-pg-" + std::to_string(getpid()) + ".state")) {
+    ok_ = Run("start");
+    std::ifstream in(state_);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("conninfo=", 0) == 0) conninfo_ = line.substr(9);
+    }
+  }
+  ~PrivateCluster() { Run("stop"); }
+  bool Run(const std::string& action) {
+    std::string out;
+    int rc = RunCommand(std::string(REFBROKER_SOURCE_DIR) + "/tests/support/pg-cluster.sh " +
+                            action + " " + state_.string(),
+                        &out);
+    if (rc != 0) std::fprintf(stderr, "pg-cluster.sh %s: %s\n", action.c_str(), out.c_str());
+    return rc == 0;
+  }
+  bool ok() const { return ok_ && !conninfo_.empty(); }
+  const std::string& conninfo() const { return conninfo_; }
+
+ private:
+  std::filesystem::path state_;
+  std::string conninfo_;
+  bool ok_ = false;
+};
+
+TEST(DatabaseRestart, DuringTheOutageClientsGetUnavailableAfterItNothingAcknowledgedIsLost) {
+  PrivateCluster cluster;
+  ASSERT_TRUE(cluster.ok());
+  BrokerConfig config;
+  config.postgres = true;
+  config.pg_conninfo = cluster.conninfo();
+  config.ack_deadline_ms = 1000;
+  config.max_attempts = 1000;
+  BrokerProcess broker(config);
+  ASSERT_TRUE(broker.Start().ok()) << broker.log_path();
+
+  std::mutex mu;
+  std::set<std::string> acked;
+  std::map<std::string, int> delivered;
+  auto record = [&](const v1::Delivery& d) {
+    std::lock_guard<std::mutex> lock(mu);
+    delivered[d.referral().id()]++;
+    return refclient::Decision::Ack();
+  };
+  auto hospital = ConnectTo({broker.address()}, "people-hospital");
+  CollectingSubscriber inbox(*hospital, kPeopleHospital, "his", 32, record);
+
+  enum Phase { kBefore, kDown, kAfter };
+  std::atomic<int> phase{kBefore};
+  std::atomic<int> ok_by_phase[3] = {0, 0, 0};
+  std::atomic<int> unavailable_down{0}, other_errors{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clinics;
+  for (int c = 0; c < 2; ++c) {
+    clinics.emplace_back([&, c] {
+      auto conn = ConnectTo({broker.address()}, kClinics[c][0]);
+      refclient::RetryPolicy once;  // every answer shows: no retry hides the outage
+      once.max_attempts = 1;
+      once.per_call_timeout = std::chrono::milliseconds(5000);
+      refclient::ReferralClient client(*conn, once);
+      for (int i = 0; !stop; ++i) {
+        int p = phase.load();
+        auto r = client.Submit(MakeReferral(kClinics[c][1],
+                                            std::string(kClinics[c][0]) + "-" + std::to_string(i),
+                                            v1::ROUTINE, kPeopleHospital));
+        if (r.ok()) {
+          ok_by_phase[p]++;
+          std::lock_guard<std::mutex> lock(mu);
+          acked.insert(r->referral().id());
+        } else if (absl::IsUnavailable(r.status())) {
+          if (p == kDown) unavailable_down++;
+        } else {
+          other_errors++;
+          std::fprintf(stderr, "unexpected answer: %s\n", r.status().ToString().c_str());
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  ASSERT_TRUE(cluster.Run("down"));  // PostgreSQL crashes
+  phase = kDown;
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  int acked_while_down = ok_by_phase[kDown].load();
+  ASSERT_TRUE(cluster.Run("up"));  // recovers from its WAL and serves again
+  phase = kAfter;
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  stop = true;
+  for (auto& t : clinics) t.join();
+
+  auto missing = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    size_t n = 0;
+    for (const auto& id : acked) n += delivered.count(id) ? 0 : 1;
+    return n;
+  };
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (missing() > 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::printf(
+      "database restart: acknowledged before=%d during=%d after=%d; UNAVAILABLE during the "
+      "outage=%d; other answers=%d; lost=%zu\n",
+      ok_by_phase[kBefore].load(), ok_by_phase[kDown].load(), ok_by_phase[kAfter].load(),
+      unavailable_down.load(), other_errors.load(), missing());
+  EXPECT_GT(ok_by_phase[kBefore].load(), 20);
+  // A submit that had reached the server just before the crash may still be acknowledged
+  // once the crash is seen: it committed. Beyond that nothing is acknowledged while down.
+  EXPECT_LE(acked_while_down, 2);
+  EXPECT_GT(unavailable_down.load(), 10) << "the outage must show as UNAVAILABLE";
+  EXPECT_EQ(other_errors.load(), 0);
+  EXPECT_GT(ok_by_phase[kAfter].load(), 20) << "the broker did not reconnect by itself";
+  EXPECT_EQ(missing(), 0u);
 }
 
 }  // namespace

@@ -117,9 +117,11 @@ void BrokerProcess::WriteConfig() {
               ? std::string(REFBROKER_SOURCE_DIR) + "/deploy/registry.toml"
               : config_.registry_path)
       << "\"\n"
-      << (config_.postgres ? "[storage]\nengine = \"postgres\"\nconninfo = \"" +
-                                 TestClusterConninfo() + "\"\nschema = \"" + pg_schema_ + "\"\n"
-                           : std::string("[storage]\npath = \"refbroker.db\"\n"))
+      << (config_.postgres
+              ? "[storage]\nengine = \"postgres\"\nconninfo = \"" +
+                    (config_.pg_conninfo.empty() ? TestClusterConninfo() : config_.pg_conninfo) +
+                    "\"\nschema = \"" + pg_schema_ + "\"\n"
+              : std::string("[storage]\npath = \"refbroker.db\"\n"))
       << config_.storage_toml << "[recognition]\ncatalogue = \"" << REFBROKER_SOURCE_DIR
       << "/deploy/recognition.toml\"\n"
       << "max_waveform_kb = 64\n"

@@ -37,7 +37,8 @@ struct BrokerConfig {
   // ctest registrations of the suites that run on both) a schema of its own on the test
   // cluster. Brokers that share a database name the same pg_schema.
   bool postgres = TestStoreIsPostgres();
-  std::string pg_schema;  // empty = one derived from the broker's directory
+  std::string pg_schema;    // empty = one derived from the broker's directory
+  std::string pg_conninfo;  // empty = the shared test cluster's
   static bool TestStoreIsPostgres();
 };
 

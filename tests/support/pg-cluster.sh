@@ -3,6 +3,8 @@
 # a free loopback port, a database "refbroker" for the tests, and a stop that removes it all.
 #   pg-cluster.sh start STATE_FILE    writes "conninfo" and the data directory into STATE_FILE
 #   pg-cluster.sh stop STATE_FILE
+#   pg-cluster.sh down STATE_FILE     the server crashes (immediate stop: recovery at the next start)
+#   pg-cluster.sh up STATE_FILE       and starts again on the same port
 # The tests run as root, and PostgreSQL refuses to run as root: then the cluster belongs to the
 # unprivileged "postgres" user the Debian package creates.
 set -euo pipefail
@@ -23,7 +25,15 @@ stop() {
   rm -f "$state"
 }
 
+pgctl() {
+  local dir
+  dir=$(sed -n 's/^dir=//p' "$state")
+  as_owner "$bindir/pg_ctl" -D "$dir/data" "$@"
+}
+
 case "$action" in
+  down) pgctl -m immediate -w stop >/dev/null ;;
+  up) pgctl -l "$(sed -n 's/^dir=//p' "$state")/server.log" -w -t 60 start >/dev/null ;;
   start)
     stop
     [[ -x "$bindir/initdb" ]] || { echo "PostgreSQL 15 server is not installed (apt-get install postgresql-15)" >&2; exit 1; }
@@ -37,13 +47,18 @@ case "$action" in
     [[ -n "$port" ]] || { echo "no free loopback port in 55432-55632" >&2; exit 1; }
     as_owner "$bindir/initdb" -D "$dir/data" -U refbroker -A trust --locale=C -E UTF8 >"$dir/initdb.log"
     # fsync and synchronous_commit stay on: the tests check what an acknowledgement means.
-    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=300 -c shared_buffers=64MB" \
-      start >/dev/null
+    cat >>"$dir/data/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 300
+shared_buffers = 64MB
+CONF
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
     as_owner "$bindir/createdb" -h 127.0.0.1 -p "$port" -U refbroker refbroker
     printf 'dir=%s\nconninfo=host=127.0.0.1 port=%s dbname=refbroker user=refbroker\n' "$dir" "$port" >"$state"
     echo "PostgreSQL test cluster on 127.0.0.1:$port ($dir)"
     ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop STATE_FILE" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|down|up STATE_FILE" >&2; exit 2 ;;
 esac
