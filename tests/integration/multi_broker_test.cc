@@ -323,8 +323,8 @@ TEST(DatabaseRestart, DuringTheOutageClientsGetUnavailableAfterItNothingAcknowle
   phase = kDown;
   std::this_thread::sleep_for(std::chrono::milliseconds(2000));
   int acked_while_down = ok_by_phase[kDown].load();
-  ASSERT_TRUE(cluster.Run("up"));  // recovers from its WAL and serves again
   phase = kAfter;
+  ASSERT_TRUE(cluster.Run("up"));  // recovers from its WAL and serves again
   std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   stop = true;
   for (auto& t : clinics) t.join();
