@@ -42,5 +42,33 @@ TEST(BrokerOptions, AnOutOfRangeDeadlineNamesItsKey) {
   EXPECT_NE(s.message().find("consult.report.ECG_READING.emergency_s"), std::string::npos) << s;
 }
 
+TEST(BrokerOptions, TheComposeConfigNamesThePostgresStoreWithoutAPassword) {
+  auto o = BrokerOptions::LoadFile(std::string(REFBROKER_SOURCE_DIR) + "/deploy/compose.toml");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->Validate().ok()) << o->Validate();
+  EXPECT_EQ(o->storage.engine, "postgres");
+  EXPECT_EQ(o->storage.schema, "refbroker");
+  EXPECT_EQ(o->storage.conninfo.find("password"), std::string::npos);
+}
+
+TEST(BrokerOptions, APostgresStoreNeedsAConnectionStringAndAPlainSchemaName) {
+  const std::string base = "[server]\nlisten='127.0.0.1:0'\n[tls]\nca='a'\ncert='b'\nkey='c'\n";
+  auto o = BrokerOptions::LoadString(base + "[storage]\nengine = 'postgres'\n", "/tmp");
+  ASSERT_TRUE(o.ok());
+  EXPECT_NE(o->Validate().message().find("storage.conninfo"), std::string::npos);
+  o = BrokerOptions::LoadString(
+      base + "[storage]\nengine = 'postgres'\nconninfo = 'host=db'\nschema = 'x; DROP'\n", "/tmp");
+  ASSERT_TRUE(o.ok());
+  EXPECT_NE(o->Validate().message().find("storage.schema"), std::string::npos);
+  o = BrokerOptions::LoadString(
+      base + "[storage]\nengine = 'postgres'\nconninfo = 'host=db'\nschema = 'pg_catalog'\n",
+      "/tmp");
+  ASSERT_TRUE(o.ok());
+  EXPECT_NE(o->Validate().message().find("storage.schema"), std::string::npos);
+  o = BrokerOptions::LoadString(base + "[storage]\nengine = 'oracle'\n", "/tmp");
+  ASSERT_TRUE(o.ok());
+  EXPECT_NE(o->Validate().message().find("storage.engine"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace refbroker::config
