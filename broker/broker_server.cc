@@ -55,6 +55,15 @@ absl::StatusOr<std::unique_ptr<storage::Store>> BrokerServer::OpenStore() {
     po.schema = o.schema;
     po.max_batch = static_cast<size_t>(o.max_batch);
     po.readers = static_cast<size_t>(o.readers);
+    // Partitions by alliance: an institution's rows (and its queues') go to its alliance's; an
+    // alliance's own queue (the operators') to that alliance's.
+    const auth::Registry* registry = registry_.get();
+    po.alliance_of = [registry](const std::string& code) -> std::string {
+      if (const auth::Principal* p = registry->Find(code)) return p->alliance;
+      if (registry->FindAlliance(code) != nullptr) return code;
+      return "";
+    };
+    for (const auth::Alliance& a : registry->alliances()) po.alliances.push_back(a.id);
     ASSIGN_OR_RETURN(auto store, storage::PostgresStore::Open(po));
     spdlog::info("storage: PostgreSQL, schema {}", o.schema);
     return std::unique_ptr<storage::Store>(std::move(store));

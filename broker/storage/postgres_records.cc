@@ -129,18 +129,20 @@ absl::StatusOr<std::optional<ConsultEventRecord>> FindConsultEventIn(
   return std::optional<ConsultEventRecord>(ReadConsultEvent(r, 0));
 }
 
-absl::Status InsertConsultEvent(PgConn& c, const ConsultEventRecord& e) {
+absl::Status InsertConsultEvent(PgConn& c, const ConsultEventRecord& e,
+                                const std::string& alliance) {
   return c
       .Run(
-          "INSERT INTO consult_events(consult_id, actor, client_request_id, action, at, body) "
-          "VALUES($1,$2,$3,$4::integer,$5::bigint,$6)",
+          "INSERT INTO consult_events(consult_id, actor, client_request_id, action, at, body, "
+          "alliance) VALUES($1,$2,$3,$4::integer,$5::bigint,$6,$7)",
           PgParams()
               .Add(e.consult_id)
               .Add(e.actor)
               .Add(e.client_request_id)
               .Add(e.action)
               .Add(e.at)
-              .Bytes(e.body))
+              .Bytes(e.body)
+              .Add(alliance))
       .status();
 }
 
@@ -213,15 +215,15 @@ absl::StatusOr<PublishOutcome> PostgresStore::PublishResult(const ResultRow& row
     PgParams ins;
     ins.Add(r.id).Add(r.publisher).Add(r.client_request_id).Bytes(r.request_digest);
     ins.Add(r.patient_key).Add(r.item_code).Add(r.kind).Add(r.performed_at).Add(r.received_at);
-    ins.Add(r.repeat_without_reason ? 1 : 0).Bytes(r.body);
+    ins.Add(r.repeat_without_reason ? 1 : 0).Bytes(r.body).Add(AllianceOf(r.publisher));
     RETURN_IF_ERROR(tx.conn
                         .Run("INSERT INTO results(" RESULT_COLUMNS
-                             ") VALUES($1,$2,$3,$4,$5,$6,$7::integer,$8::bigint,$9::bigint,"
-                             "$10::integer,$11)",
+                             ", alliance) VALUES($1,$2,$3,$4,$5,$6,$7::integer,$8::bigint,"
+                             "$9::bigint,$10::integer,$11,$12)",
                              ins)
                         .status());
     for (const NewMessage& m : decision.messages) {
-      RETURN_IF_ERROR(Enqueue(tx.conn, m, row.received_at));
+      RETURN_IF_ERROR(Enqueue(tx.conn, m, row.received_at, QueueAlliance(m.queue)));
     }
     return absl::OkStatus();
   }));
@@ -284,10 +286,10 @@ absl::StatusOr<RetestOutcome> PostgresStore::RecordRetest(const RetestRow& row) 
     PgParams p;
     p.Add(row.id).Add(row.institution).Add(row.client_request_id).Add(row.patient_key);
     p.Add(row.item_code).Add(row.reason).Add(row.recorded_at).Add(row.used_by_result_id);
-    p.Bytes(row.body);
+    p.Bytes(row.body).Add(AllianceOf(row.institution));
     RETURN_IF_ERROR(tx.conn
                         .Run("INSERT INTO retests(" RETEST_COLUMNS
-                             ") VALUES($1,$2,$3,$4,$5,$6::integer,$7::bigint,$8,$9)",
+                             ", alliance) VALUES($1,$2,$3,$4,$5,$6::integer,$7::bigint,$8,$9,$10)",
                              p)
                         .status());
     out.row = row;
@@ -358,8 +360,9 @@ absl::StatusOr<ConsultSubmitResult> PostgresStore::SubmitConsult(
                              "$10::bigint,$11::bigint,NULLIF($12::bigint,0),1,$13)",
                              p)
                         .status());
-    RETURN_IF_ERROR(InsertConsultEvent(tx.conn, event));
-    for (const NewMessage& m : messages) RETURN_IF_ERROR(Enqueue(tx.conn, m, r.requested_at));
+    RETURN_IF_ERROR(InsertConsultEvent(tx.conn, event, r.alliance));
+    for (const NewMessage& m : messages)
+      RETURN_IF_ERROR(Enqueue(tx.conn, m, r.requested_at, QueueAlliance(m.queue)));
     result.consult = consult;
     result.consult.version = 1;
     return absl::OkStatus();
@@ -399,7 +402,8 @@ absl::StatusOr<ConsultChangeResult> PostgresStore::ChangeConsult(const ConsultCh
     ASSIGN_OR_RETURN(PgResult up,
                      tx.conn.Run("UPDATE consults SET state=$1::integer, "
                                  "due_at=NULLIF($2::bigint,0), updated_at=$3::bigint, body=$4, "
-                                 "version=version+1 WHERE id=$5 AND version=$6::bigint",
+                                 "version=version+1 WHERE id=$5 AND version=$6::bigint "
+                                 "RETURNING alliance",
                                  PgParams()
                                      .Add(c.state)
                                      .Add(c.due_at)
@@ -407,14 +411,15 @@ absl::StatusOr<ConsultChangeResult> PostgresStore::ChangeConsult(const ConsultCh
                                      .Bytes(c.body)
                                      .Add(c.consult_id)
                                      .Add(c.expected_version)));
-    if (up.Affected() == 0) {
+    if (up.rows() == 0) {
       ASSIGN_OR_RETURN(PgResult q, tx.conn.Run("SELECT 1 FROM consults WHERE id=$1",
                                                PgParams().Add(c.consult_id)));
       return q.rows() > 0
                  ? absl::AbortedError("consult changed concurrently; retry")
                  : absl::NotFoundError(absl::StrCat("consult '", c.consult_id, "' not found"));
     }
-    RETURN_IF_ERROR(InsertConsultEvent(tx.conn, c.event));
+    const std::string alliance = up.Bytes(0, 0);
+    RETURN_IF_ERROR(InsertConsultEvent(tx.conn, c.event, alliance));
     if (c.report) {
       const ConsultReportRow& r = *c.report;
       // Reports are never replaced: an existing id is refused before the insert (the unique
@@ -427,17 +432,19 @@ absl::StatusOr<ConsultChangeResult> PostgresStore::ChangeConsult(const ConsultCh
       }
       RETURN_IF_ERROR(tx.conn
                           .Run("INSERT INTO consult_reports(id, consult_id, issued_at, sha256, "
-                               "addendum_to, body) VALUES($1,$2,$3::bigint,$4,$5,$6)",
+                               "addendum_to, body, alliance) VALUES($1,$2,$3::bigint,$4,$5,$6,$7)",
                                PgParams()
                                    .Add(r.id)
                                    .Add(r.consult_id)
                                    .Add(r.issued_at)
                                    .Add(r.sha256)
                                    .Add(r.addendum_to)
-                                   .Bytes(r.body))
+                                   .Bytes(r.body)
+                                   .Add(alliance))
                           .status());
     }
-    for (const NewMessage& m : c.messages) RETURN_IF_ERROR(Enqueue(tx.conn, m, c.updated_at));
+    for (const NewMessage& m : c.messages)
+      RETURN_IF_ERROR(Enqueue(tx.conn, m, c.updated_at, QueueAlliance(m.queue)));
     result.event = c.event;
     return absl::OkStatus();
   }));
@@ -510,10 +517,14 @@ absl::StatusOr<ThreadMessageOutcome> PostgresStore::AppendConsultMessage(
                                                 PgParams().Add(row.consult_id)));
     out.row = row;
     out.row.seq = static_cast<uint64_t>(next.Int(0, 0));
+    // The thread lives in its consult's partition.
+    ASSIGN_OR_RETURN(PgResult owner, tx.conn.Run("SELECT alliance FROM consults WHERE id=$1",
+                                                 PgParams().Add(row.consult_id)));
+    const std::string alliance = owner.rows() > 0 ? owner.Bytes(0, 0) : AllianceOf(row.author);
     std::vector<NewMessage> messages = announce(out.row);  // fills out.row.body
     RETURN_IF_ERROR(tx.conn
                         .Run("INSERT INTO consult_messages(" THREAD_COLUMNS
-                             ") VALUES($1,$2,$3::bigint,$4,$5,$6::bigint,$7)",
+                             ", alliance) VALUES($1,$2,$3::bigint,$4,$5,$6::bigint,$7,$8)",
                              PgParams()
                                  .Add(out.row.id)
                                  .Add(out.row.consult_id)
@@ -521,9 +532,11 @@ absl::StatusOr<ThreadMessageOutcome> PostgresStore::AppendConsultMessage(
                                  .Add(out.row.author)
                                  .Add(out.row.client_request_id)
                                  .Add(out.row.at)
-                                 .Bytes(out.row.body))
+                                 .Bytes(out.row.body)
+                                 .Add(alliance))
                         .status());
-    for (const NewMessage& m : messages) RETURN_IF_ERROR(Enqueue(tx.conn, m, row.at));
+    for (const NewMessage& m : messages)
+      RETURN_IF_ERROR(Enqueue(tx.conn, m, row.at, QueueAlliance(m.queue)));
     return absl::OkStatus();
   }));
   return out;

@@ -3,17 +3,31 @@
 // broker at start under a transaction-scoped advisory lock, so that two brokers starting
 // together apply each migration once. The tables mirror the SQLite schema (sqlite_schema.h,
 // README.md beside this); differences: integers are BIGINT, bytes are BYTEA, ids sort bytewise
-// (COLLATE "C", as SQLite compares them), message sequences come from a BIGSERIAL, and the audit
-// chain's head is one row (audit_head) that a writer locks for the few statements that append
-// to the chain at the end of its batch, so that entries of several brokers form one chain.
+// (COLLATE "C", as SQLite compares them), message sequences come from a BIGSERIAL, the tables
+// are partitioned by alliance (below), and the audit chain's head is one row (audit_head) that a
+// writer locks for the few statements that append to the chain at the end of its batch, so that
+// entries of several brokers form one chain.
 
 namespace refbroker::storage::postgres_schema {
 
+// The tables partitioned by alliance (LIST on their `alliance` column): the broker creates a
+// partition per alliance of its registry at start (<table>__<alliance>), and rows of anything
+// else land in <table>__default. Primary and unique keys lead with the alliance, as PostgreSQL
+// requires of a partitioned table; every key they had is within one alliance anyway (an
+// institution belongs to one). An alliance's rows can so be detached and moved to another
+// database as whole tables (OPERATIONS.md). The audit trail is not partitioned: it is one hash
+// chain for the whole database.
+inline constexpr const char* kPartitioned[] = {
+    "referrals",      "referral_events", "messages",        "consumer_groups",
+    "group_messages", "results",         "retests",         "consults",
+    "consult_events", "consult_reports", "consult_messages"};
+
 inline constexpr const char* kMigrations[] = {
-    // v1: the whole schema of SQLite's v1..v5.
+    // v1: the whole schema of SQLite's v1..v5, partitioned by alliance.
     R"sql(
 CREATE TABLE referrals(
-  id TEXT COLLATE "C" PRIMARY KEY,
+  alliance TEXT NOT NULL,
+  id TEXT COLLATE "C" NOT NULL,
   sender TEXT NOT NULL,
   receiver TEXT NOT NULL,
   client_request_id TEXT NOT NULL,
@@ -25,41 +39,52 @@ CREATE TABLE referrals(
   body BYTEA NOT NULL,
   direction INTEGER NOT NULL,
   journey_id TEXT NOT NULL,
-  alliance TEXT NOT NULL,
   decision_due_at BIGINT,
   version BIGINT NOT NULL,
-  UNIQUE(sender, client_request_id));
+  PRIMARY KEY(alliance, id),
+  UNIQUE(alliance, sender, client_request_id)) PARTITION BY LIST (alliance);
+CREATE INDEX referrals_id ON referrals(id);
+CREATE INDEX referrals_request ON referrals(sender, client_request_id);
 CREATE INDEX referrals_receiver ON referrals(receiver, submitted_at);
 CREATE INDEX referrals_sender ON referrals(sender, submitted_at);
 CREATE INDEX referrals_journey ON referrals(journey_id);
 CREATE INDEX referrals_alliance ON referrals(alliance, submitted_at);
 CREATE INDEX referrals_due ON referrals(decision_due_at) WHERE decision_due_at IS NOT NULL;
 CREATE TABLE referral_events(
-  seq BIGSERIAL PRIMARY KEY,
+  alliance TEXT NOT NULL,
+  seq BIGSERIAL,
   referral_id TEXT NOT NULL,
   actor TEXT NOT NULL,
   client_request_id TEXT NOT NULL,
   action INTEGER NOT NULL,
   at BIGINT NOT NULL,
-  body BYTEA NOT NULL);
+  body BYTEA NOT NULL,
+  PRIMARY KEY(alliance, seq)) PARTITION BY LIST (alliance);
 CREATE INDEX referral_events_referral ON referral_events(referral_id, seq);
-CREATE UNIQUE INDEX referral_events_request ON referral_events(actor, client_request_id)
+CREATE UNIQUE INDEX referral_events_unique_request
+  ON referral_events(alliance, actor, client_request_id) WHERE client_request_id <> '';
+CREATE INDEX referral_events_request ON referral_events(actor, client_request_id)
   WHERE client_request_id <> '';
 
 CREATE TABLE messages(
-  seq BIGSERIAL PRIMARY KEY,
+  alliance TEXT NOT NULL,
+  seq BIGSERIAL,
   queue TEXT NOT NULL,
   priority INTEGER NOT NULL,
   subject_id TEXT NOT NULL,
   payload BYTEA NOT NULL,
-  enqueued_at BIGINT NOT NULL);
+  enqueued_at BIGINT NOT NULL,
+  PRIMARY KEY(alliance, seq)) PARTITION BY LIST (alliance);
+CREATE INDEX messages_seq ON messages(seq);
 CREATE INDEX messages_queue ON messages(queue, seq);
 CREATE TABLE consumer_groups(
+  alliance TEXT NOT NULL,
   queue TEXT NOT NULL,
   grp TEXT NOT NULL,
   created_at BIGINT NOT NULL,
-  PRIMARY KEY(queue, grp));
+  PRIMARY KEY(alliance, queue, grp)) PARTITION BY LIST (alliance);
 CREATE TABLE group_messages(
+  alliance TEXT NOT NULL,
   queue TEXT NOT NULL,
   grp TEXT NOT NULL,
   seq BIGINT NOT NULL,
@@ -69,13 +94,15 @@ CREATE TABLE group_messages(
   visible_at BIGINT NOT NULL,
   last_error TEXT NOT NULL,
   state_at BIGINT NOT NULL,
-  PRIMARY KEY(queue, grp, seq));
+  PRIMARY KEY(alliance, queue, grp, seq)) PARTITION BY LIST (alliance);
+CREATE INDEX group_messages_key ON group_messages(queue, grp, seq);
 CREATE INDEX group_messages_pending ON group_messages(queue, grp, priority, seq) WHERE state < 2;
 CREATE INDEX group_messages_dead ON group_messages(queue, grp, seq) WHERE state = 3;
 CREATE INDEX group_messages_seq ON group_messages(seq);
 
 CREATE TABLE results(
-  id TEXT COLLATE "C" PRIMARY KEY,
+  alliance TEXT NOT NULL,
+  id TEXT COLLATE "C" NOT NULL,
   publisher TEXT NOT NULL,
   client_request_id TEXT NOT NULL,
   request_digest BYTEA NOT NULL,
@@ -86,11 +113,15 @@ CREATE TABLE results(
   received_at BIGINT NOT NULL,
   repeat_without_reason INTEGER NOT NULL,
   body BYTEA NOT NULL,
-  UNIQUE(publisher, client_request_id));
+  PRIMARY KEY(alliance, id),
+  UNIQUE(alliance, publisher, client_request_id)) PARTITION BY LIST (alliance);
+CREATE INDEX results_id ON results(id);
+CREATE INDEX results_request ON results(publisher, client_request_id);
 CREATE INDEX results_patient_item ON results(patient_key, item_code, performed_at);
 CREATE INDEX results_received ON results(received_at);
 CREATE TABLE retests(
-  id TEXT COLLATE "C" PRIMARY KEY,
+  alliance TEXT NOT NULL,
+  id TEXT COLLATE "C" NOT NULL,
   institution TEXT NOT NULL,
   client_request_id TEXT NOT NULL,
   patient_key TEXT NOT NULL,
@@ -99,13 +130,17 @@ CREATE TABLE retests(
   recorded_at BIGINT NOT NULL,
   used_by_result_id TEXT NOT NULL,
   body BYTEA NOT NULL,
-  UNIQUE(institution, client_request_id));
+  PRIMARY KEY(alliance, id),
+  UNIQUE(alliance, institution, client_request_id)) PARTITION BY LIST (alliance);
+CREATE INDEX retests_id ON retests(id);
+CREATE INDEX retests_request ON retests(institution, client_request_id);
 CREATE INDEX retests_open ON retests(institution, patient_key, item_code, recorded_at)
   WHERE used_by_result_id = '';
 CREATE INDEX retests_recorded ON retests(recorded_at);
 
 CREATE TABLE consults(
-  id TEXT COLLATE "C" PRIMARY KEY,
+  alliance TEXT NOT NULL,
+  id TEXT COLLATE "C" NOT NULL,
   requester TEXT NOT NULL,
   target TEXT NOT NULL,
   client_request_id TEXT NOT NULL,
@@ -113,47 +148,60 @@ CREATE TABLE consults(
   state INTEGER NOT NULL,
   priority INTEGER NOT NULL,
   service INTEGER NOT NULL,
-  alliance TEXT NOT NULL,
   requested_at BIGINT NOT NULL,
   updated_at BIGINT NOT NULL,
   due_at BIGINT,
   version BIGINT NOT NULL,
   body BYTEA NOT NULL,
-  UNIQUE(requester, client_request_id));
+  PRIMARY KEY(alliance, id),
+  UNIQUE(alliance, requester, client_request_id)) PARTITION BY LIST (alliance);
+CREATE INDEX consults_id ON consults(id);
+CREATE INDEX consults_request ON consults(requester, client_request_id);
 CREATE INDEX consults_requester ON consults(requester, requested_at);
 CREATE INDEX consults_target ON consults(target, requested_at);
 CREATE INDEX consults_alliance ON consults(alliance, requested_at);
 CREATE INDEX consults_due ON consults(due_at) WHERE due_at IS NOT NULL;
 CREATE TABLE consult_events(
-  seq BIGSERIAL PRIMARY KEY,
+  alliance TEXT NOT NULL,
+  seq BIGSERIAL,
   consult_id TEXT NOT NULL,
   actor TEXT NOT NULL,
   client_request_id TEXT NOT NULL,
   action INTEGER NOT NULL,
   at BIGINT NOT NULL,
-  body BYTEA NOT NULL);
+  body BYTEA NOT NULL,
+  PRIMARY KEY(alliance, seq)) PARTITION BY LIST (alliance);
 CREATE INDEX consult_events_consult ON consult_events(consult_id, seq);
-CREATE UNIQUE INDEX consult_events_request ON consult_events(actor, client_request_id)
+CREATE UNIQUE INDEX consult_events_unique_request
+  ON consult_events(alliance, actor, client_request_id) WHERE client_request_id <> '';
+CREATE INDEX consult_events_request ON consult_events(actor, client_request_id)
   WHERE client_request_id <> '';
 CREATE TABLE consult_reports(
+  alliance TEXT NOT NULL,
   ord BIGSERIAL,
-  id TEXT PRIMARY KEY,
+  id TEXT NOT NULL,
   consult_id TEXT NOT NULL,
   issued_at BIGINT NOT NULL,
   sha256 TEXT NOT NULL,
   addendum_to TEXT NOT NULL,
-  body BYTEA NOT NULL);
+  body BYTEA NOT NULL,
+  PRIMARY KEY(alliance, id)) PARTITION BY LIST (alliance);
+CREATE INDEX consult_reports_id ON consult_reports(id);
 CREATE INDEX consult_reports_consult ON consult_reports(consult_id, issued_at);
 CREATE TABLE consult_messages(
-  id TEXT PRIMARY KEY,
+  alliance TEXT NOT NULL,
+  id TEXT NOT NULL,
   consult_id TEXT NOT NULL,
   seq BIGINT NOT NULL,
   author TEXT NOT NULL,
   client_request_id TEXT NOT NULL,
   at BIGINT NOT NULL,
   body BYTEA NOT NULL,
-  UNIQUE(consult_id, seq),
-  UNIQUE(author, client_request_id));
+  PRIMARY KEY(alliance, id),
+  UNIQUE(alliance, consult_id, seq),
+  UNIQUE(alliance, author, client_request_id)) PARTITION BY LIST (alliance);
+CREATE INDEX consult_messages_consult ON consult_messages(consult_id, seq);
+CREATE INDEX consult_messages_request ON consult_messages(author, client_request_id);
 
 CREATE TABLE audit_log(
   seq BIGINT PRIMARY KEY,

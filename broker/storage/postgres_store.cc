@@ -3,7 +3,10 @@
 
 #include "broker/storage/postgres_store.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <cctype>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -24,9 +27,60 @@ namespace {
 constexpr int kSchemaVersion =
     sizeof(postgres_schema::kMigrations) / sizeof(postgres_schema::kMigrations[0]);
 
+// An alliance id usable as a partition's name and value: letters, digits, '_' and '-'.
+bool IsPartitionableAlliance(const std::string& a) {
+  if (a.empty() || a.size() > 40) return false;
+  for (char c : a) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+std::string PartitionName(const std::string& table, const std::string& alliance) {
+  std::string name = table + "__";
+  for (char c : alliance) {
+    name += c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return name;
+}
+
+// The default partition of every partitioned table, and one per alliance of the registry.
+// An alliance whose rows already sit in the default partition (it was not in the registry
+// then) keeps them there: creating its partition would fail; OPERATIONS.md says how to move them.
+absl::Status EnsurePartitions(PgConn& conn, const std::vector<std::string>& alliances) {
+  for (const char* table : postgres_schema::kPartitioned) {
+    const std::string fallback = PartitionName(table, "default");
+    RETURN_IF_ERROR(conn.Exec(absl::StrCat("CREATE TABLE IF NOT EXISTS \"", fallback,
+                                           "\" PARTITION OF ", table, " DEFAULT")));
+    for (const std::string& alliance : alliances) {
+      if (!IsPartitionableAlliance(alliance)) {
+        spdlog::warn("storage: alliance '{}' gets no partition of its own (its name)", alliance);
+        continue;
+      }
+      const std::string name = PartitionName(table, alliance);
+      ASSIGN_OR_RETURN(PgResult exists,
+                       conn.RunOnce("SELECT to_regclass($1) IS NOT NULL", PgParams().Add(name)));
+      if (exists.rows() > 0 && exists.Int(0, 0) != 0) continue;
+      ASSIGN_OR_RETURN(PgResult stray, conn.RunOnce(absl::StrCat("SELECT 1 FROM \"", fallback,
+                                                                 "\" WHERE alliance=$1 LIMIT 1"),
+                                                    PgParams().Add(alliance)));
+      if (stray.rows() > 0) {
+        spdlog::warn("storage: rows of alliance '{}' are in {}; it keeps them there", alliance,
+                     fallback);
+        continue;
+      }
+      // The alliance is letters, digits, '_' and '-' only (checked above): safe as a literal.
+      RETURN_IF_ERROR(conn.Exec(absl::StrCat("CREATE TABLE \"", name, "\" PARTITION OF ", table,
+                                             " FOR VALUES IN ('", alliance, "')")));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Applies the migrations this database lacks. The advisory lock (held until COMMIT) makes a
 // second broker starting at the same moment wait and then find the work done.
-absl::Status Migrate(PgConn& conn, const std::string& schema) {
+absl::Status Migrate(PgConn& conn, const std::string& schema,
+                     const std::vector<std::string>& alliances) {
   RETURN_IF_ERROR(conn.Exec("BEGIN"));
   absl::Status s = [&]() -> absl::Status {
     RETURN_IF_ERROR(conn.Exec("SELECT pg_advisory_xact_lock(hashtext('refbroker-migrate'))"));
@@ -47,7 +101,7 @@ absl::Status Migrate(PgConn& conn, const std::string& schema) {
       RETURN_IF_ERROR(conn.Exec(
           absl::StrCat("INSERT INTO schema_migrations(version) VALUES (", next + 1, ")")));
     }
-    return absl::OkStatus();
+    return EnsurePartitions(conn, alliances);
   }();
   if (!s.ok()) {
     (void)conn.Exec("ROLLBACK");
@@ -95,18 +149,19 @@ absl::StatusOr<std::optional<ReferralEventRecord>> FindEvent(PgConn& c, const st
   return std::optional<ReferralEventRecord>(ReadEvent(r, 0));
 }
 
-absl::Status InsertEvent(PgConn& c, const ReferralEventRecord& e) {
+absl::Status InsertEvent(PgConn& c, const ReferralEventRecord& e, const std::string& alliance) {
   return c
       .Run(
-          "INSERT INTO referral_events(referral_id, actor, client_request_id, action, at, body) "
-          "VALUES($1,$2,$3,$4::integer,$5::bigint,$6)",
+          "INSERT INTO referral_events(referral_id, actor, client_request_id, action, at, body, "
+          "alliance) VALUES($1,$2,$3,$4::integer,$5::bigint,$6,$7)",
           PgParams()
               .Add(e.referral_id)
               .Add(e.actor)
               .Add(e.client_request_id)
               .Add(e.action)
               .Add(e.at)
-              .Bytes(e.body))
+              .Bytes(e.body)
+              .Add(alliance))
       .status();
 }
 
@@ -135,7 +190,7 @@ absl::Status LockQueue(PgConn& c, const std::string& queue, bool exclusive) {
       .status();
 }
 
-absl::Status Enqueue(PgConn& c, const NewMessage& m, Micros now) {
+absl::Status Enqueue(PgConn& c, const NewMessage& m, Micros now, const std::string& alliance) {
   // Shared with every other enqueue to the queue, exclusive with the creation of a group
   // (EnsureGroup, Replay): a group created meanwhile on another broker sees this message in its
   // backfill or this insert sees the group, never neither.
@@ -143,13 +198,20 @@ absl::Status Enqueue(PgConn& c, const NewMessage& m, Micros now) {
   // The NOTIFY reaches the other brokers' listeners (PgListener) when this commits.
   return c
       .Run(
-          "WITH m AS (INSERT INTO messages(queue, priority, subject_id, payload, enqueued_at) "
-          "VALUES($1,$2::integer,$3,$4,$5::bigint) RETURNING seq, queue, priority), "
-          "g AS (INSERT INTO group_messages(queue, grp, seq, priority, state, attempts, "
-          "visible_at, last_error, state_at) SELECT cg.queue, cg.grp, m.seq, m.priority, 0, 0, "
-          "0, '', $5::bigint FROM m JOIN consumer_groups cg ON cg.queue=m.queue) "
+          "WITH m AS (INSERT INTO messages(alliance, queue, priority, subject_id, payload, "
+          "enqueued_at) VALUES($6,$1,$2::integer,$3,$4,$5::bigint) RETURNING alliance, seq, "
+          "queue, priority), g AS (INSERT INTO group_messages(alliance, queue, grp, seq, "
+          "priority, state, attempts, visible_at, last_error, state_at) SELECT m.alliance, "
+          "cg.queue, cg.grp, m.seq, m.priority, 0, 0, 0, '', $5::bigint FROM m JOIN "
+          "consumer_groups cg ON cg.alliance=m.alliance AND cg.queue=m.queue) "
           "SELECT pg_notify('refbroker_' || current_schema(), $1)",
-          PgParams().Add(m.queue).Add(m.priority).Add(m.subject_id).Bytes(m.payload).Add(now))
+          PgParams()
+              .Add(m.queue)
+              .Add(m.priority)
+              .Add(m.subject_id)
+              .Bytes(m.payload)
+              .Add(now)
+              .Add(alliance))
       .status();
 }
 
@@ -159,8 +221,9 @@ using pg_internal::Enqueue;
 
 absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(const PostgresOptions& o) {
   ASSIGN_OR_RETURN(auto writer_conn, PgConn::Connect(o.conninfo, o.schema));
-  RETURN_IF_ERROR(Migrate(*writer_conn, o.schema));
+  RETURN_IF_ERROR(Migrate(*writer_conn, o.schema, o.alliances));
   std::unique_ptr<PostgresStore> store(new PostgresStore());
+  store->alliance_of_ = o.alliance_of;
   for (size_t i = 0; i < std::max<size_t>(1, o.readers); ++i) {
     ASSIGN_OR_RETURN(auto reader, PgConn::Connect(o.conninfo, o.schema));
     store->readers_.push_back(std::move(reader));
@@ -219,6 +282,14 @@ absl::Status PostgresStore::WriteTxn(std::function<absl::Status(PgTx&)> fn) {
   return s;
 }
 
+std::string PostgresStore::AllianceOf(const std::string& code) const {
+  return alliance_of_ ? alliance_of_(code) : std::string();
+}
+
+std::string PostgresStore::QueueAlliance(const std::string& queue) const {
+  return AllianceOf(queue.substr(0, queue.find('/')));
+}
+
 absl::Status PostgresStore::Health() {
   absl::Status s = writer_->connection_error();
   if (s.ok()) return s;
@@ -257,8 +328,9 @@ absl::StatusOr<SubmitResult> PostgresStore::SubmitReferral(
                  "$11::integer,$12,$13,NULLIF($14::bigint,0),1)",
                  p)
             .status());
-    RETURN_IF_ERROR(InsertEvent(tx.conn, event));
-    for (const NewMessage& m : messages) RETURN_IF_ERROR(Enqueue(tx.conn, m, r.submitted_at));
+    RETURN_IF_ERROR(InsertEvent(tx.conn, event, r.alliance));
+    for (const NewMessage& m : messages)
+      RETURN_IF_ERROR(Enqueue(tx.conn, m, r.submitted_at, QueueAlliance(m.queue)));
     result.duplicate = false;
     result.referral = referral;
     result.referral.version = 1;
@@ -298,7 +370,8 @@ absl::StatusOr<ChangeResult> PostgresStore::ChangeReferral(const ReferralChange&
     ASSIGN_OR_RETURN(PgResult up,
                      tx.conn.Run("UPDATE referrals SET state=$1::integer, receiver=$2, "
                                  "decision_due_at=NULLIF($3::bigint,0), updated_at=$4::bigint, "
-                                 "body=$5, version=version+1 WHERE id=$6 AND version=$7::bigint",
+                                 "body=$5, version=version+1 WHERE id=$6 AND version=$7::bigint "
+                                 "RETURNING alliance",
                                  PgParams()
                                      .Add(c.state)
                                      .Add(c.receiver)
@@ -307,15 +380,16 @@ absl::StatusOr<ChangeResult> PostgresStore::ChangeReferral(const ReferralChange&
                                      .Bytes(c.body)
                                      .Add(c.referral_id)
                                      .Add(c.expected_version)));
-    if (up.Affected() == 0) {
+    if (up.rows() == 0) {
       ASSIGN_OR_RETURN(PgResult q, tx.conn.Run("SELECT 1 FROM referrals WHERE id=$1",
                                                PgParams().Add(c.referral_id)));
       return q.rows() > 0
                  ? absl::AbortedError("referral changed concurrently; retry")
                  : absl::NotFoundError(absl::StrCat("referral '", c.referral_id, "' not found"));
     }
-    RETURN_IF_ERROR(InsertEvent(tx.conn, c.event));
-    for (const NewMessage& m : c.messages) RETURN_IF_ERROR(Enqueue(tx.conn, m, c.updated_at));
+    RETURN_IF_ERROR(InsertEvent(tx.conn, c.event, up.Bytes(0, 0)));
+    for (const NewMessage& m : c.messages)
+      RETURN_IF_ERROR(Enqueue(tx.conn, m, c.updated_at, QueueAlliance(m.queue)));
     result.event = c.event;
     return absl::OkStatus();
   }));
@@ -419,16 +493,17 @@ absl::Status PostgresStore::EnsureGroup(const std::string& queue, const std::str
                                  PgParams().Add(queue).Add(group)));
     if (known.rows() > 0) return absl::OkStatus();
     RETURN_IF_ERROR(pg_internal::LockQueue(tx.conn, queue, /*exclusive=*/true));
-    ASSIGN_OR_RETURN(PgResult ins,
-                     tx.conn.Run("INSERT INTO consumer_groups(queue, grp, created_at) "
-                                 "VALUES($1,$2,$3::bigint) ON CONFLICT DO NOTHING",
-                                 PgParams().Add(queue).Add(group).Add(now)));
+    ASSIGN_OR_RETURN(
+        PgResult ins,
+        tx.conn.Run("INSERT INTO consumer_groups(alliance, queue, grp, created_at) "
+                    "VALUES($4,$1,$2,$3::bigint) ON CONFLICT DO NOTHING",
+                    PgParams().Add(queue).Add(group).Add(now).Add(QueueAlliance(queue))));
     if (ins.Affected() == 0) return absl::OkStatus();
     return tx.conn
         .Run(
-            "INSERT INTO group_messages(queue, grp, seq, priority, state, attempts, "
-            "visible_at, last_error, state_at) SELECT queue, $1, seq, priority, 0, 0, 0, '', "
-            "$2::bigint FROM messages WHERE queue=$3",
+            "INSERT INTO group_messages(alliance, queue, grp, seq, priority, state, attempts, "
+            "visible_at, last_error, state_at) SELECT alliance, queue, $1, seq, priority, 0, 0, "
+            "0, '', $2::bigint FROM messages WHERE queue=$3",
             PgParams().Add(group).Add(now).Add(queue))
         .status();
   });
@@ -446,10 +521,11 @@ absl::StatusOr<uint64_t> PostgresStore::Replay(const std::string& queue, const s
                                  PgParams().Add(now).Add(queue).Add(group).Add(
                                      static_cast<int64_t>(from_sequence))));
     ASSIGN_OR_RETURN(PgResult fill,
-                     tx.conn.Run("INSERT INTO group_messages(queue, grp, seq, priority, state, "
-                                 "attempts, visible_at, last_error, state_at) SELECT queue, $1, "
-                                 "seq, priority, 0, 0, 0, '', $2::bigint FROM messages WHERE "
-                                 "queue=$3 AND seq>=$4::bigint ON CONFLICT DO NOTHING",
+                     tx.conn.Run("INSERT INTO group_messages(alliance, queue, grp, seq, priority, "
+                                 "state, attempts, visible_at, last_error, state_at) SELECT "
+                                 "alliance, queue, $1, seq, priority, 0, 0, 0, '', $2::bigint "
+                                 "FROM messages WHERE queue=$3 AND seq>=$4::bigint ON CONFLICT "
+                                 "DO NOTHING",
                                  PgParams().Add(group).Add(now).Add(queue).Add(
                                      static_cast<int64_t>(from_sequence))));
     count = static_cast<uint64_t>(reset.Affected() + fill.Affected());
@@ -476,12 +552,13 @@ absl::StatusOr<LeaseResult> PostgresStore::Lease(const LeaseRequest& req) {
             .status());
     ASSIGN_OR_RETURN(
         PgResult r,
-        tx.conn.Run("WITH picked AS (SELECT seq FROM group_messages WHERE queue=$1 AND grp=$2 "
-                    "AND state<2 AND visible_at<=$3::bigint ORDER BY priority, seq "
+        tx.conn.Run("WITH picked AS (SELECT alliance, seq FROM group_messages WHERE queue=$1 "
+                    "AND grp=$2 AND state<2 AND visible_at<=$3::bigint ORDER BY priority, seq "
                     "LIMIT $4::bigint FOR UPDATE SKIP LOCKED) "
                     "UPDATE group_messages gm SET state=1, attempts=gm.attempts+1, "
                     "visible_at=$5::bigint, state_at=$3::bigint FROM picked, messages m WHERE "
-                    "gm.queue=$1 AND gm.grp=$2 AND gm.seq=picked.seq AND m.seq=gm.seq "
+                    "gm.alliance=picked.alliance AND gm.queue=$1 AND gm.grp=$2 AND "
+                    "gm.seq=picked.seq AND m.alliance=gm.alliance AND m.seq=gm.seq "
                     "RETURNING gm.seq, gm.priority, gm.attempts, m.subject_id, m.payload, "
                     "m.enqueued_at",
                     PgParams()

@@ -32,6 +32,11 @@ struct PostgresOptions {
   size_t max_batch = 256;            // most requests in one group commit
   size_t readers = 4;                // read connections
   bool listen = true;                // LISTEN for other brokers' enqueues (SetEnqueueListener)
+  // Partitioning by alliance: the alliance of an institution (or of an alliance's own id, for
+  // its operator queue); "" = none known (rows go to the default partition). The broker passes
+  // its registry's; `alliances` get a partition of every partitioned table at start.
+  std::function<std::string(const std::string& code)> alliance_of;
+  std::vector<std::string> alliances;
 };
 
 class PostgresStore final : public Store {
@@ -130,7 +135,12 @@ class PostgresStore final : public Store {
   // Runs `fn` in the next group commit, with the calling thread's pending audit entries
   // (AuditScope) appended with it; returns when it has committed.
   absl::Status WriteTxn(std::function<absl::Status(internal::PgTx&)> fn);
+  // The alliance whose partition holds rows of `code` (an institution, or an alliance id).
+  std::string AllianceOf(const std::string& code) const;
+  // The alliance of a queue's owner ("owner/kind").
+  std::string QueueAlliance(const std::string& queue) const;
 
+  std::function<std::string(const std::string&)> alliance_of_;
   std::unique_ptr<internal::PgListener> listener_;
   std::unique_ptr<internal::PgWriter> writer_;
   std::mutex readers_mu_;

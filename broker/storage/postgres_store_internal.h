@@ -17,7 +17,9 @@ enum GroupMessageState : int { kReady = 0, kInFlight = 1, kAcked = 2, kDead = 3 
 // creating a group or replaying into one.
 absl::Status LockQueue(internal::PgConn& c, const std::string& queue, bool exclusive);
 
-// Appends a message and fans it out to every existing consumer group of its queue.
-absl::Status Enqueue(internal::PgConn& c, const NewMessage& m, Micros now);
+// Appends a message (to `alliance`'s partition: the queue owner's) and fans it out to every
+// existing consumer group of its queue.
+absl::Status Enqueue(internal::PgConn& c, const NewMessage& m, Micros now,
+                     const std::string& alliance);
 
 }  // namespace refbroker::storage::pg_internal

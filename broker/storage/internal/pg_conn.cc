@@ -167,6 +167,19 @@ absl::Status PgConn::Exec(const std::string& sql) {
   return s;
 }
 
+absl::StatusOr<PgResult> PgConn::RunOnce(const std::string& sql, const PgParams& params) {
+  std::vector<const char*> values = params.Pointers();
+  std::vector<int> lengths = params.Lengths();
+  PGresult* r = PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
+                             values.data(), lengths.data(), params.Formats().data(),
+                             /*resultFormat=*/1);
+  if (absl::Status s = Check(r, "statement"); !s.ok()) {
+    PQclear(r);
+    return s;
+  }
+  return PgResult(r);
+}
+
 absl::StatusOr<PgResult> PgConn::Run(const char* sql, const PgParams& params) {
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {

@@ -67,6 +67,8 @@ class PgConn {
 
   // Runs a prepared statement (prepared on first use on this connection).
   absl::StatusOr<PgResult> Run(const char* sql, const PgParams& params = PgParams());
+  // Runs a statement built at run time, unprepared (schema work at start; not for hot paths).
+  absl::StatusOr<PgResult> RunOnce(const std::string& sql, const PgParams& params = PgParams());
   // Runs one or more statements without parameters (schema, transaction control).
   absl::Status Exec(const std::string& sql);
 

@@ -211,13 +211,83 @@ TEST_F(PostgresStoreTest, SqlCannotChangeOrDeleteAuditEntriesOrReports) {
   EXPECT_NE(Sql("DELETE FROM " + schema_ + ".audit_log").rfind("ERROR", 0), std::string::npos);
   EXPECT_EQ(Sql("SELECT actor FROM " + schema_ + ".audit_log"), "a");
   ASSERT_EQ(Sql("INSERT INTO " + schema_ +
-                ".consult_reports(id, consult_id, issued_at, sha256, addendum_to, body) VALUES "
-                "('rep-1', 'con-1', 1, 'x', '', 'b')"),
+                ".consult_reports(alliance, id, consult_id, issued_at, sha256, addendum_to, body) "
+                "VALUES ('', 'rep-1', 'con-1', 1, 'x', '', 'b')"),
             "");
   EXPECT_NE(Sql("UPDATE " + schema_ + ".consult_reports SET body=''").rfind("ERROR", 0),
             std::string::npos);
   EXPECT_NE(Sql("DELETE FROM " + schema_ + ".consult_reports").rfind("ERROR", 0),
             std::string::npos);
+}
+
+TEST_F(PostgresStoreTest, RowsLiveInTheirAllianceSPartitionAndAnAllianceCanBeDetached) {
+  PostgresOptions o;
+  o.conninfo = Conninfo();
+  o.schema = schema_;
+  o.alliances = {"pingyu", "xincai", "bad name"};
+  o.alliance_of = [](const std::string& code) -> std::string {
+    if (code == "124117234175811018" || code == "12411723417580001B") return "pingyu";
+    if (code == "12411729MB1234567X" || code == "12411729MB7654321Y") return "xincai";
+    return "";
+  };
+  auto opened = PostgresStore::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto store = std::move(*opened);
+  ASSERT_TRUE(Submit(*store, "ref-p").ok());  // pingyu clinic to pingyu hospital
+  ReferralRecord x;
+  x.id = "ref-x";
+  x.sender = "12411729MB1234567X";
+  x.receiver = "12411729MB7654321Y";
+  x.client_request_id = "req-x";
+  x.request_digest = "d";
+  x.state = 1;
+  x.submitted_at = kT0;
+  x.updated_at = kT0;
+  x.body = "body";
+  x.journey_id = "ref-x";
+  x.alliance = "xincai";
+  ASSERT_TRUE(store
+                  ->SubmitReferral(x, ReferralEventRecord{"ref-x", "", "", 1, kT0, "e"},
+                                   {NewMessage{"12411729MB7654321Y/referrals", 3, "ref-x", "p"}})
+                  .ok());
+  auto where = [&](const std::string& table, const std::string& cond) {
+    return Sql("SELECT tableoid::regclass::text FROM " + schema_ + "." + table + " WHERE " + cond);
+  };
+  EXPECT_EQ(where("referrals", "id='ref-p'"), schema_ + ".referrals__pingyu");
+  EXPECT_EQ(where("referrals", "id='ref-x'"), schema_ + ".referrals__xincai");
+  EXPECT_EQ(where("referral_events", "referral_id='ref-x'"), schema_ + ".referral_events__xincai");
+  EXPECT_EQ(where("messages", "subject_id='ref-x'"), schema_ + ".messages__xincai");
+  EXPECT_EQ(where("messages", "subject_id='ref-p'"), schema_ + ".messages__pingyu");
+  EXPECT_EQ(Sql("SELECT to_regclass('" + schema_ + ".referrals__default') IS NOT NULL"), "t");
+  // The operator moves xincai to another database: its partitions are detached (then dumped
+  // and attached there). Pingyu is served as before; xincai's rows are gone from this one.
+  for (const char* t :
+       {"referrals", "referral_events", "messages", "consumer_groups", "group_messages", "results",
+        "retests", "consults", "consult_events", "consult_reports", "consult_messages"}) {
+    ASSERT_EQ(Sql("ALTER TABLE " + schema_ + "." + t + " DETACH PARTITION " + schema_ + "." + t +
+                  "__xincai"),
+              "")
+        << t;
+  }
+  EXPECT_TRUE(store->GetReferral("ref-p").ok());
+  EXPECT_TRUE(absl::IsNotFound(store->GetReferral("ref-x").status()));
+  EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".referrals__xincai"), "1");
+  ASSERT_TRUE(store->EnsureGroup(kQueue, "his", kT0).ok());
+  LeaseRequest req;
+  req.queue = kQueue;
+  req.group = "his";
+  req.max_messages = 10;
+  req.now = kT0;
+  req.lease_until = kT0 + kSecond;
+  auto leased = store->Lease(req);
+  ASSERT_TRUE(leased.ok()) << leased.status();
+  ASSERT_EQ(leased->messages.size(), 1u);
+  EXPECT_EQ(leased->messages[0].subject_id, "ref-p");
+  // Attached again (as the receiving database would), it is served again.
+  ASSERT_EQ(Sql("ALTER TABLE " + schema_ + ".referrals ATTACH PARTITION " + schema_ +
+                ".referrals__xincai FOR VALUES IN ('xincai')"),
+            "");
+  EXPECT_TRUE(store->GetReferral("ref-x").ok());
 }
 
 TEST_F(PostgresStoreTest, AnUnreachableDatabaseIsUnavailableAtOpen) {

@@ -67,6 +67,12 @@ StoreFactory PostgresFactory() {
           " is missing (the pg_cluster fixture starts one: run the tests with ctest)");
     }
     o.schema = SchemaFor(dir);
+    // The cases' institutions are Pingyu's: their rows go to its partitions (the broker passes
+    // its registry's alliances the same way).
+    o.alliances = {"pingyu"};
+    o.alliance_of = [](const std::string& code) -> std::string {
+      return code.rfind("124117", 0) == 0 ? "pingyu" : "";
+    };
     auto s = PostgresStore::Open(o);
     if (!s.ok()) return s.status();
     return std::unique_ptr<Store>(std::move(*s));
