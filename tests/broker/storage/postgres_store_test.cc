@@ -290,6 +290,29 @@ TEST_F(PostgresStoreTest, RowsLiveInTheirAllianceSPartitionAndAnAllianceCanBeDet
   EXPECT_TRUE(store->GetReferral("ref-x").ok());
 }
 
+TEST_F(PostgresStoreTest, ConcurrentWritesShareTransactionsAndCommits) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  constexpr int kThreads = 16, kEach = 25;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        if (!Submit(*store, "ref-" + std::to_string(t) + "-" + std::to_string(i)).ok()) failed++;
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(failed.load(), 0);
+  std::printf("postgres group commit: %llu writes in %llu commits\n",
+              static_cast<unsigned long long>(store->writes()),
+              static_cast<unsigned long long>(store->commits()));
+  EXPECT_EQ(store->writes(), static_cast<uint64_t>(kThreads * kEach));
+  // Sixteen callers at once: most commits carry several of them.
+  EXPECT_LT(store->commits() * 2, store->writes());
+}
+
 TEST_F(PostgresStoreTest, AnUnreachableDatabaseIsUnavailableAtOpen) {
   PostgresOptions o;
   o.conninfo = "host=127.0.0.1 port=1 dbname=x connect_timeout=2";

@@ -705,6 +705,56 @@ TEST_P(StoreConformance, ConsultChangeIsAtomicVersionedAndReportsAreNeverReplace
   EXPECT_EQ(store_->ListConsultEvents("con-1")->size(), 2u);
 }
 
+TEST_P(StoreConformance, ListConsultsFiltersAndPagesNewestFirstAndFindsEventsByRequestId) {
+  for (int i = 0; i < 5; ++i) {
+    ConsultRecord c = Consult("con-" + std::to_string(i), "rq-" + std::to_string(i), 0);
+    c.requested_at = kT0 + i * kSecond;
+    c.service = i % 2 ? 2 : 3;
+    if (i == 4) c.target = "12411723417580001B";
+    ASSERT_TRUE(
+        store_
+            ->SubmitConsult(
+                c, ConsultEvent(c.id, "124117234175811018", "ev-" + std::to_string(i), 1), {})
+            .ok());
+  }
+  auto ids = [](const std::vector<ConsultRecord>& v) {
+    std::vector<std::string> out;
+    for (const auto& c : v) out.push_back(c.id);
+    return out;
+  };
+  ConsultQuery q;
+  q.party = "124117234175811018";
+  EXPECT_EQ(ids(*store_->ListConsults(q)),
+            (std::vector<std::string>{"con-4", "con-3", "con-2", "con-1", "con-0"}));
+  q.service = 2;
+  EXPECT_EQ(ids(*store_->ListConsults(q)), (std::vector<std::string>{"con-3", "con-1"}));
+  q = ConsultQuery();
+  q.party = "12411723417580001B";  // a party to con-4 only
+  EXPECT_EQ(ids(*store_->ListConsults(q)), std::vector<std::string>{"con-4"});
+  q = ConsultQuery();
+  q.alliance = "pingyu";
+  q.limit = 2;
+  auto page = *store_->ListConsults(q);
+  EXPECT_EQ(ids(page), (std::vector<std::string>{"con-4", "con-3"}));
+  q.after_requested_at = page.back().requested_at;
+  q.after_id = page.back().id;
+  EXPECT_EQ(ids(*store_->ListConsults(q)), (std::vector<std::string>{"con-2", "con-1"}));
+  q = ConsultQuery();
+  q.requested_from = kT0 + kSecond;
+  q.requested_to = kT0 + 3 * kSecond;
+  EXPECT_EQ(ids(*store_->ListConsults(q)), (std::vector<std::string>{"con-2", "con-1"}));
+  q = ConsultQuery();
+  q.alliance = "elsewhere";
+  EXPECT_TRUE(store_->ListConsults(q)->empty());
+
+  auto found = store_->FindConsultEvent("124117234175811018", "ev-2");
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->consult_id, "con-2");
+  EXPECT_FALSE(store_->FindConsultEvent("124117234175811018", "ev-9")->has_value());
+  EXPECT_FALSE(store_->FindConsultEvent("someone-else", "ev-2")->has_value());
+}
+
 TEST_P(StoreConformance, ThreadMessagesGetConsecutiveSeqsAndRetriesAreDuplicates) {
   ASSERT_TRUE(
       store_->SubmitConsult(Consult("con-1", "rq-1", 0), {"con-1", "a", "", 1, kT0, ""}, {}).ok());
