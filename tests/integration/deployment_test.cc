@@ -84,11 +84,10 @@ TEST(Deployment, ReadyIsNotifiedOnlyOnceServingAndTheWatchdogIsFed) {
   EXPECT_EQ(broker.Stop(), 0);
 }
 
+// The backup of the store the broker runs on, taken while it serves: `refbroker backup` of the
+// SQLite file, or pg_dump of the broker's schema (OPERATIONS.md, sections 5 and 8). A broker
+// started on the restored copy serves every referral acknowledged before the backup began.
 TEST(Deployment, AnOnlineBackupDuringTrafficHoldsEveryAcknowledgedReferral) {
-  if (BrokerConfig::TestStoreIsPostgres()) {
-    GTEST_SKIP() << "refbroker backup copies the SQLite file; a PostgreSQL store is backed up "
-                    "with the database's own tools (pg_basebackup, pg_dump)";
-  }
   BrokerProcess broker;
   ASSERT_TRUE(broker.Start().ok());
   auto conn = ConnectAs(broker.address(), "xiyangdian-thc");
@@ -107,29 +106,62 @@ TEST(Deployment, AnOnlineBackupDuringTrafficHoldsEveryAcknowledgedReferral) {
           MakeReferral(kXiyangdian, "during-" + std::to_string(i), v1::ROUTINE, kPeopleHospital));
     }
   });
-  std::string copy = broker.dir() + "/backup.db";
+  const std::string copy = broker.dir() + (broker.postgres() ? "/backup.dump" : "/backup.db");
+  const std::string restore_db = "restore_" + std::to_string(getpid());
+  std::string restore_conninfo = TestClusterConninfo();
   std::string out;
-  int rc = RunCommand(
-      std::string(REFBROKER_BINARY) + " backup --data " + broker.db_path() + " --out " + copy,
-      &out);
+  int rc = 0;
+  if (broker.postgres()) {
+    rc = RunCommand("pg_dump --format=custom --schema=" + broker.pg_schema() + " --file " + copy +
+                        " --dbname '" + TestClusterConninfo() + "'",
+                    &out);
+  } else {
+    rc = RunCommand(
+        std::string(REFBROKER_BINARY) + " backup --data " + broker.db_path() + " --out " + copy,
+        &out);
+  }
   stop = true;
   traffic.join();
   ASSERT_EQ(rc, 0) << out;
-  EXPECT_NE(out.find("quick_check ok"), std::string::npos) << out;
-  out.clear();
-  EXPECT_NE(RunCommand(std::string(REFBROKER_BINARY) + " backup --data " + broker.db_path() +
-                           " --out " + copy,
-                       &out),
-            0)
-      << "an existing copy is never overwritten";
+  if (broker.postgres()) {
+    // Restored into a database of its own, as onto another server.
+    size_t at = restore_conninfo.find("dbname=refbroker");
+    ASSERT_NE(at, std::string::npos) << restore_conninfo;
+    restore_conninfo.replace(at, 16, "dbname=" + restore_db);
+    ASSERT_EQ(broker.ExecSql("DROP DATABASE IF EXISTS " + restore_db), "");
+    ASSERT_EQ(broker.ExecSql("CREATE DATABASE " + restore_db), "");
+    out.clear();
+    ASSERT_EQ(
+        RunCommand("pg_restore --exit-on-error --dbname '" + restore_conninfo + "' " + copy, &out),
+        0)
+        << out;
+  } else {
+    EXPECT_NE(out.find("quick_check ok"), std::string::npos) << out;
+    out.clear();
+    EXPECT_NE(RunCommand(std::string(REFBROKER_BINARY) + " backup --data " + broker.db_path() +
+                             " --out " + copy,
+                         &out),
+              0)
+        << "an existing copy is never overwritten";
+  }
 
   // Restore: a broker started on the copy serves every referral acknowledged before it.
-  BrokerProcess restored;
-  std::filesystem::copy_file(copy, restored.db_path());
-  ASSERT_TRUE(restored.Start().ok());
-  auto rconn = ConnectAs(restored.address(), "xiyangdian-thc");
-  refclient::ReferralClient rclient(*rconn);
-  for (const auto& id : acknowledged) EXPECT_TRUE(rclient.Get(id).ok()) << id;
+  {
+    BrokerConfig config;
+    if (broker.postgres()) {
+      config.pg_conninfo = restore_conninfo;
+      config.pg_schema = broker.pg_schema();
+    }
+    BrokerProcess restored(config);
+    if (!broker.postgres()) std::filesystem::copy_file(copy, restored.db_path());
+    ASSERT_TRUE(restored.Start().ok()) << restored.log_path();
+    auto rconn = ConnectAs(restored.address(), "xiyangdian-thc");
+    refclient::ReferralClient rclient(*rconn);
+    for (const auto& id : acknowledged) EXPECT_TRUE(rclient.Get(id).ok()) << id;
+  }
+  if (broker.postgres()) {
+    EXPECT_EQ(broker.ExecSql("DROP DATABASE " + restore_db + " WITH (FORCE)"), "");
+  }
 }
 
 }  // namespace

@@ -156,10 +156,17 @@ TEST_F(TwoBrokers, SubmittedOnAReceivedOnBPromptlyThenAIsKilledAndNothingAcknowl
   }
   // A second consumer of the hospital's group, on A first: its leases die with A and come
   // back to the group after the ack deadline.
+  std::atomic<bool> a_killed{false};
+  std::atomic<int> second_after_kill{0};
+  auto record_second = [&](const v1::Delivery& d) {
+    if (a_killed) second_after_kill++;
+    return record(d);
+  };
   auto hospital_on_a = ConnectTo({a_->address(), b_->address()}, "people-hospital");
-  CollectingSubscriber second(*hospital_on_a, kPeopleHospital, "his", 32, record);
+  CollectingSubscriber second(*hospital_on_a, kPeopleHospital, "his", 32, record_second);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   a_->Kill();
+  a_killed = true;
   std::this_thread::sleep_for(std::chrono::milliseconds(2000));
   stop = true;
   for (auto& t : clinics) t.join();
@@ -181,11 +188,12 @@ TEST_F(TwoBrokers, SubmittedOnAReceivedOnBPromptlyThenAIsKilledAndNothingAcknowl
   }
   std::printf(
       "two brokers, A killed under load: acknowledged=%zu lost=%zu duplicates=%zu "
-      "failed_after_retries=%d\n",
-      acked.size(), lost, duplicates, failed.load());
+      "failed_after_retries=%d; the subscriber that was on A received %d on B\n",
+      acked.size(), lost, duplicates, failed.load(), second_after_kill.load());
   EXPECT_GT(acked.size(), static_cast<size_t>(kPrompt) + 100) << "too little load";
   EXPECT_EQ(lost, 0u);
   EXPECT_EQ(failed.load(), 0) << "the clients did not fail over";
+  EXPECT_GT(second_after_kill.load(), 0) << "the subscriber on A did not resume on B";
 }
 
 TEST_F(TwoBrokers, ADeadlineBothBrokersSeePassEscalatesOnce) {
