@@ -227,7 +227,10 @@ absl::Status BrokerServer::StartGrpc() {
                          [this](const auth::Principal& who) { return RenderStatus(who); }));
   }
   spdlog::info("refbroker listening port={} metrics_port={} status_port={} store={} principals={}",
-               port_, metrics_port(), status_port(), options_.storage.path,
+               port_, metrics_port(), status_port(),
+               options_.storage.engine == "postgres"
+                   ? "postgres schema " + options_.storage.schema  // never the conninfo
+                   : options_.storage.path,
                registry_->principals().size());
   return absl::OkStatus();
 }

@@ -8,7 +8,12 @@
 // - PostgreSQL crashes and restarts under traffic: UNAVAILABLE meanwhile, never a false
 //   acknowledgement, and the broker reconnects by itself.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -360,6 +365,142 @@ TEST(DatabaseRestart, DuringTheOutageClientsGetUnavailableAfterItNothingAcknowle
   EXPECT_EQ(other_errors.load(), 0);
   EXPECT_GT(ok_by_phase[kAfter].load(), 20) << "the broker did not reconnect by itself";
   EXPECT_EQ(missing(), 0u);
+}
+
+// The containers of deploy/compose.yaml without a container runtime: the images' two entrypoints
+// run as they would there. postgres-entrypoint.sh initializes a cluster with the password from
+// the secret file (scram-sha-256 over TCP) and serves; refbroker-entrypoint.sh hands the same
+// secret to libpq and the broker serves with deploy/compose.toml's storage settings. Without
+// the secret the broker does not start.
+class ComposeEntrypoints : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ =
+        std::filesystem::temp_directory_path() / ("refbroker-compose-" + std::to_string(getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    std::filesystem::permissions(
+        dir_, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                  std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                  std::filesystem::perms::others_exec);
+    as_owner_ = getuid() == 0 ? "runuser -u postgres -- " : "";
+    std::string out;
+    if (getuid() == 0) RunCommand("chown postgres: " + dir_.string(), &out);
+    std::ofstream(dir_ / "postgres_password.txt") << "pw-" << getpid() << "-compose\n";
+    port_ = FreePort();
+  }
+  void TearDown() override {
+    std::string out;
+    RunCommand(as_owner_ + "/usr/lib/postgresql/15/bin/pg_ctl -D " + (dir_ / "data").string() +
+                   " -m immediate -w stop",
+               &out);
+    std::filesystem::remove_all(dir_);
+  }
+  static int FreePort() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    close(fd);
+    return ntohs(a.sin_port);
+  }
+  // compose.toml with the database on this machine's loopback and the test certificates.
+  std::string WriteConfig() {
+    std::ifstream in(std::string(REFBROKER_SOURCE_DIR) + "/deploy/compose.toml");
+    std::string storage, line;
+    bool in_storage = false;
+    while (std::getline(in, line)) {
+      if (!line.empty() && line[0] == '[') in_storage = line == "[storage]";
+      if (in_storage) storage += line + "\n";
+    }
+    size_t at = storage.find("host=postgres port=5432");
+    if (at == std::string::npos) return "";
+    storage.replace(at, 23, "host=127.0.0.1 port=" + std::to_string(port_));
+    std::string path = (dir_ / "refbroker.toml").string();
+    std::ofstream out(path);
+    out << "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n"
+        << "status_listen = \"127.0.0.1:0\"\n[tls]\nca = \"" << CertsDir() << "/ca.crt\"\ncert = \""
+        << CertsDir() << "/broker.crt\"\nkey = \"" << CertsDir() << "/broker.key\"\n"
+        << "[registry]\npath = \"" << REFBROKER_SOURCE_DIR << "/deploy/registry.toml\"\n"
+        << storage << "[recognition]\ncatalogue = \"" << REFBROKER_SOURCE_DIR
+        << "/deploy/recognition.toml\"\n[audit]\narchive_dir = \"" << (dir_ / "archive").string()
+        << "\"\n";
+    return path;
+  }
+  // Starts refbroker-entrypoint.sh in the background; returns the gRPC port, or 0 if the broker
+  // exited or did not listen within 20 s.
+  int StartBroker(const std::string& config, const std::string& password_file) {
+    std::string port_file = (dir_ / "broker.port").string();
+    std::filesystem::remove(port_file);
+    std::string out;
+    RunCommand("REFBROKER_BIN=" + std::string(REFBROKER_BINARY) + " REFBROKER_CONFIG=" + config +
+                   " REFBROKER_DB_PASSWORD_FILE=" + password_file + " " + REFBROKER_SOURCE_DIR +
+                   "/deploy/refbroker-entrypoint.sh --port-file " + port_file + " >>" +
+                   (dir_ / "broker.log").string() + " 2>&1 & echo $! >" +
+                   (dir_ / "broker.pid").string(),
+               &out);
+    std::ifstream pid_in(dir_ / "broker.pid");
+    pid_in >> broker_pid_;
+    for (int i = 0; i < 200; ++i) {
+      std::ifstream in(port_file);
+      int port = 0;
+      if (in >> port && port > 0) return port;
+      if (broker_pid_ > 0 && kill(broker_pid_, 0) != 0) return 0;  // it exited
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return 0;
+  }
+  void StopBroker() {
+    if (broker_pid_ > 0) {
+      kill(broker_pid_, SIGKILL);
+      broker_pid_ = -1;
+    }
+  }
+
+  std::filesystem::path dir_;
+  std::string as_owner_;
+  int port_ = 0;
+  pid_t broker_pid_ = -1;
+};
+
+TEST_F(ComposeEntrypoints, TheBrokerServesOnTheDatabaseWithThePasswordFromTheSecret) {
+  std::string out;
+  ASSERT_EQ(RunCommand(as_owner_ + "env PATH=/usr/lib/postgresql/15/bin:/usr/bin:/bin PGDATA=" +
+                           (dir_ / "data").string() + " PGPORT=" + std::to_string(port_) +
+                           " POSTGRES_PASSWORD_FILE=" + (dir_ / "postgres_password.txt").string() +
+                           " sh " + REFBROKER_SOURCE_DIR + "/deploy/postgres-entrypoint.sh >" +
+                           (dir_ / "postgres.log").string() + " 2>&1 &",
+                       &out),
+            0)
+      << out;
+  bool ready = false;
+  for (int i = 0; i < 300 && !ready; ++i) {
+    out.clear();
+    ready = RunCommand("pg_isready -q -h 127.0.0.1 -p " + std::to_string(port_), &out) == 0;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(ready) << "postgres-entrypoint.sh did not serve; see " << (dir_ / "postgres.log");
+  std::string config = WriteConfig();
+  ASSERT_FALSE(config.empty()) << "deploy/compose.toml no longer names host=postgres port=5432";
+
+  // Without the secret: refused by the server (scram), the broker does not start.
+  EXPECT_EQ(StartBroker(config, (dir_ / "missing").string()), 0);
+  StopBroker();
+
+  int port = StartBroker(config, (dir_ / "postgres_password.txt").string());
+  ASSERT_GT(port, 0) << "see " << (dir_ / "broker.log");
+  auto clinic = ConnectTo({"127.0.0.1:" + std::to_string(port)}, "xiyangdian-thc");
+  refclient::ReferralClient client(*clinic);
+  auto r = client.Submit(MakeReferral(kXiyangdian, "compose-1", v1::ROUTINE, kPeopleHospital));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(client.Get(r->referral().id()).ok());
+  StopBroker();
+  std::ifstream log(dir_ / "broker.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("pw-"), std::string::npos) << "the password reached the log";
 }
 
 }  // namespace
