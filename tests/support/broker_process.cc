@@ -28,15 +28,6 @@ bool BrokerConfig::TestStoreIsPostgres() {
   return store != nullptr && std::string(store) == "postgres";
 }
 
-std::string TestClusterConninfo() {
-  std::ifstream in(REFBROKER_PG_STATE);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("conninfo=", 0) == 0) return line.substr(9);
-  }
-  return "";
-}
-
 namespace {
 
 // Runs `sql` on the test cluster (search_path = schema); "" or the error.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "tests/support/pg_cluster.h"
 
 namespace refbroker::testing {
 
@@ -42,8 +43,6 @@ struct BrokerConfig {
   static bool TestStoreIsPostgres();
 };
 
-// The test PostgreSQL cluster's connection string (tests/support/pg-cluster.sh), "" if none.
-std::string TestClusterConninfo();
 // Drops a schema of the test cluster (one that several brokers shared).
 void DropTestSchema(const std::string& schema);
 

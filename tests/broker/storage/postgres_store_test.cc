@@ -15,6 +15,8 @@
 #include <set>
 #include <thread>
 
+#include "tests/support/pg_cluster.h"
+
 namespace refbroker::storage {
 namespace {
 
@@ -22,14 +24,7 @@ constexpr Micros kT0 = 1795000000LL * 1000000;
 constexpr Micros kSecond = 1000000;
 const std::string kQueue = "12411723417580001B/referrals";
 
-std::string Conninfo() {
-  std::ifstream in(REFBROKER_PG_STATE);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("conninfo=", 0) == 0) return line.substr(9);
-  }
-  return "";
-}
+std::string Conninfo() { return refbroker::testing::TestClusterConninfo(); }
 
 // Runs SQL on the cluster outside any store; returns the first value of the first row ("" if
 // none), or "ERROR: ..." .
@@ -48,13 +43,13 @@ std::string Sql(const std::string& sql) {
   return out;
 }
 
-class PostgresStoreTest : public testing::Test {
+class PostgresStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(Conninfo().empty()) << "no test cluster (" REFBROKER_PG_STATE ")";
     schema_ = "ps_" + std::to_string(getpid()) + "_" +
               std::to_string(std::hash<std::string>()(
-                                 testing::UnitTest::GetInstance()->current_test_info()->name()) %
+                                 ::testing::UnitTest::GetInstance()->current_test_info()->name()) %
                              1000000007);
     (void)PostgresStore::DropSchema(Conninfo(), schema_);
   }

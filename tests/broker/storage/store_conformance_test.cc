@@ -15,9 +15,12 @@
 #include "broker/storage/postgres_store.h"
 #include "broker/storage/sqlite_store.h"
 #include "broker/storage/store.h"
+#include "tests/support/pg_cluster.h"
 
 namespace refbroker::storage {
 namespace {
+
+using refbroker::testing::TestClusterConninfo;
 
 struct StoreFactory {
   std::string name;
@@ -37,16 +40,6 @@ StoreFactory SqliteFactory() {
             if (!s.ok()) return s.status();
             return std::unique_ptr<Store>(std::move(*s));
           }};
-}
-
-// The test cluster's connection string, from the state file the pg_cluster fixture writes.
-std::string TestClusterConninfo() {
-  std::ifstream in(REFBROKER_PG_STATE);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("conninfo=", 0) == 0) return line.substr(9);
-  }
-  return "";
 }
 
 std::string SchemaFor(const std::string& dir) {
@@ -87,12 +80,12 @@ constexpr Micros kT0 = 1795000000LL * 1000000;
 constexpr Micros kSecond = 1000000;
 const std::string kQueue = "12411723417580001B/referrals";
 
-class StoreConformance : public testing::TestWithParam<StoreFactory> {
+class StoreConformance : public ::testing::TestWithParam<StoreFactory> {
  protected:
   void SetUp() override {
     dir_ = (std::filesystem::temp_directory_path() /
             ("refbroker-store-" + std::to_string(getpid()) + "-" +
-             testing::UnitTest::GetInstance()->current_test_info()->name()))
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
                .string();
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
@@ -1055,8 +1048,8 @@ TEST_P(StoreConformance, PruneResultsRemovesOnlyResultsReceivedBeforeTheCutoff) 
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreConformance,
-                         testing::Values(SqliteFactory(), PostgresFactory()),
-                         [](const testing::TestParamInfo<StoreFactory>& i) {
+                         ::testing::Values(SqliteFactory(), PostgresFactory()),
+                         [](const ::testing::TestParamInfo<StoreFactory>& i) {
                            return i.param.name;
                          });
 
