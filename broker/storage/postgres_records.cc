@@ -123,7 +123,7 @@ absl::StatusOr<std::optional<ConsultEventRecord>> FindConsultEventIn(
     PgConn& c, const std::string& actor, const std::string& request_id) {
   ASSIGN_OR_RETURN(PgResult r,
                    c.Run("SELECT " CONSULT_EVENT_COLUMNS " FROM consult_events WHERE actor=$1 AND "
-                         "client_request_id=$2",
+                         "client_request_id=$2 AND client_request_id<>''",
                          PgParams().Add(actor).Add(request_id)));
   if (r.rows() == 0) return std::optional<ConsultEventRecord>();
   return std::optional<ConsultEventRecord>(ReadConsultEvent(r, 0));

@@ -143,7 +143,7 @@ absl::StatusOr<std::optional<ReferralEventRecord>> FindEvent(PgConn& c, const st
                                                              const std::string& request_id) {
   ASSIGN_OR_RETURN(PgResult r, c.Run("SELECT referral_id, actor, client_request_id, action, at, "
                                      "body FROM referral_events WHERE actor=$1 AND "
-                                     "client_request_id=$2",
+                                     "client_request_id=$2 AND client_request_id<>''",
                                      PgParams().Add(actor).Add(request_id)));
   if (r.rows() == 0) return std::optional<ReferralEventRecord>();
   return std::optional<ReferralEventRecord>(ReadEvent(r, 0));

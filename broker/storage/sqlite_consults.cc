@@ -61,11 +61,13 @@ absl::Status InsertEvent(Db& db, const ConsultEventRecord& e) {
   return st->Run();
 }
 
+// `client_request_id<>''` lets SQLite use the partial index of request ids: without it every
+// lookup scanned every event (O(history) per transition; the soak's latency drift).
 absl::StatusOr<std::optional<ConsultEventRecord>> FindEvent(Db& db, const std::string& actor,
                                                             const std::string& request_id) {
   static const std::string sql = absl::StrCat("SELECT ", kEventColumns,
                                               " FROM consult_events WHERE actor=? AND "
-                                              "client_request_id=?");
+                                              "client_request_id=? AND client_request_id<>''");
   ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
   st->Bind(1, actor).Bind(2, request_id);
   ASSIGN_OR_RETURN(bool row, st->Step());
