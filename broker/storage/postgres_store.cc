@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
 #include "broker/storage/audit_scope.h"
+#include "broker/storage/group_message_state.h"
 #include "broker/storage/postgres_schema.h"
 #include "broker/storage/postgres_store_internal.h"
 
@@ -641,14 +642,14 @@ absl::Status PostgresStore::Nack(const std::string& queue, const std::string& gr
           absl::StrCat("sequence ", sequence, " is not in group '", group, "' of ", queue));
     }
     int64_t state = q.Int(0, 0);
-    if (state == pg_internal::kAcked || state == pg_internal::kDead) return absl::OkStatus();
+    if (state == kAcked || state == kDead) return absl::OkStatus();
     bool dead = q.Int(0, 1) >= static_cast<int64_t>(max_attempts);
     return tx.conn
         .Run(
             "UPDATE group_messages SET state=$1::integer, visible_at=$2::bigint, last_error=$3, "
             "state_at=$4::bigint WHERE queue=$5 AND grp=$6 AND seq=$7::bigint",
             PgParams()
-                .Add(dead ? pg_internal::kDead : pg_internal::kReady)
+                .Add(dead ? kDead : kReady)
                 .Add(retry_at)
                 .Add(reason.empty() ? std::string("nacked") : reason)
                 .Add(now)

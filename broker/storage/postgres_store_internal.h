@@ -5,13 +5,11 @@
 
 #include "absl/status/status.h"
 #include "broker/common/clock.h"
+#include "broker/storage/group_message_state.h"
 #include "broker/storage/internal/pg_conn.h"
 #include "broker/storage/store.h"
 
 namespace refbroker::storage::pg_internal {
-
-// Message states in group_messages.state (as in the SQLite schema).
-enum GroupMessageState : int { kReady = 0, kInFlight = 1, kAcked = 2, kDead = 3 };
 
 // The per-queue advisory lock (until the transaction ends): shared by enqueues, exclusive for
 // creating a group or replaying into one.

@@ -3,9 +3,6 @@
 
 namespace refbroker::storage::sqlite_schema {
 
-// Message states in group_messages.state.
-enum GroupMessageState : int { kReady = 0, kInFlight = 1, kAcked = 2, kDead = 3 };
-
 inline constexpr const char* kMigrations[] = {
     // v1: referrals, queues, consumer groups.
     R"sql(

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
+#include "broker/storage/group_message_state.h"
 #include "broker/storage/sqlite_schema.h"
 
 namespace refbroker::storage {
@@ -573,7 +574,7 @@ absl::StatusOr<std::vector<AckResult>> SqliteStore::AckBatch(const std::string& 
         continue;
       }
       result.subject_id = q->Text(1);
-      if (q->Int(0) == schema::kAcked) continue;
+      if (q->Int(0) == kAcked) continue;
       up->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(sequence));
       RETURN_IF_ERROR(up->Run());
       result.first_ack = true;
@@ -596,12 +597,12 @@ absl::Status SqliteStore::Nack(const std::string& queue, const std::string& grou
           absl::StrCat("sequence ", sequence, " is not in group '", group, "' of ", queue));
     }
     int state = static_cast<int>(q->Int(0));
-    if (state == schema::kAcked || state == schema::kDead) return absl::OkStatus();
+    if (state == kAcked || state == kDead) return absl::OkStatus();
     bool dead = q->Int(1) >= static_cast<int64_t>(max_attempts);
     ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE group_messages SET state=?, visible_at=?, "
                                          "last_error=?, state_at=? WHERE queue=? AND grp=? AND "
                                          "seq=?"));
-    up->Bind(1, dead ? schema::kDead : schema::kReady).Bind(2, retry_at);
+    up->Bind(1, dead ? kDead : kReady).Bind(2, retry_at);
     up->Bind(3, reason.empty() ? std::string("nacked") : reason).Bind(4, now);
     up->Bind(5, queue).Bind(6, group).Bind(7, static_cast<int64_t>(sequence));
     return up->Run();
