@@ -24,14 +24,6 @@ constexpr const char* kServiceNames[] = {
     "refbroker.v1.ResultService",   "refbroker.v1.ConsultService",  "refbroker.v1.AuditService",
     "refbroker.v1.ReportService"};
 
-absl::StatusOr<std::string> ReadPem(const std::string& path, const char* key) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("config ", key, ": cannot read ", path));
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(
@@ -79,7 +71,9 @@ absl::StatusOr<std::unique_ptr<storage::Store>> BrokerServer::OpenStore() {
 absl::Status BrokerServer::Init() {
   ASSIGN_OR_RETURN(registry_, auth::Registry::LoadFile(options_.registry_path));
   ASSIGN_OR_RETURN(store_, OpenStore());
-  authenticator_ = std::make_unique<auth::Authenticator>(*registry_);
+  ASSIGN_OR_RETURN(tls_, tls::ServerTls::Create(tls::TlsFiles{options_.tls.ca, options_.tls.cert,
+                                                              options_.tls.key, options_.tls.crl}));
+  authenticator_ = std::make_unique<auth::Authenticator>(*registry_, tls_.get());
   policy_ = std::make_unique<auth::AccessPolicy>(*registry_);
   router_ = std::make_unique<routing::ReferralRouter>(*registry_);
   delivery::EngineOptions eo;
@@ -170,13 +164,6 @@ absl::Status BrokerServer::Init() {
 }
 
 absl::Status BrokerServer::StartGrpc() {
-  ASSIGN_OR_RETURN(std::string ca, ReadPem(options_.tls.ca, "tls.ca"));
-  ASSIGN_OR_RETURN(std::string cert, ReadPem(options_.tls.cert, "tls.cert"));
-  ASSIGN_OR_RETURN(std::string key, ReadPem(options_.tls.key, "tls.key"));
-  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  ssl.pem_root_certs = ca;
-  ssl.pem_key_cert_pairs.push_back({key, cert});
-
   audit_backlog_ = std::make_unique<audit::AuditBacklog>();
   limiter_ = std::make_unique<auth::RateLimiter>(auth::RateLimits{
       options_.limits.calls_per_second, options_.limits.burst, options_.limits.max_streams});
@@ -197,7 +184,7 @@ absl::Status BrokerServer::StartGrpc() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.server.listen, grpc::SslServerCredentials(ssl), &port_);
+  builder.AddListeningPort(options_.server.listen, tls_->GrpcCredentials(), &port_);
   builder.SetMaxReceiveMessageSize(options_.server.max_message_bytes);
   builder.RegisterService(referral_service_.get());
   builder.RegisterService(delivery_service_.get());
@@ -220,10 +207,9 @@ absl::Status BrokerServer::StartGrpc() {
                                                        [this] { return store_->Health(); }));
   }
   if (!options_.server.status_listen.empty()) {
-    observability::StatusPageTls tls{ca, cert, key};
     ASSIGN_OR_RETURN(status_page_,
                      observability::StatusPageServer::Start(
-                         options_.server.status_listen, tls, *registry_,
+                         options_.server.status_listen, *tls_, *registry_,
                          [this](const auth::Principal& who) { return RenderStatus(who); }));
   }
   spdlog::info("refbroker listening port={} metrics_port={} status_port={} store={} principals={}",
@@ -420,6 +406,12 @@ absl::Status BrokerServer::ReloadCatalogue() {
                  catalogue_->Get()->version(), s.ToString());
   }
   return s;
+}
+
+absl::Status BrokerServer::ReloadTls() {
+  RETURN_IF_ERROR(tls_->Reload());
+  if (status_page_) return status_page_->ReloadTls();
+  return absl::OkStatus();
 }
 
 void BrokerServer::Shutdown() {

@@ -30,6 +30,7 @@
 #include "broker/observability/metrics.h"
 #include "broker/observability/metrics_http_server.h"
 #include "broker/observability/status_page_server.h"
+#include "broker/tls/server_tls.h"
 #include "broker/recognition/catalogue.h"
 #include "broker/routing/referral_router.h"
 #include "broker/storage/store.h"
@@ -52,6 +53,9 @@ class BrokerServer {
   absl::Status Health() { return store_->Health(); }
   // Loads the recognition catalogue again (SIGHUP); keeps the current one if it fails.
   absl::Status ReloadCatalogue();
+  // Loads the TLS certificates, key, CA and CRL again (SIGHUP) for the API and the status page;
+  // keeps the current ones if any fails its checks. Open connections stay.
+  absl::Status ReloadTls();
 
   // Drains: health NOT_SERVING, subscribers told to reconnect elsewhere (UNAVAILABLE, their
   // unacked messages released), in-flight calls given drain_seconds, then everything stops.
@@ -79,6 +83,7 @@ class BrokerServer {
   boost::asio::io_context timers_io_;
   std::unique_ptr<auth::Registry> registry_;
   std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<tls::ServerTls> tls_;
   std::unique_ptr<auth::Authenticator> authenticator_;
   std::unique_ptr<auth::AccessPolicy> policy_;
   std::unique_ptr<routing::ReferralRouter> router_;

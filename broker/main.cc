@@ -89,9 +89,10 @@ int main(int argc, char** argv) {
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        spdlog::info("SIGHUP: reloading the recognition catalogue");
+        spdlog::info("SIGHUP: reloading the recognition catalogue and the TLS material");
         sd_notify(0, "RELOADING=1");
         (void)(*server)->ReloadCatalogue();
+        (void)(*server)->ReloadTls();
         sd_notify(0, "READY=1");
         wait_signal();
         return;

@@ -1,20 +1,24 @@
 #pragma once
 // Authenticator: maps a verified mTLS peer to a registry principal.
 //
-// The TLS layer (grpc::SslServerCredentials with REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY)
-// has already refused connections without a certificate or with one from another CA; this class
-// only reads the verified certificate's subject CN. Thread-safe (the registry is immutable).
+// The TLS layer (tls::ServerTls: REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, the CRL) has
+// already refused connections without a certificate, with one from another CA or a revoked one;
+// this class reads the verified certificate's subject CN, and refuses the calls of a connection
+// whose certificate the CRL listed after it was opened. Thread-safe.
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "broker/auth/registry.h"
+#include "broker/tls/server_tls.h"
 
 namespace refbroker::auth {
 
 class Authenticator {
  public:
-  explicit Authenticator(const Registry& registry) : registry_(registry) {}
+  // `tls` (may be null): calls from a certificate its CRL lists are refused.
+  explicit Authenticator(const Registry& registry, const tls::ServerTls* tls = nullptr)
+      : registry_(registry), tls_(tls) {}
 
   // The principal named by the peer certificate's CN; UNAUTHENTICATED when there is no verified
   // peer identity or the CN is not in the registry.
@@ -24,6 +28,7 @@ class Authenticator {
 
  private:
   const Registry& registry_;
+  const tls::ServerTls* tls_;
 };
 
 }  // namespace refbroker::auth

@@ -69,6 +69,7 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetString(t, "tls", "ca", o.tls.ca);
   GetString(t, "tls", "cert", o.tls.cert);
   GetString(t, "tls", "key", o.tls.key);
+  GetString(t, "tls", "crl", o.tls.crl);
   GetString(t, "storage", "engine", o.storage.engine);
   GetString(t, "storage", "path", o.storage.path);
   GetString(t, "storage", "conninfo", o.storage.conninfo);
@@ -146,6 +147,7 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   o.tls.ca = Resolve(base_dir, o.tls.ca);
   o.tls.cert = Resolve(base_dir, o.tls.cert);
   o.tls.key = Resolve(base_dir, o.tls.key);
+  if (!o.tls.crl.empty()) o.tls.crl = Resolve(base_dir, o.tls.crl);
   o.storage.path = Resolve(base_dir, o.storage.path);
   o.registry_path = Resolve(base_dir, o.registry_path);
   o.audit.archive_dir = Resolve(base_dir, o.audit.archive_dir);

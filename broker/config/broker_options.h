@@ -27,6 +27,7 @@ struct TlsOptions {
   std::string ca;    // CA that signs client certificates (PEM)
   std::string cert;  // broker certificate chain (PEM)
   std::string key;   // broker private key (PEM)
+  std::string crl;   // optional: the CA's certificate revocation list (PEM; certs/revoke-cert.sh)
 };
 
 struct StorageOptions {

@@ -36,7 +36,7 @@ std::string PeerCommonName(SSL* ssl_handle) {
 class StatusPageServer::Session : public std::enable_shared_from_this<Session> {
  public:
   Session(StatusPageServer& server, tcp::socket socket)
-      : server_(server), stream_(std::move(socket), server.ssl_) {}
+      : server_(server), ssl_(server.context()), stream_(std::move(socket), *ssl_) {}
 
   void Run() {
     beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(10));
@@ -93,32 +93,63 @@ class StatusPageServer::Session : public std::enable_shared_from_this<Session> {
   }
 
   StatusPageServer& server_;
+  std::shared_ptr<ssl::context> ssl_;  // the material this connection was opened with
   beast::ssl_stream<beast::tcp_stream> stream_;
   beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
 };
 
-StatusPageServer::StatusPageServer(const auth::Registry& registry, RenderFn render)
-    : registry_(registry),
-      render_(std::move(render)),
-      ssl_(ssl::context::tls_server),
-      acceptor_(io_) {}
+StatusPageServer::StatusPageServer(const tls::ServerTls& tls, const auth::Registry& registry,
+                                   RenderFn render)
+    : registry_(registry), render_(std::move(render)), tls_(tls), acceptor_(io_) {}
+
+absl::StatusOr<std::shared_ptr<ssl::context>> StatusPageServer::MakeContext() const {
+  auto m = tls_.material();
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  boost::system::error_code ec;
+  // TLS 1.2 or newer, a client certificate from the broker's client CA required, not revoked.
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::single_dh_use);
+  ctx->use_certificate_chain(boost::asio::buffer(m->cert_pem), ec);
+  if (!ec) ctx->use_private_key(boost::asio::buffer(m->key_pem), ssl::context::pem, ec);
+  if (!ec) ctx->add_certificate_authority(boost::asio::buffer(m->ca_pem), ec);
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("status page TLS: ", ec.message()));
+  ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  ctx->set_verify_callback([this](bool preverified, ssl::verify_context& vc) {
+    if (!preverified) return false;
+    X509_STORE_CTX* store = vc.native_handle();
+    if (X509_STORE_CTX_get_error_depth(store) != 0) return true;  // the CA
+    if (tls_.IsRevokedSerial(tls::SerialHex(X509_STORE_CTX_get_current_cert(store)))) {
+      spdlog::warn("status page refused a revoked client certificate");
+      return false;
+    }
+    return true;
+  });
+  return ctx;
+}
+
+std::shared_ptr<ssl::context> StatusPageServer::context() const {
+  std::lock_guard<std::mutex> lock(ssl_mu_);
+  return ssl_;
+}
+
+absl::Status StatusPageServer::ReloadTls() {
+  auto ctx = MakeContext();
+  if (!ctx.ok()) return ctx.status();
+  std::lock_guard<std::mutex> lock(ssl_mu_);
+  ssl_ = std::move(*ctx);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<StatusPageServer>> StatusPageServer::Start(
-    const std::string& listen, const StatusPageTls& tls, const auth::Registry& registry,
+    const std::string& listen, const tls::ServerTls& tls, const auth::Registry& registry,
     RenderFn render) {
-  std::unique_ptr<StatusPageServer> server(new StatusPageServer(registry, std::move(render)));
-  boost::system::error_code ec;
-  // TLS 1.2 or newer, a client certificate from the broker's client CA required.
-  server->ssl_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                           ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
-  server->ssl_.use_certificate_chain(boost::asio::buffer(tls.cert_pem), ec);
-  if (!ec) server->ssl_.use_private_key(boost::asio::buffer(tls.key_pem), ssl::context::pem, ec);
-  if (!ec) server->ssl_.add_certificate_authority(boost::asio::buffer(tls.ca_pem), ec);
-  if (ec) return absl::InvalidArgumentError(absl::StrCat("status page TLS: ", ec.message()));
-  server->ssl_.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  std::unique_ptr<StatusPageServer> server(new StatusPageServer(tls, registry, std::move(render)));
+  auto ctx = server->MakeContext();
+  if (!ctx.ok()) return ctx.status();
+  server->ssl_ = std::move(*ctx);
   auto port = ListenOn(server->acceptor_, listen, "server.status_listen");
   if (!port.ok()) return port.status();
   server->port_ = *port;

@@ -1,12 +1,16 @@
-// Transport: TLS 1.2 or newer only (the gRPC port and the status page), and a client
-// certificate past its validity is refused at the handshake even though the CA signed it and
-// its CN is registered.
+// Transport: TLS 1.2 or newer only (the gRPC port and the status page); a client certificate
+// past its validity is refused at the handshake even though the CA signed it and its CN is
+// registered; a certificate on the CRL ([tls] crl) is refused, and the broker's certificate and
+// the CRL reload on SIGHUP without dropping the connections that are open.
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "client/refclient/referral_client.h"
 #include "tests/support/broker_process.h"
@@ -14,6 +18,8 @@
 
 namespace refbroker::testing {
 namespace {
+
+namespace v1 = refbroker::v1;
 
 class Transport : public ::testing::Test {
  protected:
@@ -92,6 +98,197 @@ TEST_F(Transport, AnExpiredClientCertificateIsRefused) {
   auto served = refclient::ReferralClient(*valid).Submit(MakeReferral(kXiyangdian, "exp"));
   ASSERT_TRUE(served.ok()) << served.status();
   EXPECT_FALSE(served->duplicate());
+}
+
+// A PKI of the test's own, copied from the test PKI, so that the test can revoke certificates
+// and replace the broker's without touching the one the other tests share.
+class TlsReload : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = (std::filesystem::temp_directory_path() /
+            ("refbroker-pki-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    std::filesystem::remove_all(pki_);
+    std::filesystem::create_directories(pki_);
+    for (const char* f :
+         {"ca.crt", "ca.key", "broker.crt", "broker.key", "foreign-ca.crt", "foreign-ca.key"}) {
+      std::filesystem::copy_file(CertsDir() + "/" + f, pki_ + "/" + f);
+    }
+  }
+  void TearDown() override { std::filesystem::remove_all(pki_); }
+
+  // certs/revoke-cert.sh on this PKI: revokes `stems` (none = an empty CRL).
+  void Revoke(const std::string& stems) {
+    for (const char* who : {"guhuai-thc", "auditor"}) {
+      std::string crt = pki_ + "/" + who + ".crt";
+      if (!std::filesystem::exists(crt)) std::filesystem::copy_file(CertPath(who), crt);
+    }
+    std::string out;
+    ASSERT_EQ(RunCommand(std::string(REFBROKER_SOURCE_DIR) + "/certs/revoke-cert.sh --dir " + pki_ +
+                             " " + stems + " 2>&1",
+                         &out),
+              0)
+        << out;
+  }
+
+  // Serial of the certificate the broker presents on a new handshake at `port`.
+  static std::string ServedSerial(int port) {
+    std::string out;
+    RunCommand("openssl s_client -connect 127.0.0.1:" + std::to_string(port) + " -CAfile " +
+                   CertsDir() + "/ca.crt -cert " + CertPath("operator") + " -key " +
+                   KeyPath("operator") + " </dev/null 2>/dev/null | openssl x509 -noout -serial",
+               &out);
+    return out;
+  }
+
+  // The status page's HTTP code for `stem`'s certificate ("000" when the handshake fails).
+  static std::string StatusPageCode(int port, const std::string& stem) {
+    std::string out;
+    RunCommand("curl -s -o /dev/null -w '%{http_code}' --cacert " + CertsDir() + "/ca.crt --cert " +
+                   CertPath(stem) + " --key " + KeyPath(stem) +
+                   " https://127.0.0.1:" + std::to_string(port) + "/",
+               &out);
+    return out;
+  }
+
+  std::string pki_;
+};
+
+TEST_F(TlsReload, ARevokedCertificateIsRefusedAndSighupReloadsWithoutDroppingConnections) {
+  Revoke("");  // an empty CRL to start with
+  BrokerConfig config;
+  config.tls_dir = pki_;
+  config.tls_crl = pki_ + "/crl.pem";
+  BrokerProcess broker(config);
+  ASSERT_TRUE(broker.Start().ok());
+
+  // Open before the reload: Guhuai's connection, and the hospital's delivery stream (a raw
+  // stream, which would end rather than reconnect if its connection dropped).
+  auto guhuai = ConnectAs(broker.address(), "guhuai-thc");
+  refclient::RetryPolicy once;
+  once.max_attempts = 1;
+  once.per_call_timeout = std::chrono::milliseconds(3000);
+  ASSERT_TRUE(refclient::ReferralClient(*guhuai, once)
+                  .Submit(MakeReferral(kGuhuai, "before", v1::ROUTINE, kPeopleHospital))
+                  .ok());
+  auto hospital = ConnectAs(broker.address(), "people-hospital");
+  auto stub = v1::DeliveryService::NewStub(hospital->channel());
+  grpc::ClientContext ctx;
+  auto stream = stub->Subscribe(&ctx);
+  v1::SubscribeRequest open;
+  open.mutable_open()->mutable_queue()->set_owner(kPeopleHospital);
+  open.mutable_open()->mutable_queue()->set_kind(v1::REFERRALS);
+  open.mutable_open()->set_consumer_group("his");
+  ASSERT_TRUE(stream->Write(open));
+  v1::Delivery d;
+  ASSERT_TRUE(stream->Read(&d));  // "before"
+  v1::SubscribeRequest ack;
+  ack.mutable_ack()->set_sequence(d.sequence());
+  ASSERT_TRUE(stream->Write(ack));
+  const std::string old_serial = ServedSerial(broker.port());
+  ASSERT_FALSE(old_serial.empty());
+  EXPECT_EQ(StatusPageCode(broker.status_port(), "auditor"), "200");
+
+  // The operator revokes Guhuai's and the auditor's certificates and renews the broker's own.
+  Revoke("guhuai-thc auditor");
+  std::string out;
+  ASSERT_EQ(RunCommand("cd " + pki_ +
+                           " && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n"
+                           "extendedKeyUsage=serverAuth\\n' > ext && "
+                           "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                           "-nodes -subj '/O=refbroker dev/CN=localhost' -keyout new.key -out "
+                           "new.csr 2>&1 && openssl x509 -req -in new.csr -CA ca.crt -CAkey ca.key "
+                           "-CAcreateserial -days 30 -sha256 -extfile ext -out new.crt 2>&1 && "
+                           "mv new.crt broker.crt && mv new.key broker.key",
+                       &out),
+            0)
+      << out;
+  ASSERT_EQ(::kill(broker.pid(), SIGHUP), 0);
+
+  // New handshakes get the new certificate within a few seconds.
+  std::string new_serial = old_serial;
+  for (int i = 0; i < 100 && new_serial == old_serial; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    new_serial = ServedSerial(broker.port());
+  }
+  EXPECT_NE(new_serial, old_serial) << "the renewed certificate was not served";
+
+  // The stream opened before the reload still delivers: it was not dropped.
+  auto xiyangdian = ConnectAs(broker.address(), "xiyangdian-thc");
+  ASSERT_TRUE(refclient::ReferralClient(*xiyangdian, once)
+                  .Submit(MakeReferral(kXiyangdian, "after", v1::ROUTINE, kPeopleHospital))
+                  .ok());
+  ASSERT_TRUE(stream->Read(&d)) << "the open stream was dropped by the reload";
+  EXPECT_EQ(d.referral().client_request_id(), "after");
+
+  // Guhuai's connection from before the revocation is refused from its next call...
+  auto refused = refclient::ReferralClient(*guhuai, once)
+                     .Submit(MakeReferral(kGuhuai, "revoked", v1::ROUTINE, kPeopleHospital));
+  EXPECT_TRUE(absl::IsUnauthenticated(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find("revoked"), std::string::npos) << refused.status();
+  // ...and a new connection with that certificate does not get past the handshake.
+  auto again = ConnectAs(broker.address(), "guhuai-thc");
+  auto refused_again =
+      refclient::ReferralClient(*again, once)
+          .Submit(MakeReferral(kGuhuai, "revoked-2", v1::ROUTINE, kPeopleHospital));
+  EXPECT_FALSE(refused_again.ok());
+  EXPECT_TRUE(absl::IsUnavailable(refused_again.status()) ||
+              absl::IsDeadlineExceeded(refused_again.status()) ||
+              absl::IsUnauthenticated(refused_again.status()))
+      << refused_again.status();
+  // The status page too: the revoked auditor is refused, the operator served.
+  EXPECT_EQ(StatusPageCode(broker.status_port(), "auditor"), "000");
+  EXPECT_EQ(StatusPageCode(broker.status_port(), "operator"), "200");
+
+  // A broken replacement (a key that is not the certificate's) is refused: the current
+  // certificate stays and the broker keeps serving.
+  ASSERT_EQ(RunCommand("cd " + pki_ +
+                           " && openssl genpkey -algorithm EC -pkeyopt "
+                           "ec_paramgen_curve:prime256v1 -out broker.key 2>&1",
+                       &out),
+            0)
+      << out;
+  ASSERT_EQ(::kill(broker.pid(), SIGHUP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_EQ(ServedSerial(broker.port()), new_serial);
+  auto tcm = ConnectAs(broker.address(), "xiyangdian-thc");
+  EXPECT_TRUE(
+      refclient::ReferralClient(*tcm, once)
+          .Submit(MakeReferral(kXiyangdian, "after-bad-reload", v1::ROUTINE, kPeopleHospital))
+          .ok());
+  std::ifstream log(broker.log_path());
+  std::stringstream text;
+  text << log.rdbuf();
+  EXPECT_NE(text.str().find("tls reload refused"), std::string::npos);
+  EXPECT_NE(text.str().find("tls.key: does not match"), std::string::npos);
+  EXPECT_NE(text.str().find("refused a revoked client certificate cn=" + std::string(kGuhuai)),
+            std::string::npos)
+      << "the new connection was not refused by the handshake's revocation check";
+  ctx.TryCancel();
+}
+
+TEST_F(TlsReload, ACrlTheCaDidNotSignKeepsTheBrokerFromStarting) {
+  // A CRL issued by the foreign CA, in a directory of its own.
+  std::filesystem::create_directories(pki_ + "/foreign");
+  std::filesystem::copy_file(pki_ + "/foreign-ca.crt", pki_ + "/foreign/ca.crt");
+  std::filesystem::copy_file(pki_ + "/foreign-ca.key", pki_ + "/foreign/ca.key");
+  std::string out;
+  ASSERT_EQ(RunCommand(std::string(REFBROKER_SOURCE_DIR) + "/certs/revoke-cert.sh --dir " + pki_ +
+                           "/foreign 2>&1",
+                       &out),
+            0)
+      << out;
+  BrokerConfig config;
+  config.tls_dir = pki_;
+  config.tls_crl = pki_ + "/foreign/crl.pem";
+  BrokerProcess broker(config);
+  EXPECT_FALSE(broker.Start().ok());
+  std::ifstream log(broker.log_path());
+  std::stringstream text;
+  text << log.rdbuf();
+  EXPECT_NE(text.str().find("tls.crl: not signed by a CA of tls.ca"), std::string::npos)
+      << text.str();
 }
 
 }  // namespace

@@ -98,11 +98,13 @@ std::string BrokerProcess::ExecSql(const std::string& sql) const {
 
 void BrokerProcess::WriteConfig() {
   std::ofstream out(dir_ + "/refbroker.toml");
+  const std::string tls_dir = config_.tls_dir.empty() ? CertsDir() : config_.tls_dir;
   out << "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n"
       << "status_listen = \"127.0.0.1:0\"\n"
       << "workers = 16\ndrain_seconds = " << config_.drain_seconds << "\n"
-      << "[tls]\nca = \"" << CertsDir() << "/ca.crt\"\ncert = \"" << CertsDir()
-      << "/broker.crt\"\nkey = \"" << CertsDir() << "/broker.key\"\n"
+      << "[tls]\nca = \"" << tls_dir << "/ca.crt\"\ncert = \"" << tls_dir
+      << "/broker.crt\"\nkey = \"" << tls_dir << "/broker.key\"\n"
+      << (config_.tls_crl.empty() ? "" : "crl = \"" + config_.tls_crl + "\"\n")
       << "[registry]\npath = \""
       << (config_.registry_path.empty()
               ? std::string(REFBROKER_SOURCE_DIR) + "/deploy/registry.toml"

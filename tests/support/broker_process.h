@@ -32,6 +32,10 @@ struct BrokerConfig {
   std::string delivery_toml;
   // Extra keys of [storage], e.g. "checkpoint_interval_ms = 60000\n".
   std::string storage_toml;
+  // The broker's ca.crt, broker.crt and broker.key: empty = the test PKI (CertsDir()).
+  std::string tls_dir;
+  // [tls] crl, if any.
+  std::string tls_crl;
   // Appended to the generated refbroker.toml, e.g. "[consult.accept]\nemergency_s = 2\n".
   std::string extra_toml;
   // The store: SQLite in the broker's directory, or (REFBROKER_TEST_STORE=postgres, set by the
