@@ -12,7 +12,9 @@ REFBROKER_BUILD_PACKAGES=(
 )
 # The status page's browser test drives headless Chromium (client certificate from an NSS
 # database made with libnss3-tools); curl checks refusals; systemd-analyze verifies the unit.
-REFBROKER_TEST_PACKAGES=(libgtest-dev libgmock-dev chromium libnss3-tools curl systemd postgresql-15)
+# The asan build uses Clang for libFuzzer (tests/fuzz): clang, its runtimes, llvm-symbolizer.
+REFBROKER_TEST_PACKAGES=(libgtest-dev libgmock-dev chromium libnss3-tools curl systemd postgresql-15
+  clang libclang-rt-14-dev llvm)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
