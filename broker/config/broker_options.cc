@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -22,8 +24,34 @@ void GetString(const toml::table& t, const char* section, const char* key, std::
   if (auto v = t[section][key].value<std::string>()) out = *v;
 }
 
-void GetInt(const toml::table& t, const char* section, const char* key, int& out) {
-  if (auto v = t[section][key].value<int64_t>()) out = static_cast<int>(*v);
+// Integer keys take TOML integers only: toml++ would cast a float (2.5e33) to an integer, which
+// is undefined behaviour, and an int field would silently wrap a larger integer. The first key of
+// another type or out of range is the error LoadString answers.
+struct Integers {
+  absl::Status error;
+
+  std::optional<int64_t> Get(toml::node_view<const toml::node> node, const std::string& key) {
+    if (!node) return std::nullopt;
+    if (const auto* i = node.as_integer()) return i->get();
+    Fail(absl::StrCat("config ", key, ": must be an integer"));
+    return std::nullopt;
+  }
+  std::optional<int> GetInt(toml::node_view<const toml::node> node, const std::string& key) {
+    auto v = Get(node, key);
+    if (!v) return std::nullopt;
+    if (*v < std::numeric_limits<int>::min() || *v > std::numeric_limits<int>::max()) {
+      Fail(absl::StrCat("config ", key, ": ", *v, " is too large"));
+      return std::nullopt;
+    }
+    return static_cast<int>(*v);
+  }
+  void Fail(std::string message) {
+    if (error.ok()) error = absl::InvalidArgumentError(std::move(message));
+  }
+};
+
+void GetInt(const toml::table& t, const char* section, const char* key, int& out, Integers& ints) {
+  if (auto v = ints.GetInt(t[section][key], absl::StrCat(section, ".", key))) out = *v;
 }
 
 absl::Status Range(const char* key, int value, int lo, int hi) {
@@ -59,13 +87,14 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
         absl::StrCat("config: ", std::string(e.description()), " at line ", e.source().begin.line));
   }
   BrokerOptions o;
+  Integers ints;
   GetString(t, "server", "listen", o.server.listen);
   GetString(t, "server", "port_file", o.server.port_file);
   GetString(t, "server", "metrics_listen", o.server.metrics_listen);
   GetString(t, "server", "status_listen", o.server.status_listen);
-  GetInt(t, "server", "max_message_bytes", o.server.max_message_bytes);
-  GetInt(t, "server", "workers", o.server.workers);
-  GetInt(t, "server", "drain_seconds", o.server.drain_seconds);
+  GetInt(t, "server", "max_message_bytes", o.server.max_message_bytes, ints);
+  GetInt(t, "server", "workers", o.server.workers, ints);
+  GetInt(t, "server", "drain_seconds", o.server.drain_seconds, ints);
   GetString(t, "tls", "ca", o.tls.ca);
   GetString(t, "tls", "cert", o.tls.cert);
   GetString(t, "tls", "key", o.tls.key);
@@ -74,30 +103,32 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetString(t, "storage", "path", o.storage.path);
   GetString(t, "storage", "conninfo", o.storage.conninfo);
   GetString(t, "storage", "schema", o.storage.schema);
-  GetInt(t, "storage", "readers", o.storage.readers);
-  GetInt(t, "storage", "max_batch", o.storage.max_batch);
-  GetInt(t, "storage", "checkpoint_interval_ms", o.storage.checkpoint_interval_ms);
-  GetInt(t, "delivery", "ack_deadline_ms", o.delivery.ack_deadline_ms);
-  GetInt(t, "delivery", "max_attempts", o.delivery.max_attempts);
-  GetInt(t, "delivery", "nack_retry_delay_ms", o.delivery.nack_retry_delay_ms);
-  GetInt(t, "delivery", "retention_hours", o.delivery.retention_hours);
-  GetInt(t, "delivery", "retention_seconds", o.delivery.retention_seconds);
-  GetInt(t, "delivery", "prune_interval_s", o.delivery.prune_interval_s);
-  GetInt(t, "delivery", "max_window", o.delivery.max_window);
-  GetInt(t, "audit", "retention_days", o.audit.retention_days);
+  GetInt(t, "storage", "readers", o.storage.readers, ints);
+  GetInt(t, "storage", "max_batch", o.storage.max_batch, ints);
+  GetInt(t, "storage", "checkpoint_interval_ms", o.storage.checkpoint_interval_ms, ints);
+  GetInt(t, "delivery", "ack_deadline_ms", o.delivery.ack_deadline_ms, ints);
+  GetInt(t, "delivery", "max_attempts", o.delivery.max_attempts, ints);
+  GetInt(t, "delivery", "nack_retry_delay_ms", o.delivery.nack_retry_delay_ms, ints);
+  GetInt(t, "delivery", "retention_hours", o.delivery.retention_hours, ints);
+  GetInt(t, "delivery", "retention_seconds", o.delivery.retention_seconds, ints);
+  GetInt(t, "delivery", "prune_interval_s", o.delivery.prune_interval_s, ints);
+  GetInt(t, "delivery", "max_window", o.delivery.max_window, ints);
+  GetInt(t, "audit", "retention_days", o.audit.retention_days, ints);
   if (const toml::table* l = t["limits"].as_table()) {
     if (auto v = (*l)["calls_per_second"].value<double>()) o.limits.calls_per_second = *v;
     if (auto v = (*l)["burst"].value<double>()) o.limits.burst = *v;
-    if (auto v = (*l)["max_streams"].value<int64_t>()) o.limits.max_streams = static_cast<int>(*v);
+    if (auto v = ints.GetInt((*l)["max_streams"], "limits.max_streams")) o.limits.max_streams = *v;
   }
   GetString(t, "audit", "archive_dir", o.audit.archive_dir);
-  GetInt(t, "audit", "archive_interval_s", o.audit.archive_interval_s);
-  GetInt(t, "recognition", "result_retention_days", o.recognition.result_retention_days);
+  GetInt(t, "audit", "archive_interval_s", o.audit.archive_interval_s, ints);
+  GetInt(t, "recognition", "result_retention_days", o.recognition.result_retention_days, ints);
   if (const toml::table* ref = t["referral"].as_table()) {
-    if (auto v = (*ref)["emergency_deadline_s"].value<int64_t>())
+    if (auto v = ints.Get((*ref)["emergency_deadline_s"], "referral.emergency_deadline_s"))
       o.referral.emergency_deadline_s = *v;
-    if (auto v = (*ref)["urgent_deadline_s"].value<int64_t>()) o.referral.urgent_deadline_s = *v;
-    if (auto v = (*ref)["routine_deadline_s"].value<int64_t>()) o.referral.routine_deadline_s = *v;
+    if (auto v = ints.Get((*ref)["urgent_deadline_s"], "referral.urgent_deadline_s"))
+      o.referral.urgent_deadline_s = *v;
+    if (auto v = ints.Get((*ref)["routine_deadline_s"], "referral.routine_deadline_s"))
+      o.referral.routine_deadline_s = *v;
     if (const toml::array* arr = (*ref)["reroute"].as_array()) {
       for (size_t i = 0; i < arr->size(); ++i) {
         const toml::table* r = (*arr)[i].as_table();
@@ -118,32 +149,34 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
     }
   }
   if (const toml::table* c = t["consult"].as_table()) {
-    auto read = [](const toml::table* d, PriorityDeadlineOption& into) {
+    auto read = [&ints](const toml::table* d, PriorityDeadlineOption& into,
+                        const std::string& where) {
       if (d == nullptr) return;
-      if (auto v = (*d)["emergency_s"].value<int64_t>()) into.emergency_s = *v;
-      if (auto v = (*d)["urgent_s"].value<int64_t>()) into.urgent_s = *v;
-      if (auto v = (*d)["routine_s"].value<int64_t>()) into.routine_s = *v;
+      if (auto v = ints.Get((*d)["emergency_s"], where + ".emergency_s")) into.emergency_s = *v;
+      if (auto v = ints.Get((*d)["urgent_s"], where + ".urgent_s")) into.urgent_s = *v;
+      if (auto v = ints.Get((*d)["routine_s"], where + ".routine_s")) into.routine_s = *v;
     };
-    read((*c)["accept"].as_table(), o.consult.accept);
+    read((*c)["accept"].as_table(), o.consult.accept, "consult.accept");
     if (const toml::table* report = (*c)["report"].as_table()) {
-      read(report, o.consult.report);
+      read(report, o.consult.report, "consult.report");
       for (const auto& [key, node] : *report) {
         if (const toml::table* per = node.as_table()) {
           std::string service(key.str());
           if (!o.consult.report_by_service.count(service)) {
             o.consult.report_by_service[service] = o.consult.report;
           }
-          read(per, o.consult.report_by_service[service]);
+          read(per, o.consult.report_by_service[service], "consult.report." + service);
         }
       }
     }
   }
   GetString(t, "recognition", "catalogue", o.recognition.catalogue_path);
-  GetInt(t, "recognition", "max_result_kb", o.recognition.max_result_kb);
-  GetInt(t, "recognition", "max_waveform_kb", o.recognition.max_waveform_kb);
+  GetInt(t, "recognition", "max_result_kb", o.recognition.max_result_kb, ints);
+  GetInt(t, "recognition", "max_waveform_kb", o.recognition.max_waveform_kb, ints);
   GetString(t, "log", "level", o.log.level);
   GetString(t, "log", "format", o.log.format);
   GetString(t, "registry", "path", o.registry_path);
+  if (!ints.error.ok()) return ints.error;
   o.tls.ca = Resolve(base_dir, o.tls.ca);
   o.tls.cert = Resolve(base_dir, o.tls.cert);
   o.tls.key = Resolve(base_dir, o.tls.key);

@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <utility>
+
 #include <fstream>
 #include <sstream>
 
@@ -32,6 +34,13 @@ absl::StatusOr<v1::RecognitionScope> ParseScope(const std::string& s, const std:
   return scope;
 }
 
+// A TOML integer, or `fallback` for anything else: toml++'s value_or<int64_t> would cast a float
+// such as 2.5e33, which is undefined behaviour.
+int64_t IntegerOr(toml::node_view<const toml::node> node, int64_t fallback) {
+  const auto* i = node.as_integer();
+  return i ? i->get() : fallback;
+}
+
 absl::StatusOr<CatalogueItem> ParseItem(const toml::table& t, const std::string& where) {
   CatalogueItem item;
   item.code = t["code"].value_or(std::string());
@@ -43,10 +52,11 @@ absl::StatusOr<CatalogueItem> ParseItem(const toml::table& t, const std::string&
   if (!v1::ResultKind_Parse(kind, &item.kind) || item.kind == v1::RESULT_KIND_UNSPECIFIED) {
     return absl::InvalidArgumentError(absl::StrCat(where, ".kind: unknown kind '", kind, "'"));
   }
-  item.valid_days = static_cast<int>(t["valid_days"].value_or(int64_t{0}));
-  if (item.valid_days < 1 || item.valid_days > 3650) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ".valid_days: 1..3650"));
+  int64_t valid_days = IntegerOr(t["valid_days"], 0);
+  if (valid_days < 1 || valid_days > 3650) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ".valid_days: an integer 1..3650"));
   }
+  item.valid_days = static_cast<int>(valid_days);
   ASSIGN_OR_RETURN(item.scope,
                    ParseScope(t["scope"].value_or(std::string("MEDICAL_COMMUNITY")), where));
   return item;
@@ -104,7 +114,7 @@ absl::StatusOr<std::unique_ptr<Catalogue>> Catalogue::LoadString(const std::stri
     return absl::InvalidArgumentError(absl::StrCat("catalogue: ", std::string(e.description())));
   }
   std::unique_ptr<Catalogue> c(new Catalogue());
-  c->version_ = root["version"].value_or(int64_t{0});
+  c->version_ = IntegerOr(std::as_const(root)["version"], 0);
   if (c->version_ < 1) return absl::InvalidArgumentError("catalogue version: required, ≥ 1");
   c->name_ = root["name"].value_or(std::string());
   if (const toml::table* marks = root["marks"].as_table()) {

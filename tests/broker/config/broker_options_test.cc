@@ -42,6 +42,29 @@ TEST(BrokerOptions, AnOutOfRangeDeadlineNamesItsKey) {
   EXPECT_NE(s.message().find("consult.report.ECG_READING.emergency_s"), std::string::npos) << s;
 }
 
+// Found by config_fuzz: a float where an integer belongs was cast by the TOML library (undefined
+// behaviour for 2.5e33), and an integer too large for an int field wrapped around.
+TEST(BrokerOptions, AnIntegerKeyRefusesAFloatAndAnIntegerTooLarge) {
+  const std::string head = "[server]\nlisten='127.0.0.1:0'\n[tls]\nca='a'\ncert='b'\nkey='c'\n";
+  struct Case {
+    std::string toml, key;
+  } cases[] = {
+      {"[consult.report.ECG_READING]\nemergency_s = 2555555555555555555555555555555555.8\n",
+       "consult.report.ECG_READING.emergency_s: must be an integer"},
+      {"[referral]\nurgent_deadline_s = 7200.0\n",
+       "referral.urgent_deadline_s: must be an integer"},
+      {"[delivery]\nack_deadline_ms = 4294967396\n",
+       "delivery.ack_deadline_ms: 4294967396 is too large"},
+      {"[limits]\nmax_streams = '8'\n", "limits.max_streams: must be an integer"},
+  };
+  for (const auto& c : cases) {
+    auto o = BrokerOptions::LoadString(head + c.toml, "/tmp");
+    ASSERT_FALSE(o.ok()) << c.toml;
+    EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(o.status().message().find(c.key), std::string::npos) << o.status();
+  }
+}
+
 TEST(BrokerOptions, TheComposeConfigNamesThePostgresStoreWithoutAPassword) {
   auto o = BrokerOptions::LoadFile(std::string(REFBROKER_SOURCE_DIR) + "/deploy/compose.toml");
   ASSERT_TRUE(o.ok()) << o.status();
