@@ -104,7 +104,7 @@ absl::Status BrokerServer::Init() {
     return results_->VerdictsFor(r.patient(), r.attached_result_ids(), receiver,
                                  "referral.attached_result_ids");
   };
-  workflow_ = std::make_unique<domain::ReferralWorkflow>(*store_, *registry_, *policy_, *router_,
+  workflow_ = std::make_unique<domain::ReferralWorkflow>(*store_, *policy_, *router_,
                                                          SystemClock::Get(), std::move(wo), hooks);
   deadlines_ = std::make_unique<timers::DeadlineScheduler>(
       timers_io_, SystemClock::Get(),

@@ -157,12 +157,10 @@ struct ReferralWorkflow::Change {
   storage::ReferralRecord after;  // output
 };
 
-ReferralWorkflow::ReferralWorkflow(storage::Store& store, const auth::Registry& registry,
-                                   const auth::AccessPolicy& policy,
+ReferralWorkflow::ReferralWorkflow(storage::Store& store, const auth::AccessPolicy& policy,
                                    const routing::ReferralRouter& router, const Clock& clock,
                                    WorkflowOptions options, Hooks hooks)
     : store_(store),
-      registry_(registry),
       policy_(policy),
       router_(router),
       clock_(clock),

@@ -68,9 +68,9 @@ class ReferralWorkflow {
         stamp_results;
   };
 
-  ReferralWorkflow(storage::Store& store, const auth::Registry& registry,
-                   const auth::AccessPolicy& policy, const routing::ReferralRouter& router,
-                   const Clock& clock, WorkflowOptions options, Hooks hooks);
+  ReferralWorkflow(storage::Store& store, const auth::AccessPolicy& policy,
+                   const routing::ReferralRouter& router, const Clock& clock,
+                   WorkflowOptions options, Hooks hooks);
 
   // `from_consult`: the consult a conversion turns into this referral (ConsultWorkflow).
   absl::StatusOr<SubmitOutcome> Submit(const auth::Principal& caller,
@@ -103,7 +103,6 @@ class ReferralWorkflow {
   void Announce(const std::vector<storage::NewMessage>& messages);
 
   storage::Store& store_;
-  const auth::Registry& registry_;
   const auth::AccessPolicy& policy_;
   const routing::ReferralRouter& router_;
   const Clock& clock_;

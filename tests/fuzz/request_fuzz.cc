@@ -94,7 +94,7 @@ struct Broker {
                                   "referral.attached_result_ids");
     };
     referrals = std::make_unique<refbroker::domain::ReferralWorkflow>(
-        *store, *registry, *policy, *router, clock, refbroker::domain::WorkflowOptions(), rh);
+        *store, *policy, *router, clock, refbroker::domain::WorkflowOptions(), rh);
     refbroker::domain::ConsultWorkflow::Hooks ch;
     ch.notify = [](const std::string&) {};
     ch.stamp_results = [this](const v1::Patient& p,

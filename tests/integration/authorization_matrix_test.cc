@@ -53,9 +53,6 @@ constexpr std::array<const char*, kWhoCount> kNames = {
 constexpr auto OK = StatusCode::kOk;
 constexpr auto DENIED = StatusCode::kPermissionDenied;
 constexpr auto UNAUTH = StatusCode::kUnauthenticated;
-constexpr auto FAILED = StatusCode::kFailedPrecondition;
-constexpr auto NOTFOUND = StatusCode::kNotFound;
-constexpr auto INVALID = StatusCode::kInvalidArgument;
 
 class Matrix : public ::testing::Test {
  public:

@@ -33,7 +33,7 @@ class ConsultFixture : public WorkflowFixture {
                                    "referral.attached_result_ids");
     };
     workflow_ = std::make_unique<domain::ReferralWorkflow>(
-        *store_, *registry_, *policy_, *router_, clock_, domain::WorkflowOptions(), referral_hooks);
+        *store_, *policy_, *router_, clock_, domain::WorkflowOptions(), referral_hooks);
     OpenConsults(domain::ConsultOptions());
   }
 

@@ -71,8 +71,8 @@ class WorkflowFixture : public ::testing::Test {
     store_ = std::move(*store);
     domain::ReferralWorkflow::Hooks hooks;
     hooks.notify = [this](const std::string& q) { notified_.push_back(q); };
-    workflow_ = std::make_unique<domain::ReferralWorkflow>(*store_, *registry_, *policy_, *router_,
-                                                           clock_, std::move(options), hooks);
+    workflow_ = std::make_unique<domain::ReferralWorkflow>(*store_, *policy_, *router_, clock_,
+                                                           std::move(options), hooks);
   }
 
   const auth::Principal& P(const std::string& id) { return *registry_->Find(id); }
