@@ -18,6 +18,7 @@
 #include "client/bench/bench_stats.h"
 #include "client/refclient/referral_client.h"
 #include "tests/support/broker_process.h"
+#include "tests/support/sanitizers.h"
 #include "tests/support/test_clients.h"
 
 namespace refbroker::testing {
@@ -143,7 +144,7 @@ TEST(Soak, MemoryFlatLatencyStableNothingLostWhileSubscribersComeAndGo) {
   EXPECT_EQ(sim_rc, 0) << "refsim lost an acknowledged referral or had a valid one rejected";
   EXPECT_EQ(probe_errors, 0);
   EXPECT_GT(churns.load(), static_cast<int>(seconds / 5));
-#if defined(__SANITIZE_ADDRESS__)
+#if REFBROKER_UNDER_ASAN
   // ASan's quarantine and 2-core timing under ASan say nothing about the broker's own memory
   // or latency: reported above, checked on the release build.
 #else
