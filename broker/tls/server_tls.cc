@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "broker/common/status_macros.h"
 
 namespace refbroker::tls {
 namespace {
@@ -130,15 +131,9 @@ std::string SerialHex(const X509* cert) { return cert ? HexOf(X509_get0_serialNu
 
 absl::StatusOr<TlsMaterial> LoadTlsMaterial(const TlsFiles& files) {
   TlsMaterial m;
-  auto ca = ReadFile(files.ca, "tls.ca");
-  if (!ca.ok()) return ca.status();
-  auto cert = ReadFile(files.cert, "tls.cert");
-  if (!cert.ok()) return cert.status();
-  auto key = ReadFile(files.key, "tls.key");
-  if (!key.ok()) return key.status();
-  m.ca_pem = std::move(*ca);
-  m.cert_pem = std::move(*cert);
-  m.key_pem = std::move(*key);
+  ASSIGN_OR_RETURN(m.ca_pem, ReadFile(files.ca, "tls.ca"));
+  ASSIGN_OR_RETURN(m.cert_pem, ReadFile(files.cert, "tls.cert"));
+  ASSIGN_OR_RETURN(m.key_pem, ReadFile(files.key, "tls.key"));
 
   std::vector<X509Ptr> cas = Certificates(m.ca_pem);
   if (cas.empty()) return absl::InvalidArgumentError("config tls.ca: no PEM certificate in it");
@@ -246,15 +241,19 @@ absl::Status ServerTls::Reload() {
                   std::string(m.status().message()));
     return m.status();
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  // One reload at a time; mu_ (which every handshake's revocation check takes) only for the
+  // swap, not across the file writes.
+  std::lock_guard<std::mutex> reloading(reload_mu_);
   absl::Status written = WriteCopy(*m);
   if (!written.ok()) {
     spdlog::error("tls reload failed, the current certificates and CRL stay: {}",
                   std::string(written.message()));
     return written;
   }
-  material_ = std::make_shared<const TlsMaterial>(std::move(*m));
-  spdlog::info("tls reloaded: {}", material_->summary);
+  auto loaded = std::make_shared<const TlsMaterial>(std::move(*m));
+  spdlog::info("tls reloaded: {}", loaded->summary);
+  std::lock_guard<std::mutex> lock(mu_);
+  material_ = std::move(loaded);
   return absl::OkStatus();
 }
 

@@ -78,8 +78,9 @@ class ServerTls {
   absl::Status WriteCopy(const TlsMaterial& m);
 
   const TlsFiles files_;
-  std::string dir_;  // the private copy gRPC reads
-  mutable std::mutex mu_;
+  std::string dir_;        // the private copy gRPC reads
+  std::mutex reload_mu_;   // Reload() one at a time
+  mutable std::mutex mu_;  // material_
   std::shared_ptr<const TlsMaterial> material_;
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider_;
   std::shared_ptr<grpc::experimental::CertificateVerifier> verifier_;
