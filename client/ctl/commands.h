@@ -62,6 +62,9 @@ int AuditSearch(const Globals& g, const PatientArgs& patient, const std::string&
                 const std::string& subject, uint32_t limit);
 int DlqList(const Globals& g, const std::string& queue, const std::string& group, uint32_t limit);
 int DlqRequeue(const Globals& g, const std::string& queue, const std::string& group, uint64_t seq);
+// Requeues the dead letters a file lists (requeue_list.h); `path` "-" reads stdin. Goes on past
+// an entry the broker refuses, names it, and exits 1 if any was refused.
+int DlqRequeueFrom(const Globals& g, const std::string& path);
 int Health(const Globals& g);
 int Referrals(const Globals& g, const ReferralFilter& filter);
 int ReferralShow(const Globals& g, const std::string& id);

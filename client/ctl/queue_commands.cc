@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "client/ctl/commands.h"
+#include "client/ctl/requeue_list.h"
 #include "client/ctl/table.h"
 #include "client/ctl/views.h"
 #include "client/refclient/admin_client.h"
@@ -146,6 +148,58 @@ int DlqRequeue(const Globals& g, const std::string& queue, const std::string& gr
   else
     std::cout << "requeued " << r->requeued() << " message(s)\n";
   return 0;
+}
+
+int DlqRequeueFrom(const Globals& g, const std::string& path) {
+  std::string text;
+  {
+    std::ifstream file;
+    std::istream* in = &std::cin;
+    if (path != "-") {
+      file.open(path, std::ios::binary);
+      if (!file) return Fail(absl::NotFoundError("--from: cannot read " + path));
+      in = &file;
+    }
+    constexpr size_t kMaxBytes = 16u << 20;  // 1000 dead letters are well under 1 MiB
+    std::vector<char> buf(64 * 1024);
+    while (in->read(buf.data(), static_cast<std::streamsize>(buf.size())) || in->gcount() > 0) {
+      text.append(buf.data(), static_cast<size_t>(in->gcount()));
+      if (text.size() > kMaxBytes) {
+        return Fail(absl::InvalidArgumentError("--from: larger than 16 MiB"));
+      }
+    }
+  }
+  auto requests = ParseRequeueList(text);
+  if (!requests.ok()) {
+    std::cerr << "refctl: " << requests.status().message() << "\n";
+    return 2;
+  }
+  auto conn = Connect(g);
+  refclient::AdminClient admin(*conn);
+  refbroker::v1::RequeueDeadLetterResponse total;
+  int refused = 0;
+  for (size_t i = 0; i < requests->size(); ++i) {
+    const auto& req = (*requests)[i];
+    auto r = admin.Requeue(req);
+    if (!r.ok()) {
+      ++refused;
+      std::cerr << "refctl: " << req.queue().owner() << "/" << KindName(req.queue().kind()) << " "
+                << req.consumer_group() << " #" << req.sequence() << ": "
+                << absl::StatusCodeToString(r.status().code()) << ": " << r.status().message()
+                << "\n";
+      continue;
+    }
+    total.set_requeued(total.requeued() + r->requeued());
+  }
+  if (g.json) {
+    PrintJson(total);
+  } else {
+    std::cout << "requeued " << total.requeued() << " message(s) of " << requests->size()
+              << " listed";
+    if (refused > 0) std::cout << "; " << refused << " refused";
+    std::cout << "\n";
+  }
+  return refused > 0 ? 1 : 0;
 }
 
 int Health(const Globals& g) {

@@ -4,6 +4,7 @@
 //   refctl watch [--interval S]        the queue table, redrawn live
 //   refctl dlq list [--queue Q]        dead letters (metadata only)
 //   refctl dlq requeue --queue Q --group G [--seq N]
+//   refctl dlq requeue --from FILE     those listed in FILE (`--json dlq list`'s JSON; - = stdin)
 //   refctl referrals [filters]         referrals the caller may see, newest first
 //   refctl referral show ID            the whole journey (both legs) as a timeline
 //   refctl results --id ID             a patient's result records you may read
@@ -21,6 +22,7 @@
 // (DIR/NAME.crt, DIR/NAME.key, DIR/ca.crt), or explicit --ca/--cert/--key.
 
 #include <CLI/CLI.hpp>
+#include <iostream>
 
 #include "client/ctl/commands.h"
 
@@ -53,14 +55,22 @@ int main(int argc, char** argv) {
   std::string queue, group;
   uint32_t limit = 100;
   uint64_t seq = 0;
+  std::string requeue_from;
   auto* dlq_list = dlq->add_subcommand("list", "list dead letters");
   dlq_list->add_option("--queue", queue, "<owner>/<kind>, e.g. CODE/referrals");
   dlq_list->add_option("--group", group, "consumer group");
   dlq_list->add_option("--limit", limit, "at most this many (≤1000)");
   auto* dlq_requeue = dlq->add_subcommand("requeue", "put dead letters back on their queue");
-  dlq_requeue->add_option("--queue", queue, "<owner>/<kind>")->required();
-  dlq_requeue->add_option("--group", group, "consumer group")->required();
-  dlq_requeue->add_option("--seq", seq, "one sequence; omitted = all of the queue and group");
+  auto* requeue_queue = dlq_requeue->add_option("--queue", queue, "<owner>/<kind>");
+  auto* requeue_group = dlq_requeue->add_option("--group", group, "consumer group");
+  auto* requeue_seq =
+      dlq_requeue->add_option("--seq", seq, "one sequence; omitted = all of the queue and group");
+  auto* requeue_file = dlq_requeue->add_option(
+      "--from", requeue_from,
+      "the dead letters listed in this file, as `refctl --json dlq list` prints them (- = stdin)");
+  requeue_file->excludes(requeue_queue)->excludes(requeue_group)->excludes(requeue_seq);
+  requeue_queue->needs(requeue_group);
+  requeue_group->needs(requeue_queue);
 
   refctl::ReferralFilter filter;
   auto* referrals = app.add_subcommand("referrals", "list referrals, newest first");
@@ -142,7 +152,14 @@ int main(int argc, char** argv) {
   if (audit_verify->parsed()) return refctl::AuditVerify(g);
   if (audit_search->parsed()) return refctl::AuditSearch(g, audited, actor, subject, audit_limit);
   if (dlq_list->parsed()) return refctl::DlqList(g, queue, group, limit);
-  if (dlq_requeue->parsed()) return refctl::DlqRequeue(g, queue, group, seq);
+  if (dlq_requeue->parsed()) {
+    if (!requeue_from.empty()) return refctl::DlqRequeueFrom(g, requeue_from);
+    if (queue.empty()) {
+      std::cerr << "refctl: dlq requeue needs --queue and --group, or --from FILE\n";
+      return 2;
+    }
+    return refctl::DlqRequeue(g, queue, group, seq);
+  }
   if (referrals->parsed()) return refctl::Referrals(g, filter);
   if (referral_show->parsed()) return refctl::ReferralShow(g, id);
   if (results->parsed()) return refctl::Results(g, patient);

@@ -1,11 +1,17 @@
 // Delivery semantics against the real broker: redelivery after the ack deadline, dead letters
 // and requeue with refctl, priority order, the window, consumer groups, resume after restart.
 
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <fstream>
 #include <set>
+#include <thread>
 
 #include "client/refclient/referral_client.h"
+#include "refbroker/v1/admin.pb.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/test_clients.h"
 
@@ -87,6 +93,67 @@ TEST(Delivery, ANackedMessageBecomesADeadLetterAndRefctlRequeuesIt) {
   out.clear();
   ASSERT_EQ(RunRefctl(broker.address(), "dlq list", &out), 0);
   EXPECT_NE(out.find("0 dead letter(s)"), std::string::npos) << out;
+}
+
+TEST(Delivery, RefctlRequeuesTheDeadLettersAFileListsAndNoOthers) {
+  BrokerProcess broker(Config(5000, 1));
+  ASSERT_TRUE(broker.Start().ok());
+  auto clinic = ConnectAs(broker.address(), "xiyangdian-thc");
+  auto hospital = ConnectAs(broker.address(), "people-hospital");
+  std::string keep = Submit(*clinic, "poison-keep");
+  std::string retry = Submit(*clinic, "poison-retry");
+  // The operator lists the dead letters as JSON (once both nacks are in: the subscriber stays
+  // until then) and keeps only the one to retry, as jq would.
+  std::string listed;
+  refbroker::v1::ListDeadLettersResponse list;
+  {
+    CollectingSubscriber sub(*hospital, kPeopleHospital, "his", 1,
+                             [](const auto&) { return Decision::Nack("cannot map department"); });
+    ASSERT_TRUE(sub.WaitFor(2, 10));  // one attempt each, then dead
+    for (int i = 0; i < 50 && list.dead_letters_size() < 2; ++i) {
+      if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      listed.clear();
+      list.Clear();
+      ASSERT_EQ(RunRefctl(broker.address(), "--json dlq list", &listed), 0) << listed;
+      ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(listed, &list).ok()) << listed;
+    }
+  }
+  ASSERT_EQ(list.dead_letters_size(), 2) << listed;
+  refbroker::v1::ListDeadLettersResponse chosen;
+  for (const auto& d : list.dead_letters()) {
+    if (d.subject_id() == retry) *chosen.add_dead_letters() = d;
+  }
+  ASSERT_EQ(chosen.dead_letters_size(), 1) << listed;
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(chosen, &json).ok());
+  const std::string file = ::testing::TempDir() + "requeue-" + std::to_string(getpid()) + ".json";
+  { std::ofstream(file) << json; }
+  std::string out;
+  ASSERT_EQ(RunRefctl(broker.address(), "dlq requeue --from " + file, &out), 0) << out;
+  EXPECT_NE(out.find("requeued 1 message(s) of 1 listed"), std::string::npos) << out;
+
+  CollectingSubscriber again(*hospital, kPeopleHospital, "his", 1);
+  ASSERT_TRUE(again.WaitFor(1, 10));
+  EXPECT_FALSE(again.WaitFor(2, 1.0));
+  EXPECT_EQ(again.deliveries()[0].referral().id(), retry);
+  again.Stop();
+  out.clear();
+  ASSERT_EQ(RunRefctl(broker.address(), "dlq list", &out), 0);
+  EXPECT_NE(out.find(keep), std::string::npos) << out;
+  EXPECT_NE(out.find("1 dead letter(s)"), std::string::npos) << out;
+
+  // A file that would requeue a whole queue (no sequence) is refused before anything is sent.
+  {
+    std::ofstream(file) << R"({"dead_letters":[{"queue":{"owner":")" << kPeopleHospital
+                        << R"(","kind":"REFERRALS"},"consumer_group":"his"}]})";
+  }
+  out.clear();
+  EXPECT_EQ(RunRefctl(broker.address(), "dlq requeue --from " + file, &out), 2) << out;
+  EXPECT_NE(out.find("dead_letters[0].sequence"), std::string::npos) << out;
+  out.clear();
+  ASSERT_EQ(RunRefctl(broker.address(), "dlq list", &out), 0);
+  EXPECT_NE(out.find("1 dead letter(s)"), std::string::npos) << out;
+  std::remove(file.c_str());
 }
 
 TEST(Delivery, EmergencyOvertakesUrgentOvertakesRoutine) {
