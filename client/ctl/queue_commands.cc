@@ -178,8 +178,7 @@ int DlqRequeueFrom(const Globals& g, const std::string& path) {
   refclient::AdminClient admin(*conn);
   refbroker::v1::RequeueDeadLetterResponse total;
   int refused = 0;
-  for (size_t i = 0; i < requests->size(); ++i) {
-    const auto& req = (*requests)[i];
+  for (const auto& req : *requests) {
     auto r = admin.Requeue(req);
     if (!r.ok()) {
       ++refused;

@@ -36,7 +36,7 @@ absl::StatusOr<std::vector<refbroker::v1::RequeueDeadLetterRequest>> ParseRequeu
       return absl::InvalidArgumentError(field("queue.owner") + ": missing");
     if (d.queue().kind() == refbroker::v1::QUEUE_KIND_UNSPECIFIED ||
         !refbroker::v1::QueueKind_IsValid(d.queue().kind())) {
-      return absl::InvalidArgumentError(field("queue.kind") + ": missing");
+      return absl::InvalidArgumentError(field("queue.kind") + ": missing or unknown");
     }
     if (d.consumer_group().empty()) {
       return absl::InvalidArgumentError(field("consumer_group") + ": missing");
