@@ -221,12 +221,14 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
     store->readers_.push_back(std::move(reader));
   }
   if (options.checkpoint_interval_ms > 0) {
-    RETURN_IF_ERROR(writer_db->Exec(
-        absl::StrCat("PRAGMA wal_autocheckpoint=", options.fallback_checkpoint_pages)));
+    store->checkpoint_progress_ = std::make_shared<internal::CheckpointProgress>();
+    store->checkpoint_progress_->fallback_frames = options.fallback_checkpoint_pages;
+    internal::Checkpointer::InstallWriterHook(*writer_db, store->checkpoint_progress_.get());
     ASSIGN_OR_RETURN(auto checkpoint_db, Db::Open(options.path, /*read_only=*/false));
     RETURN_IF_ERROR(Configure(*checkpoint_db));
     store->checkpointer_ = std::make_unique<internal::Checkpointer>(
-        std::move(checkpoint_db), std::chrono::milliseconds(options.checkpoint_interval_ms));
+        std::move(checkpoint_db), std::chrono::milliseconds(options.checkpoint_interval_ms),
+        store->checkpoint_progress_);
   }
   RETURN_IF_ERROR(
       writer_db->Exec(absl::StrCat("PRAGMA journal_size_limit=", options.wal_size_limit_bytes)));

@@ -121,6 +121,8 @@ class SqliteStore final : public Store {
   absl::Status WriteTxn(std::function<absl::Status(internal::Db&)> fn);
 
   std::unique_ptr<internal::AckMarker> marker_;  // used by the writer thread: outlives it
+  // Read by the writer connection's WAL hook: outlives it.
+  std::shared_ptr<internal::CheckpointProgress> checkpoint_progress_;
   std::unique_ptr<internal::GroupCommitWriter> writer_;
   std::unique_ptr<internal::Checkpointer> checkpointer_;  // destroyed before the writer
   std::mutex readers_mu_;
