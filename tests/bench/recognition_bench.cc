@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
   uint64_t bulk_end = existing ? records : (records > tail ? records - tail : 0);
   uint64_t end = existing ? records + tail : std::max(records, tail);
   auto load_start = SteadyClock::now();
-  if (bulk_end > 0) Publish(wf, **reg, 0, bulk_end, patients, threads);
+  if (bulk_end > 0 && !existing) Publish(wf, **reg, 0, bulk_end, patients, threads);
   for (uint64_t from = bulk_end; from < end; from += probe) {
     full_rates.push_back(Publish(wf, **reg, from, from + probe, patients, threads));
   }
