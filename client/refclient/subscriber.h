@@ -25,10 +25,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "client/refclient/connection.h"
@@ -55,6 +57,9 @@ struct SubscriberOptions {
   uint64_t replay_from = 0;  ///< on the first connection only: replay from this sequence
   std::chrono::milliseconds reconnect_backoff{200};
   std::chrono::milliseconds max_reconnect_backoff{3000};
+  /// Stop() waits this long for the broker to end the stream after its half-close (the
+  /// decisions written before it are then processed), and cancels the call after that.
+  std::chrono::milliseconds stop_grace{5000};
 };
 
 class Subscriber {
@@ -67,9 +72,16 @@ class Subscriber {
   /// Delivers until Stop() (returns OK) or a permanent error (UNAUTHENTICATED,
   /// PERMISSION_DENIED, INVALID_ARGUMENT, ...), which it returns. Transient errors reconnect.
   absl::Status Run(const Handler& handler);
-  /// Thread-safe; Run returns soon after.
+  /// Thread-safe, and may be called from the handler. Ends gracefully: the decision of a
+  /// handler that is running is still sent, then the stream is half-closed and the broker ends
+  /// it once it has processed every decision before the half-close (a nack is redelivered to
+  /// another consumer at once, not after the ack deadline). Deliveries that arrive after it are
+  /// not handed to the handler: the broker redelivers them after the ack deadline. From another
+  /// thread, Stop waits until Run's connection has ended, for at most `stop_grace`, and then
+  /// cancels the call; Run returns soon after.
   void Stop();
-  /// Sends an ack for a delivery the handler answered with Decision::None(). Thread-safe.
+  /// Sends an ack for a delivery the handler answered with Decision::None(). Thread-safe;
+  /// false once the subscriber is stopping.
   bool Ack(uint64_t sequence);
 
   /// Number of (re)connections made so far.
@@ -77,6 +89,8 @@ class Subscriber {
 
  private:
   absl::Status RunOnce(const Handler& handler, bool first);
+  // With mu_ held: half-closes the current stream, once.
+  void HalfCloseLocked();
 
   Connection& connection_;
   SubscriberOptions options_;
@@ -85,7 +99,12 @@ class Subscriber {
   std::mutex mu_;
   grpc::ClientContext* context_ = nullptr;  // guarded by mu_
   grpc::ClientReaderWriter<refbroker::v1::SubscribeRequest, refbroker::v1::Delivery>* stream_ =
-      nullptr;  // guarded by mu_ (for Ack)
+      nullptr;                        // guarded by mu_ (for Ack)
+  bool opening_ = false;              // guarded by mu_: the open request is being written
+  bool in_handler_ = false;           // guarded by mu_
+  bool half_closed_ = false;          // guarded by mu_
+  std::thread::id run_thread_;        // the thread in Run; guarded by mu_
+  std::condition_variable ended_cv_;  // a connection ended (context_ back to nullptr)
 };
 
 }  // namespace refclient

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -53,6 +54,36 @@ TEST(Delivery, AnUnackedMessageIsRedeliveredAfterTheDeadline) {
   EXPECT_EQ(d[0].attempt(), 1u);
   EXPECT_EQ(d[1].attempt(), 2u);
   EXPECT_GE(elapsed, std::chrono::milliseconds(700));
+}
+
+// refclient's Subscriber::Stop while the handler runs: the handler's ack still reaches the
+// broker before the stream ends. (Had it been lost, the broker would release the referral when
+// the stream ends and hand it to the next consumer again.)
+TEST(Delivery, AStoppedSubscriberStillSendsTheDecisionOfItsRunningHandler) {
+  BrokerProcess broker(Config(30000, 5));
+  ASSERT_TRUE(broker.Start().ok());
+  auto clinic = ConnectAs(broker.address(), "xiyangdian-thc");
+  auto hospital = ConnectAs(broker.address(), "people-hospital");
+  std::string id = Submit(*clinic, "stop-midway-1");
+  {
+    std::atomic<bool> in_handler{false};
+    CollectingSubscriber sub(*hospital, kPeopleHospital, "his", 1, [&](const auto&) {
+      in_handler = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      return Decision::Ack();
+    });
+    for (int i = 0; i < 1000 && !in_handler; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(in_handler);
+    sub.Stop();  // while the handler sleeps
+    EXPECT_TRUE(sub.result().ok()) << sub.result();
+    EXPECT_EQ(sub.deliveries().size(), 1u);
+  }
+  refclient::ReferralClient client(*clinic);
+  EXPECT_TRUE(WaitForState(client, id, refbroker::v1::DELIVERED));
+  CollectingSubscriber next(*hospital, kPeopleHospital, "his", 1);
+  EXPECT_FALSE(next.WaitFor(1, 2.0)) << "the ack was lost: the referral was delivered again";
 }
 
 TEST(Delivery, ANackedMessageBecomesADeadLetterAndRefctlRequeuesIt) {
@@ -138,7 +169,7 @@ TEST(Delivery, RefctlRequeuesTheDeadLettersAFileListsAndNoOthers) {
   EXPECT_EQ(again.deliveries()[0].referral().id(), retry);
   again.Stop();
   out.clear();
-  ASSERT_EQ(RunRefctl(broker.address(), "dlq list", &out), 0);
+  ASSERT_EQ(RunRefctl(broker.address(), "dlq list", &out), 0) << out;
   EXPECT_NE(out.find(keep), std::string::npos) << out;
   EXPECT_NE(out.find("1 dead letter(s)"), std::string::npos) << out;
 
@@ -151,7 +182,7 @@ TEST(Delivery, RefctlRequeuesTheDeadLettersAFileListsAndNoOthers) {
   EXPECT_EQ(RunRefctl(broker.address(), "dlq requeue --from " + file, &out), 2) << out;
   EXPECT_NE(out.find("dead_letters[0].sequence"), std::string::npos) << out;
   out.clear();
-  ASSERT_EQ(RunRefctl(broker.address(), "dlq list", &out), 0);
+  ASSERT_EQ(RunRefctl(broker.address(), "dlq list", &out), 0) << out;
   EXPECT_NE(out.find("1 dead letter(s)"), std::string::npos) << out;
   std::remove(file.c_str());
 }
