@@ -74,7 +74,7 @@ uintmax_t WalHighWater(const std::string& path, bool writer_hook, uint64_t* writ
 }
 
 // 3,200 rows of ~4 KiB (12.5 MiB of pages): without the writer's hook the background
-// checkpoint copies the frames but the WAL never starts again, so it holds all of them; with
+// checkpoint copies the frames but the WAL rarely starts again, so it holds most of them; with
 // it, the WAL goes back to its start every time it passes 128 frames and the background
 // checkpoint has nearly caught up.
 TEST(Checkpointer, TheWriterRestartsTheWalOnceTheBackgroundCheckpointHasCaughtUp) {
@@ -86,7 +86,9 @@ TEST(Checkpointer, TheWriterRestartsTheWalOnceTheBackgroundCheckpointHasCaughtUp
       "WAL high water: %.1f MiB without the writer's hook, %.1f MiB with it (%llu writer "
       "checkpoints)\n",
       without / 1048576.0, with / 1048576.0, static_cast<unsigned long long>(writer_checkpoints));
-  EXPECT_GT(without, uintmax_t{3200} * kPage);
+  // Without the hook the WAL restarts only when the background checkpoint happens to catch up
+  // in a pause between commits (more often on a slow machine: 7.9 MiB under ASan).
+  EXPECT_GT(without, 3 * with);
   EXPECT_GT(writer_checkpoints, 0u);
   // 128 frames to restart, plus what commits add while the background checkpoint catches up.
   EXPECT_LT(with, uintmax_t{1024} * (kPage + 24));
