@@ -23,7 +23,8 @@ struct SqliteOptions {
   size_t max_batch = 256;  // most requests in one group commit
   size_t readers = 4;      // read-only connections
   // WAL checkpoints run on their own thread this often (0: inside the writer, SQLite's
-  // default); the writer checkpoints itself only past `fallback_checkpoint_pages` WAL pages.
+  // default); the writer copies only the last few frames once that thread has caught up (so the
+  // WAL starts again, see Checkpointer), and all of them past `fallback_checkpoint_pages`.
   int checkpoint_interval_ms = 20;
   int fallback_checkpoint_pages = 50000;
   int64_t wal_size_limit_bytes = 64LL << 20;  // the WAL file is truncated to this after a reset
