@@ -358,6 +358,21 @@ TEST_P(StoreConformance, AckedButUndeliveredReferralsAreFoundForTheStartUpSweep)
   EXPECT_TRUE(store_->ListAckedButUndelivered(10)->empty());
 }
 
+TEST_P(StoreConformance, AReferralAckedByTwoGroupsIsFoundOnceForTheStartUpSweep) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "archive", kT0).ok());
+  Submit("acked twice");
+  for (const char* group : {"his", "archive"}) {
+    for (const auto& m : Lease(group, 10, kT0).messages) {
+      ASSERT_TRUE(store_->Ack(kQueue, group, m.sequence, kT0).ok());
+    }
+  }
+  auto found = store_->ListAckedButUndelivered(10);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ((*found)[0].first, "acked twice");
+}
+
 TEST_P(StoreConformance, DueReferralsComeEarliestFirst) {
   Submit("late", 3, kT0);
   ReferralRecord early = Referral("early", "req-early");
