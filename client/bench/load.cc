@@ -127,7 +127,7 @@ Clock::time_point Deadline(double seconds) {
 }
 
 void StreamFrom(const LoadOptions& o, refclient::Connection& conn, const Party& clinic,
-                uint64_t seed, Tracker& tracker) {
+                uint64_t seed, size_t limit, Tracker& tracker) {
   Messages messages(o, clinic, seed);
   std::mutex mu;
   std::vector<std::string> ids;  // by position - 1
@@ -142,7 +142,7 @@ void StreamFrom(const LoadOptions& o, refclient::Connection& conn, const Party& 
         tracker.Answered(id, answer.status());
       });
   auto until = Deadline(o.seconds);
-  while (Clock::now() < until) {
+  for (size_t sent = 0; Clock::now() < until && (limit == 0 || sent < limit); ++sent) {
     const v1::Referral& r = messages.Next();
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -246,7 +246,11 @@ LoadResult RunLoad(const LoadOptions& o) {
   switch (o.mode) {
     case Mode::kStream:
       for (size_t i = 0; i < conns.size(); ++i) {
-        threads.emplace_back([&, i] { StreamFrom(o, *conns[i], o.clinics[i], 1000 + i, tracker); });
+        // With a limit, the clinics share it (the first ones take the remainder).
+        size_t limit = o.max_submits / conns.size() + (i < o.max_submits % conns.size() ? 1 : 0);
+        if (o.max_submits > 0 && limit == 0) continue;
+        threads.emplace_back(
+            [&, i, limit] { StreamFrom(o, *conns[i], o.clinics[i], 1000 + i, limit, tracker); });
       }
       break;
     case Mode::kUnary: {

@@ -34,6 +34,7 @@ struct LoadOptions {
   int callers = 64;            // concurrent mode
   int payload_bytes = 2048;    // serialized size of each referral, about
   double drain_seconds = 60;   // at most, waiting for every acknowledged one to be delivered
+  size_t max_submits = 0;      // stream mode: stop after this many submits in all (0: no limit)
   std::string run_tag;         // makes request ids unique across runs
 };
 
