@@ -1,5 +1,7 @@
 #include "broker/storage/sqlite_store.h"
 
+#include <spdlog/spdlog.h>
+
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -46,18 +48,6 @@ absl::Status Migrate(Db& db) {
   for (int v = version; v < kSchemaVersion; ++v) {
     RETURN_IF_ERROR(db.Exec(absl::StrCat("BEGIN IMMEDIATE;", schema::kMigrations[v],
                                          "PRAGMA user_version=", v + 1, ";COMMIT;")));
-  }
-  return absl::OkStatus();
-}
-
-// SQLite's own consistency check of the structure (cheap form). A torn or damaged file must
-// stop the broker rather than let it serve a shorter queue.
-absl::Status QuickCheck(Db& db) {
-  ASSIGN_OR_RETURN(auto st, db.Prepare("PRAGMA quick_check"));
-  ASSIGN_OR_RETURN(bool row, st->Step());
-  if (!row || st->Text(0) != "ok") {
-    return absl::DataLossError(absl::StrCat("storage: integrity check failed: ",
-                                            row ? st->Text(0) : std::string("no answer")));
   }
   return absl::OkStatus();
 }
@@ -213,7 +203,6 @@ absl::StatusOr<uint64_t> NewestAuditSequence(Db& db) {
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
   ASSIGN_OR_RETURN(auto writer_db, Db::Open(options.path, /*read_only=*/false));
   RETURN_IF_ERROR(Configure(*writer_db));
-  RETURN_IF_ERROR(QuickCheck(*writer_db));
   RETURN_IF_ERROR(Migrate(*writer_db));
   std::unique_ptr<SqliteStore> store(new SqliteStore());
   for (size_t i = 0; i < std::max<size_t>(1, options.readers); ++i) {
@@ -250,6 +239,20 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
     auto sequence = NewestAuditSequence(db);
     if (sequence.ok()) marker->Note(*sequence);
   });
+  // The structure is checked behind the open store, not before it: a damaged file found then
+  // is latched (every write DATA_LOSS, Health() failing), so it is not written to further.
+  ASSIGN_OR_RETURN(auto check_db, Db::Open(options.path, /*read_only=*/true));
+  store->integrity_ = std::make_unique<internal::IntegrityCheck>(
+      std::move(check_db),
+      [writer = store->writer_.get(), path = options.path](const absl::Status& s, double seconds) {
+        if (s.ok()) {
+          spdlog::info("storage: integrity check of {} passed in {:.1f} s", path, seconds);
+          return;
+        }
+        spdlog::critical("{} ({}): writes are refused; restore the latest backup",
+                         std::string(s.message()), path);
+        writer->Fail(s);
+      });
   return store;
 }
 

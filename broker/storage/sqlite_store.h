@@ -13,6 +13,7 @@
 #include "broker/storage/internal/ack_marker.h"
 #include "broker/storage/internal/checkpointer.h"
 #include "broker/storage/internal/group_commit_writer.h"
+#include "broker/storage/internal/integrity_check.h"
 #include "broker/storage/internal/sqlite_db.h"
 #include "broker/storage/store.h"
 
@@ -126,6 +127,7 @@ class SqliteStore final : public Store {
   std::shared_ptr<internal::CheckpointProgress> checkpoint_progress_;
   std::unique_ptr<internal::GroupCommitWriter> writer_;
   std::unique_ptr<internal::Checkpointer> checkpointer_;  // destroyed before the writer
+  std::unique_ptr<internal::IntegrityCheck> integrity_;   // uses the writer: destroyed first
   std::mutex readers_mu_;
   std::condition_variable readers_cv_;
   std::vector<std::unique_ptr<internal::Db>> readers_;  // guarded by readers_mu_

@@ -39,6 +39,9 @@ class GroupCommitWriter {
 
   // The latched fatal error, or OK.
   absl::Status latched_error() const;
+  // Latches `s` from outside (a damaged file found by the integrity check): every later Write
+  // returns it.
+  void Fail(const absl::Status& s) { Latch(s); }
 
   // Called on the writer thread after each successful commit with the number of requests it
   // carried and the seconds from BEGIN to the end of COMMIT (the fsync). Set before writes.
