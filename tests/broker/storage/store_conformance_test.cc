@@ -603,6 +603,29 @@ TEST_P(StoreConformance, PruneRemovesOnlyOldMessagesEveryGroupAcked) {
   EXPECT_TRUE(store_->GetReferral("old-acked").ok());
 }
 
+// More than one of the SQLite store's delete batches (500), with messages still pending among
+// them, and newer acked ones after them: every old acked one goes, nothing else.
+TEST_P(StoreConformance, PruneTakesEveryOldAckedMessageAcrossItsBatches) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  for (int i = 0; i < 1200; ++i) Submit("old-" + std::to_string(i), 3, kT0);
+  Submit("new", 3, kT0 + 100 * kSecond);
+  size_t pending = 0;
+  for (const auto& m : Lease("his", 2000, kT0 + 100 * kSecond).messages) {
+    if (m.sequence % 10 == 0 && m.subject_id != "new") {  // every tenth old one stays pending
+      pending++;
+      continue;
+    }
+    ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0 + 100 * kSecond).ok());
+  }
+  auto pruned = store_->Prune(kT0 + 50 * kSecond);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 1200u - pending);
+  auto stats = store_->ListQueueStats(kT0 + 100 * kSecond);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)[0].retained, pending + 1);
+  EXPECT_EQ(*store_->Prune(kT0 + 50 * kSecond), 0u);  // nothing left to take
+}
+
 TEST_P(StoreConformance, PruneKeepsMessagesOfQueuesWithoutGroups) {
   Submit("waiting", 3, kT0);
   auto pruned = store_->Prune(kT0 + 3600 * kSecond);
