@@ -158,6 +158,7 @@ int main(int argc, char** argv) {
   int broker_pid = 0, runs = 3, window = 64, callers = 64, payload = 2048;
   double seconds = 10, disk_seconds = 3;
   bool no_noop = false;
+  bool no_subscriber = false;
   int idle_subscribers = 0;
   size_t backlog = 0;
   std::vector<std::string> mode_names = {"stream", "unary", "concurrent"};
@@ -185,6 +186,9 @@ int main(int argc, char** argv) {
                  "at the end: the 64-caller submit rate, then this many referrals queued with "
                  "nobody consuming them, then the same rate again and the broker's memory")
       ->check(CLI::Range(0, 100000000));
+  app.add_flag("--no-subscriber", no_subscriber,
+               "nobody subscribes during the modes: what submitting alone costs, without the "
+               "delivery path's writes (no loss check: nothing is delivered)");
   app.add_flag("--no-noop", no_noop, "skip the no-op server (no gRPC limit, no stream ratio)");
   CLI11_PARSE(app, argc, argv);
 
@@ -265,7 +269,7 @@ int main(int argc, char** argv) {
         fig.Add("noop " + m + "/s", r.per_second);
       }
       o.target = broker;
-      o.subscribe = true;
+      o.subscribe = !no_subscriber;
       ProcessSample before = SampleProcess(broker_pid);
       LoadResult r = RunLoad(o);
       ProcessSample after = SampleProcess(broker_pid);
