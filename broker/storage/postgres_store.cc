@@ -10,6 +10,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "broker/common/status_macros.h"
 #include "broker/storage/audit_scope.h"
 #include "broker/storage/group_message_state.h"
@@ -772,21 +773,57 @@ absl::StatusOr<uint64_t> PostgresStore::RequeueDeadLetters(const std::string& qu
 }
 
 absl::StatusOr<uint64_t> PostgresStore::Prune(Micros cutoff) {
-  uint64_t count = 0;
-  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
-    // Only messages of queues that have groups, and that every group has acked; both tables in
-    // one statement (one snapshot).
-    ASSIGN_OR_RETURN(
-        PgResult r,
-        tx.conn.Run("WITH p AS (SELECT m.seq FROM messages m WHERE m.enqueued_at<$1::bigint AND "
-                    "EXISTS(SELECT 1 FROM consumer_groups cg WHERE cg.queue=m.queue) AND NOT "
-                    "EXISTS(SELECT 1 FROM group_messages gm WHERE gm.seq=m.seq AND "
-                    "gm.state<>2) LIMIT 20000), g AS (DELETE FROM group_messages WHERE seq IN "
-                    "(SELECT seq FROM p)) DELETE FROM messages WHERE seq IN (SELECT seq FROM p)",
-                    PgParams().Add(cutoff)));
-    count = static_cast<uint64_t>(r.Affected());
+  // As in the SQLite store: the writer is never held by the search. The old messages are those
+  // below the first sequence enqueued at or after the cutoff (found through the sequence
+  // index), candidates are picked on a reader, and each batch is deleted in its own
+  // transaction after checking again that every group has acked it. (One statement in the
+  // writer scanned the messages table for enqueued_at, holding every write meanwhile.)
+  constexpr int64_t kBatch = 500;
+  constexpr uint64_t kMostPerCall = 20000;  // the housekeeping tick calls again
+  int64_t boundary = 0;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(PgResult r, c.Run("SELECT COALESCE((SELECT seq FROM messages WHERE "
+                                       "enqueued_at>=$1::bigint ORDER BY seq LIMIT 1), (SELECT "
+                                       "COALESCE(MAX(seq), 0) + 1 FROM messages))",
+                                       PgParams().Add(cutoff)));
+    boundary = r.rows() > 0 ? r.Int(0, 0) : 0;
     return absl::OkStatus();
   }));
+  uint64_t count = 0;
+  int64_t after = 0;
+  while (count < kMostPerCall) {
+    std::vector<std::string> picked;
+    RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+      ASSIGN_OR_RETURN(
+          PgResult r,
+          c.Run("SELECT m.seq FROM messages m WHERE m.seq>$1::bigint AND m.seq<$2::bigint AND "
+                "EXISTS(SELECT 1 FROM consumer_groups cg WHERE cg.queue=m.queue) AND NOT "
+                "EXISTS(SELECT 1 FROM group_messages gm WHERE gm.seq=m.seq AND gm.state<>2) "
+                "ORDER BY m.seq LIMIT $3::bigint",
+                PgParams().Add(after).Add(boundary).Add(kBatch)));
+      for (int i = 0; i < r.rows(); ++i) {
+        picked.push_back(std::to_string(r.Int(i, 0)));
+        after = r.Int(i, 0);
+      }
+      return absl::OkStatus();
+    }));
+    if (picked.empty()) break;
+    std::string seqs = absl::StrCat("{", absl::StrJoin(picked, ","), "}");
+    uint64_t deleted = 0;
+    RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
+      // Both tables in one statement (one snapshot).
+      ASSIGN_OR_RETURN(
+          PgResult r,
+          tx.conn.Run("WITH p AS (SELECT m.seq FROM messages m WHERE m.seq = ANY($1::bigint[]) "
+                      "AND NOT EXISTS(SELECT 1 FROM group_messages gm WHERE gm.seq=m.seq AND "
+                      "gm.state<>2)), g AS (DELETE FROM group_messages WHERE seq IN (SELECT seq "
+                      "FROM p)) DELETE FROM messages WHERE seq IN (SELECT seq FROM p)",
+                      PgParams().Add(seqs)));
+      deleted = static_cast<uint64_t>(r.Affected());
+      return absl::OkStatus();
+    }));
+    count += deleted;
+  }
   return count;
 }
 
