@@ -4,6 +4,9 @@
 // quick_check reads every page of the file (96 s for a 4.3 GB store with a cold page cache),
 // which would make a restart with a large backlog take minutes.
 //
+// The check is one read transaction: while it runs, the WAL cannot be checkpointed past its
+// snapshot and grows with what is written meanwhile (folded in once the check ends).
+//
 // A check that fails reports it through `done` (the store then refuses every write with
 // DATA_LOSS and reports itself unhealthy); a check still running when the object is destroyed
 // is interrupted and reports nothing. Thread-safe.
