@@ -53,9 +53,14 @@ std::shared_ptr<grpc::Channel> Connection::MakeChannel(const std::string& target
   if (!options_.server_name_override.empty()) {
     args.SetSslTargetNameOverride(options_.server_name_override);
   }
-  // Reconnect quickly after a broker restart.
+  // Reconnect quickly after a broker restart (the first retry after 100 ms, never more than
+  // 2 s apart), but give each attempt time to finish: gRPC takes the *minimum* reconnect
+  // backoff as the least time a connection attempt (TCP, TLS handshake, HTTP/2 SETTINGS) may
+  // take before it is abandoned. At 100 ms a handshake on a slow township link, or on a
+  // loaded machine (an ASan CI run: "connection attempt timed out before receiving SETTINGS
+  // frame"), failed every first attempt and the call with it.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetMaxReceiveMessageSize(16 << 20);
   return grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl_), args);
