@@ -74,7 +74,8 @@ class BrokerProcess {
   int status_port() const { return status_port_; }
   const std::string& dir() const { return dir_; }
   std::string db_path() const { return dir_ + "/refbroker.db"; }
-  // Rows of `table` in the broker's store, read beside the running broker (-1 on error).
+  // Rows of `table` in the broker's store, read beside the running broker (-1 on error);
+  // `table` may carry a condition ("group_messages WHERE state < 2").
   int64_t CountRows(const char* table) const;
   // Runs SQL statements on the broker's store directly (as someone with access to the database
   // would); returns "" or the error.
