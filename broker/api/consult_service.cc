@@ -41,6 +41,7 @@ class SessionReactor final : public Reactor {
     }
     state_->counted = true;
     state_->peer = context->peer();
+    state_->recheck = ctx.authenticator.RecheckFor(context->auth_context());
     state_->writer->Read(&state_->frame);
   }
 
@@ -59,7 +60,10 @@ class SessionReactor final : public Reactor {
                                                                               : "Session.Message";
       base.peer = state->peer;
       storage::AuditScope audit(state->ctx.engine.store(), base);
-      absl::Status s = internal::FinishAudit(state->ctx, audit, state->Handle());
+      // A certificate revoked since the session opened ends it.
+      absl::Status allowed = state->recheck();
+      absl::Status s =
+          internal::FinishAudit(state->ctx, audit, allowed.ok() ? state->Handle() : allowed);
       if (!s.ok()) {
         state->ctx.metrics.CountRpc("Session", s.code());
         state->writer->Finish(s);
@@ -90,6 +94,7 @@ class SessionReactor final : public Reactor {
     std::shared_ptr<Writer> writer;
     const auth::Principal* who = nullptr;
     std::string peer;
+    auth::Authenticator::Recheck recheck;
     bool counted = false;  // counted against the principal's stream limit
     SessionFrame frame;    // the read buffer; one read at a time
     std::unique_ptr<ConsultSessions::Membership> membership;
@@ -105,8 +110,13 @@ absl::Status SessionReactor::State::Join(const std::string& id) {
   if (!rec.ok()) return rec.status();
   std::weak_ptr<Writer> weak = writer;
   ConsultSessions::Member member;
-  member.write = [weak](const v1::ConsultMessage& m) {
+  member.write = [weak, recheck = recheck](const v1::ConsultMessage& m) {
     if (auto w = weak.lock()) {
+      // A member whose certificate was revoked since it joined is sent nothing more.
+      if (absl::Status allowed = recheck(); !allowed.ok()) {
+        w->Finish(allowed);
+        return;
+      }
       SessionFrame out;
       *out.mutable_message() = m;
       w->Write(std::move(out));

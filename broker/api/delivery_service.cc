@@ -53,6 +53,7 @@ class SubscribeReactor final : public Reactor {
     }
     counted_ = true;
     peer_ = context->peer();
+    recheck_ = ctx_.authenticator.RecheckFor(context->auth_context());
     StartRead(&request_);
   }
 
@@ -61,7 +62,8 @@ class SubscribeReactor final : public Reactor {
       sink_->Fail(absl::OkStatus());
       return;
     }
-    absl::Status s = Handle();
+    absl::Status s = recheck_();  // a certificate revoked since the stream opened
+    if (s.ok()) s = Handle();
     if (!s.ok()) {
       ctx_.metrics.CountRpc("Subscribe", s.code());
       sink_->Fail(s);
@@ -116,8 +118,9 @@ class SubscribeReactor final : public Reactor {
     spdlog::info("subscribe principal={} queue={} group={} window={}", who_->id, queue->ToString(),
                  open.consumer_group(), window);
     ctx_.metrics.CountRpc("Subscribe", absl::StatusCode::kOk);
-    subscription_ = ctx_.engine.Subscribe(*queue, open.consumer_group(), window, open.replay_from(),
-                                          sink_, delivery::Reader{who_->id, who_->alliance, peer_});
+    subscription_ =
+        ctx_.engine.Subscribe(*queue, open.consumer_group(), window, open.replay_from(), sink_,
+                              delivery::Reader{who_->id, who_->alliance, peer_, recheck_});
     return absl::OkStatus();
   }
 
@@ -125,6 +128,7 @@ class SubscribeReactor final : public Reactor {
   std::shared_ptr<StreamSink> sink_;
   const auth::Principal* who_ = nullptr;
   std::string peer_;
+  auth::Authenticator::Recheck recheck_;
   bool counted_ = false;  // counted against the principal's stream limit
   SubscribeRequest request_;
   std::shared_ptr<delivery::Subscription> subscription_;

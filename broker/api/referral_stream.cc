@@ -6,6 +6,7 @@
 
 #include "broker/api/internal/serial_writer.h"
 #include "broker/api/internal/unary_call.h"
+#include "broker/common/status_macros.h"
 
 namespace refbroker::api {
 namespace {
@@ -109,6 +110,7 @@ class SubmitReferralsReactor final : public Reactor {
       return;
     }
     counted_ = true;
+    recheck_ = ctx_.authenticator.RecheckFor(context->auth_context());
     base_.actor = who_->id;
     base_.alliance = who_->alliance;
     state_->StartFirstRead();
@@ -142,10 +144,12 @@ class SubmitReferralsReactor final : public Reactor {
       return;
     }
     ctx_.engine.RunBlocking([&ctx = ctx_, state = state_, who = who_, base = base_, position,
-                             request = std::move(request), received]() {
+                             request = std::move(request), received, recheck = recheck_]() {
       SubmitReferralsResult result;
       absl::Status s = internal::RunAudited(
           ctx, *who, base, kMethod, received, [&](const auth::Principal& caller) -> absl::Status {
+            // A certificate revoked since the stream opened: each further request is refused.
+            RETURN_IF_ERROR(recheck());
             if (!request->has_referral()) return absl::InvalidArgumentError("referral: required");
             auto outcome = ctx.workflow.Submit(caller, request->referral());
             ctx.metrics.ObserveSubmitLatency(
@@ -173,6 +177,7 @@ class SubmitReferralsReactor final : public Reactor {
   ServiceContext& ctx_;
   std::shared_ptr<StreamState> state_;
   const auth::Principal* who_ = nullptr;
+  auth::Authenticator::Recheck recheck_;
   bool counted_ = false;  // counted against the principal's stream limit
   storage::AuditRow base_;
 };

@@ -29,4 +29,9 @@ absl::StatusOr<const Principal*> Authenticator::Authenticate(
   return p;
 }
 
+Authenticator::Recheck Authenticator::RecheckFor(
+    std::shared_ptr<const grpc::AuthContext> context) const {
+  return [this, context = std::move(context)] { return Authenticate(context.get()).status(); };
+}
+
 }  // namespace refbroker::auth

@@ -58,6 +58,12 @@ void Subscription::Wake() {
 
 void Subscription::Pump() {
   if (closed_ || !started_) return;
+  if (reader_.still_allowed) {
+    if (absl::Status allowed = reader_.still_allowed(); !allowed.ok()) {
+      FailAndClose(allowed);
+      return;
+    }
+  }
   Micros now = engine_.clock().Now();
   for (auto it = inflight_.begin(); it != inflight_.end();) {
     it = it->second <= now ? inflight_.erase(it) : std::next(it);

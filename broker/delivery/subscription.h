@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,9 @@ struct Reader {
   std::string id;
   std::string alliance;
   std::string peer;
+  // Asked before every lease (none: always allowed): an error ends the subscription with it, so
+  // a reader whose certificate was revoked after it subscribed is sent nothing more.
+  std::function<absl::Status()> still_allowed;
 };
 
 class Subscription : public std::enable_shared_from_this<Subscription> {

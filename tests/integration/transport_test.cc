@@ -1,7 +1,8 @@
 // Transport: TLS 1.2 or newer only (the gRPC port and the status page); a client certificate
 // past its validity is refused at the handshake even though the CA signed it and its CN is
 // registered; a certificate on the CRL ([tls] crl) is refused, and the broker's certificate and
-// the CRL reload on SIGHUP without dropping the connections that are open.
+// the CRL reload on SIGHUP without dropping the connections that are open; a stream whose own
+// certificate the reloaded CRL lists is ended (nothing more delivered to it, nothing accepted).
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -120,7 +121,7 @@ class TlsReload : public ::testing::Test {
 
   // certs/revoke-cert.sh on this PKI: revokes `stems` (none = an empty CRL).
   void Revoke(const std::string& stems) {
-    for (const char* who : {"guhuai-thc", "auditor"}) {
+    for (const char* who : {"guhuai-thc", "auditor", "people-hospital"}) {
       std::string crt = pki_ + "/" + who + ".crt";
       if (!std::filesystem::exists(crt)) std::filesystem::copy_file(CertPath(who), crt);
     }
@@ -150,6 +151,18 @@ class TlsReload : public ::testing::Test {
                    " https://127.0.0.1:" + std::to_string(port) + "/",
                &out);
     return out;
+  }
+
+  // Waits until the broker's log holds `text` (true) or `seconds` pass (false).
+  static bool WaitForLog(const BrokerProcess& broker, const std::string& text, int seconds) {
+    for (int i = 0; i < seconds * 10; ++i) {
+      std::ifstream log(broker.log_path());
+      std::stringstream all;
+      all << log.rdbuf();
+      if (all.str().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
   }
 
   std::string pki_;
@@ -289,6 +302,82 @@ TEST_F(TlsReload, ACrlTheCaDidNotSignKeepsTheBrokerFromStarting) {
   text << log.rdbuf();
   EXPECT_NE(text.str().find("tls.crl: not signed by a CA of tls.ca"), std::string::npos)
       << text.str();
+}
+
+// A hospital's delivery stream and a clinic's submit stream, both opened before their
+// certificates were revoked: after the SIGHUP that loads the new CRL, the hospital is sent
+// nothing more (its stream ends UNAUTHENTICATED at the next delivery) and the clinic's stream
+// refuses its next referral.
+TEST_F(TlsReload, AStreamOpenedBeforeItsCertificateWasRevokedIsEndedAndSentNothingMore) {
+  Revoke("");
+  BrokerConfig config;
+  config.tls_dir = pki_;
+  config.tls_crl = pki_ + "/crl.pem";
+  BrokerProcess broker(config);
+  ASSERT_TRUE(broker.Start().ok());
+  refclient::RetryPolicy once;
+  once.max_attempts = 1;
+  once.per_call_timeout = std::chrono::milliseconds(3000);
+
+  auto guhuai = ConnectAs(broker.address(), "guhuai-thc");
+  auto submit_stub = v1::ReferralService::NewStub(guhuai->channel());
+  grpc::ClientContext submit_ctx;
+  submit_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto submits = submit_stub->SubmitReferrals(&submit_ctx);
+  v1::SubmitReferralRequest request;
+  *request.mutable_referral() =
+      MakeReferral(kGuhuai, "stream-before", v1::ROUTINE, kPeopleHospital);
+  ASSERT_TRUE(submits->Write(request));
+  v1::SubmitReferralsResult result;
+  ASSERT_TRUE(submits->Read(&result));
+  ASSERT_EQ(result.code(), 0) << result.message();
+
+  auto hospital = ConnectAs(broker.address(), "people-hospital");
+  auto stub = v1::DeliveryService::NewStub(hospital->channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto stream = stub->Subscribe(&ctx);
+  v1::SubscribeRequest open;
+  open.mutable_open()->mutable_queue()->set_owner(kPeopleHospital);
+  open.mutable_open()->mutable_queue()->set_kind(v1::REFERRALS);
+  open.mutable_open()->set_consumer_group("his");
+  ASSERT_TRUE(stream->Write(open));
+  v1::Delivery d;
+  ASSERT_TRUE(stream->Read(&d));
+  EXPECT_EQ(d.referral().client_request_id(), "stream-before");
+  v1::SubscribeRequest ack;
+  ack.mutable_ack()->set_sequence(d.sequence());
+  ASSERT_TRUE(stream->Write(ack));
+
+  Revoke("people-hospital guhuai-thc");
+  ASSERT_EQ(::kill(broker.pid(), SIGHUP), 0);
+  ASSERT_TRUE(WaitForLog(broker, "tls reloaded", 20)) << "the CRL was not reloaded";
+
+  // Another clinic's referral for the hospital: the hospital's open stream ends instead of
+  // carrying it.
+  auto xiyangdian = ConnectAs(broker.address(), "xiyangdian-thc");
+  ASSERT_TRUE(refclient::ReferralClient(*xiyangdian, once)
+                  .Submit(MakeReferral(kXiyangdian, "after", v1::ROUTINE, kPeopleHospital))
+                  .ok());
+  bool delivered = stream->Read(&d);
+  EXPECT_FALSE(delivered) << "delivered to a revoked certificate: "
+                          << d.referral().client_request_id();
+  grpc::Status ended = stream->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAUTHENTICATED) << ended.error_message();
+  EXPECT_NE(ended.error_message().find("revoked"), std::string::npos) << ended.error_message();
+
+  // The clinic's stream refuses its next referral.
+  *request.mutable_referral() = MakeReferral(kGuhuai, "stream-after", v1::ROUTINE, kPeopleHospital);
+  ASSERT_TRUE(submits->Write(request));
+  ASSERT_TRUE(submits->Read(&result));
+  EXPECT_EQ(result.code(), static_cast<int>(grpc::StatusCode::UNAUTHENTICATED)) << result.message();
+  EXPECT_NE(result.message().find("revoked"), std::string::npos) << result.message();
+  EXPECT_FALSE(result.has_referral());
+  submits->WritesDone();
+  EXPECT_TRUE(submits->Finish().ok());
+
+  // The broker's log says why the subscription ended.
+  EXPECT_TRUE(WaitForLog(broker, "subscription ends: UNAUTHENTICATED", 5));
 }
 
 }  // namespace
