@@ -97,9 +97,13 @@ class SubmitReferralsReactor final : public Reactor {
     base_.peer = context->peer();
     auto principal = ctx_.authenticator.Authenticate(context->auth_context().get());
     if (!principal.ok()) {
-      ctx_.engine.RunBlocking([&ctx = ctx_, base = base_, status = principal.status()]() {
-        internal::RecordUnauthenticated(ctx, base, kMethod, status);
-      });
+      if (ctx_.limiter.AuditRefusal(base_.peer, ctx_.engine.clock().Now())) {
+        ctx_.engine.RunBlocking([&ctx = ctx_, base = base_, status = principal.status()]() {
+          internal::RecordUnauthenticated(ctx, base, kMethod, status);
+        });
+      } else {
+        ctx_.metrics.CountRpc(kMethod, principal.status().code());
+      }
       state_->Finish(principal.status());
       return;
     }

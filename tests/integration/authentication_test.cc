@@ -70,6 +70,29 @@ TEST_F(AuthenticationTest, AnUnregisteredPrincipalIsUnauthenticated) {
   EXPECT_TRUE(absl::IsUnauthenticated(sub.result())) << sub.result();
 }
 
+// A client retrying with a certificate the CA signed for a CN the registry does not hold: every
+// call is refused, and the refusals are audited up to a rate per peer (5/s, burst 20), so its
+// retries do not become store writes.
+TEST_F(AuthenticationTest, AnUnregisteredPrincipalRetryingIsAuditedUpToARate) {
+  auto stranger = ConnectAs(broker_.address(), "stranger");
+  refclient::RetryPolicy once;
+  once.max_attempts = 1;
+  auto start = std::chrono::steady_clock::now();
+  constexpr int kCalls = 200;
+  int refused = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    auto r = refclient::ReferralClient(*stranger, once)
+                 .Submit(MakeReferral(kXiyangdian, "s-" + std::to_string(i)));
+    if (absl::IsUnauthenticated(r.status())) refused++;
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(refused, kCalls);
+  int64_t audited = broker_.CountRows("audit_log WHERE actor = '(unknown)'");
+  EXPECT_GE(audited, 1);
+  EXPECT_LE(audited, 20 + static_cast<int64_t>(5 * (seconds + 1)))
+      << kCalls << " refusals in " << seconds << " s";
+}
+
 TEST_F(AuthenticationTest, AClinicReadingAnotherInstitutionsQueueIsDenied) {
   auto clinic = ConnectAs(broker_.address(), "xiyangdian-thc");
   CollectingSubscriber sub(*clinic, kPeopleHospital, "his", 1);

@@ -63,6 +63,12 @@ grpc::ServerUnaryReactor* ServeUnary(ServiceContext& ctx, grpc::CallbackServerCo
   base.action = method;
   base.peer = context->peer();
   if (!principal.ok()) {
+    // A client retrying with an unregistered or revoked certificate: audited up to a rate.
+    if (!ctx.limiter.AuditRefusal(base.peer, ctx.engine.clock().Now())) {
+      ctx.metrics.CountRpc(method, principal.status().code());
+      reactor->Finish(ToGrpcStatus(principal.status()));
+      return reactor;
+    }
     ctx.engine.RunBlocking([&ctx, reactor, method, base, status = principal.status()]() {
       RecordUnauthenticated(ctx, base, method, status);
       reactor->Finish(ToGrpcStatus(status));
