@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "client/refclient/consult_client.h"
 #include "client/refclient/referral_client.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/test_clients.h"
@@ -378,6 +379,55 @@ TEST_F(TlsReload, AStreamOpenedBeforeItsCertificateWasRevokedIsEndedAndSentNothi
 
   // The broker's log says why the subscription ended.
   EXPECT_TRUE(WaitForLog(broker, "subscription ends: UNAUTHENTICATED", 5));
+}
+
+// A consult session joined before the clinic's certificate was revoked: after the SIGHUP, the
+// next message on the thread ends the clinic's session (UNAUTHENTICATED) instead of reaching it;
+// the ECG center's session gets the message.
+TEST_F(TlsReload, AConsultSessionOfARevokedCertificateEndsAtTheNextMessage) {
+  Revoke("");
+  BrokerConfig config;
+  config.tls_dir = pki_;
+  config.tls_crl = pki_ + "/crl.pem";
+  BrokerProcess broker(config);
+  ASSERT_TRUE(broker.Start().ok());
+  auto guhuai = ConnectAs(broker.address(), "guhuai-thc");
+  auto center = ConnectAs(broker.address(), "ecg-center");
+  auto requested = refclient::ConsultClient(*guhuai).Request(MakeEcgConsult(kGuhuai, "sess-1"));
+  ASSERT_TRUE(requested.ok()) << requested.status();
+  const std::string id = requested->consult().id();
+  v1::TransitionConsultRequest accept;
+  accept.set_consult_id(id);
+  accept.set_client_request_id("acc-1");
+  accept.mutable_doctor()->set_id("ECG-07");
+  accept.mutable_doctor()->set_name("刘医生");
+  accept.mutable_accept();
+  ASSERT_TRUE(refclient::ConsultClient(*center).Transition(accept).ok());
+  auto clinic_session = refclient::ConsultSession::Join(*guhuai, id);
+  auto center_session = refclient::ConsultSession::Join(*center, id);
+  ASSERT_TRUE(clinic_session.ok()) << clinic_session.status();
+  ASSERT_TRUE(center_session.ok()) << center_session.status();
+
+  Revoke("guhuai-thc");
+  ASSERT_EQ(::kill(broker.pid(), SIGHUP), 0);
+  ASSERT_TRUE(WaitForLog(broker, "tls reloaded", 20)) << "the CRL was not reloaded";
+
+  v1::ConsultMessage m;
+  m.set_consult_id(id);
+  m.set_client_request_id("msg-after");
+  m.mutable_author()->mutable_doctor()->set_id("ECG-07");
+  m.mutable_author()->mutable_doctor()->set_name("刘医生");
+  m.set_text("ST段抬高，建议立即上转");
+  ASSERT_TRUE((*center_session)->Send(m).ok());
+  auto at_center = (*center_session)->Next(std::chrono::seconds(10));
+  ASSERT_TRUE(at_center.has_value());
+  EXPECT_EQ(at_center->client_request_id(), "msg-after");
+  auto at_clinic = (*clinic_session)->Next(std::chrono::seconds(3));
+  EXPECT_FALSE(at_clinic.has_value()) << "sent to a revoked certificate";
+  absl::Status ended = (*clinic_session)->Close();
+  EXPECT_TRUE(absl::IsUnauthenticated(ended)) << ended;
+  EXPECT_NE(ended.message().find("revoked"), std::string::npos) << ended;
+  EXPECT_TRUE((*center_session)->Close().ok());
 }
 
 }  // namespace
