@@ -154,6 +154,24 @@ class TlsReload : public ::testing::Test {
     return out;
   }
 
+  // A broker on this PKI whose tls.crl is an empty CRL to start with (null if it did not start).
+  std::unique_ptr<BrokerProcess> StartWithCrl() {
+    Revoke("");
+    BrokerConfig config;
+    config.tls_dir = pki_;
+    config.tls_crl = pki_ + "/crl.pem";
+    auto broker = std::make_unique<BrokerProcess>(config);
+    if (!broker->Start().ok()) return nullptr;
+    return broker;
+  }
+
+  // Revokes `stems`, sends SIGHUP and waits until the broker logs that it loaded the new CRL.
+  bool RevokeAndReload(const BrokerProcess& broker, const std::string& stems) {
+    Revoke(stems);
+    return !::testing::Test::HasFatalFailure() && ::kill(broker.pid(), SIGHUP) == 0 &&
+           WaitForLog(broker, "tls reloaded", 20);
+  }
+
   // Waits until the broker's log holds `text` (true) or `seconds` pass (false).
   static bool WaitForLog(const BrokerProcess& broker, const std::string& text, int seconds) {
     for (int i = 0; i < seconds * 10; ++i) {
@@ -310,12 +328,9 @@ TEST_F(TlsReload, ACrlTheCaDidNotSignKeepsTheBrokerFromStarting) {
 // nothing more (its stream ends UNAUTHENTICATED at the next delivery) and the clinic's stream
 // refuses its next referral.
 TEST_F(TlsReload, AStreamOpenedBeforeItsCertificateWasRevokedIsEndedAndSentNothingMore) {
-  Revoke("");
-  BrokerConfig config;
-  config.tls_dir = pki_;
-  config.tls_crl = pki_ + "/crl.pem";
-  BrokerProcess broker(config);
-  ASSERT_TRUE(broker.Start().ok());
+  auto started = StartWithCrl();
+  ASSERT_NE(started, nullptr);
+  BrokerProcess& broker = *started;
   refclient::RetryPolicy once;
   once.max_attempts = 1;
   once.per_call_timeout = std::chrono::milliseconds(3000);
@@ -350,9 +365,7 @@ TEST_F(TlsReload, AStreamOpenedBeforeItsCertificateWasRevokedIsEndedAndSentNothi
   ack.mutable_ack()->set_sequence(d.sequence());
   ASSERT_TRUE(stream->Write(ack));
 
-  Revoke("people-hospital guhuai-thc");
-  ASSERT_EQ(::kill(broker.pid(), SIGHUP), 0);
-  ASSERT_TRUE(WaitForLog(broker, "tls reloaded", 20)) << "the CRL was not reloaded";
+  ASSERT_TRUE(RevokeAndReload(broker, "people-hospital guhuai-thc"));
 
   // Another clinic's referral for the hospital: the hospital's open stream ends instead of
   // carrying it.
@@ -385,12 +398,9 @@ TEST_F(TlsReload, AStreamOpenedBeforeItsCertificateWasRevokedIsEndedAndSentNothi
 // next message on the thread ends the clinic's session (UNAUTHENTICATED) instead of reaching it;
 // the ECG center's session gets the message.
 TEST_F(TlsReload, AConsultSessionOfARevokedCertificateEndsAtTheNextMessage) {
-  Revoke("");
-  BrokerConfig config;
-  config.tls_dir = pki_;
-  config.tls_crl = pki_ + "/crl.pem";
-  BrokerProcess broker(config);
-  ASSERT_TRUE(broker.Start().ok());
+  auto started = StartWithCrl();
+  ASSERT_NE(started, nullptr);
+  BrokerProcess& broker = *started;
   auto guhuai = ConnectAs(broker.address(), "guhuai-thc");
   auto center = ConnectAs(broker.address(), "ecg-center");
   auto requested = refclient::ConsultClient(*guhuai).Request(MakeEcgConsult(kGuhuai, "sess-1"));
@@ -408,9 +418,7 @@ TEST_F(TlsReload, AConsultSessionOfARevokedCertificateEndsAtTheNextMessage) {
   ASSERT_TRUE(clinic_session.ok()) << clinic_session.status();
   ASSERT_TRUE(center_session.ok()) << center_session.status();
 
-  Revoke("guhuai-thc");
-  ASSERT_EQ(::kill(broker.pid(), SIGHUP), 0);
-  ASSERT_TRUE(WaitForLog(broker, "tls reloaded", 20)) << "the CRL was not reloaded";
+  ASSERT_TRUE(RevokeAndReload(broker, "guhuai-thc"));
 
   v1::ConsultMessage m;
   m.set_consult_id(id);
