@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
+#include "broker/storage/internal/list_query.h"
 #include "broker/storage/sqlite_store.h"
 
 namespace refbroker::storage {
@@ -287,16 +288,7 @@ absl::StatusOr<std::vector<ConsultMessageRow>> SqliteStore::ListConsultMessages(
 absl::StatusOr<std::vector<ConsultRecord>> SqliteStore::ListConsults(const ConsultQuery& q) {
   std::vector<ConsultRecord> out;
   RETURN_IF_ERROR(ReadTxn([&](Db& db) -> absl::Status {
-    static const std::string sql =
-        absl::StrCat("SELECT ", kConsultColumns,
-                     " FROM consults WHERE "
-                     "(?1='' OR requester=?1 OR target=?1) AND (?2='' OR alliance=?2) AND "
-                     "(?3='' OR requester=?3 OR target=?3) AND (?4=0 OR state=?4) AND "
-                     "(?5=0 OR service=?5) AND (?6=0 OR priority=?6) AND requested_at>=?7 AND "
-                     "(?8=0 OR requested_at<?8) AND "
-                     "(?9=0 OR requested_at<?9 OR (requested_at=?9 AND id<?10)) "
-                     "ORDER BY requested_at DESC, id DESC LIMIT ?11");
-    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    ASSIGN_OR_RETURN(auto st, db.PrepareBuilt(internal::ConsultListSql(q, kConsultColumns)));
     st->Bind(1, q.party).Bind(2, q.alliance).Bind(3, q.institution).Bind(4, q.state);
     st->Bind(5, q.service).Bind(6, q.priority).Bind(7, q.requested_from).Bind(8, q.requested_to);
     st->Bind(9, q.after_requested_at).Bind(10, q.after_id);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
 #include "broker/storage/group_message_state.h"
+#include "broker/storage/internal/list_query.h"
 #include "broker/storage/sqlite_schema.h"
 
 namespace refbroker::storage {
@@ -392,16 +393,7 @@ absl::StatusOr<std::vector<ReferralEventRecord>> SqliteStore::ListReferralEvents
 absl::StatusOr<std::vector<ReferralRecord>> SqliteStore::ListReferrals(const ReferralQuery& q) {
   std::vector<ReferralRecord> out;
   RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
-    static const std::string sql =
-        absl::StrCat("SELECT ", kReferralColumns,
-                     " FROM referrals WHERE "
-                     "(?1='' OR sender=?1 OR receiver=?1) AND (?2='' OR alliance=?2) AND "
-                     "(?3='' OR sender=?3 OR receiver=?3) AND (?4=0 OR direction=?4) AND "
-                     "(?5=0 OR state=?5) AND (?6=0 OR priority=?6) AND submitted_at>=?7 AND "
-                     "(?8=0 OR submitted_at<?8) AND (?9='' OR journey_id=?9) AND "
-                     "(?10=0 OR submitted_at<?10 OR (submitted_at=?10 AND id<?11)) "
-                     "ORDER BY submitted_at DESC, id DESC LIMIT ?12");
-    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    ASSIGN_OR_RETURN(auto st, db.PrepareBuilt(internal::ReferralListSql(q, kReferralColumns)));
     st->Bind(1, q.party).Bind(2, q.alliance).Bind(3, q.institution).Bind(4, q.direction);
     st->Bind(5, q.state).Bind(6, q.priority).Bind(7, q.submitted_from).Bind(8, q.submitted_to);
     st->Bind(9, q.journey_id).Bind(10, q.after_submitted_at).Bind(11, q.after_id);

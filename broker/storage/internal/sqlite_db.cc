@@ -1,6 +1,7 @@
 #include "broker/storage/internal/sqlite_db.h"
 
 #include "absl/strings/str_cat.h"
+#include "broker/common/status_macros.h"
 
 namespace refbroker::storage::internal {
 
@@ -103,19 +104,34 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool read_
 
 Db::~Db() {
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  for (auto& [sql, stmt] : built_) sqlite3_finalize(stmt);
   sqlite3_close_v2(db_);
+}
+
+absl::StatusOr<sqlite3_stmt*> Db::Compile(const char* sql) {
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  if (rc != SQLITE_OK) {
+    NoteError(rc);
+    return SqliteError(rc, db_, "prepare");
+  }
+  return stmt;
 }
 
 absl::StatusOr<std::unique_ptr<Stmt>> Db::Prepare(const char* sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
-    sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-    if (rc != SQLITE_OK) {
-      NoteError(rc);
-      return SqliteError(rc, db_, "prepare");
-    }
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Compile(sql));
     it = cache_.emplace(sql, stmt).first;
+  }
+  return std::make_unique<Stmt>(*this, it->second);
+}
+
+absl::StatusOr<std::unique_ptr<Stmt>> Db::PrepareBuilt(const std::string& sql) {
+  auto it = built_.find(sql);
+  if (it == built_.end()) {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Compile(sql.c_str()));
+    it = built_.emplace(sql, stmt).first;
   }
   return std::make_unique<Stmt>(*this, it->second);
 }

@@ -65,6 +65,9 @@ class Db {
 
   // A cached prepared statement for `sql` (which must outlive the Db: use literals).
   absl::StatusOr<std::unique_ptr<Stmt>> Prepare(const char* sql);
+  // The same for a statement built at run time (cached by its text: build a bounded number of
+  // shapes, as ListSql does).
+  absl::StatusOr<std::unique_ptr<Stmt>> PrepareBuilt(const std::string& sql);
   // Runs one or more statements without results.
   absl::Status Exec(const std::string& sql);
   int64_t Changes() const { return sqlite3_changes64(db_); }
@@ -80,7 +83,10 @@ class Db {
  private:
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_;
+  absl::StatusOr<sqlite3_stmt*> Compile(const char* sql);
+
   std::map<const char*, sqlite3_stmt*> cache_;
+  std::map<std::string, sqlite3_stmt*> built_;
   int fatal_rc_ = SQLITE_OK;
 };
 

@@ -338,6 +338,55 @@ TEST_P(StoreConformance, ListReferralsFiltersAndPagesNewestFirst) {
   EXPECT_TRUE(store_->ListReferrals(by_state)->empty());
 }
 
+// An institution's referrals are those it sends and those it receives, merged newest first,
+// paged across both, with the other filters applied to each side.
+TEST_P(StoreConformance, ListReferralsOfAPartyMergesWhatItSendsAndWhatItReceives) {
+  const std::string hospital = "12411723417580001B";  // Referral()'s receiver
+  for (int i = 0; i < 6; ++i) {
+    // Even: a clinic refers up to the hospital; odd: the hospital refers down to a clinic.
+    ReferralRecord r = Referral("ref-" + std::to_string(i), "req-" + std::to_string(i),
+                                i % 2 ? hospital : "124117234175811018");
+    if (i % 2) r.receiver = "12411723417581102B";
+    r.direction = i % 2 ? 2 : 1;
+    r.submitted_at = kT0 + i * kSecond;
+    ASSERT_TRUE(SubmitRecord(r, r.id).ok());
+  }
+  auto ids = [](const std::vector<ReferralRecord>& v) {
+    std::vector<std::string> out;
+    for (const auto& r : v) out.push_back(r.id);
+    return out;
+  };
+  ReferralQuery q;
+  q.party = hospital;
+  q.limit = 3;
+  auto page1 = store_->ListReferrals(q);
+  ASSERT_TRUE(page1.ok()) << page1.status();
+  EXPECT_EQ(ids(*page1), (std::vector<std::string>{"ref-5", "ref-4", "ref-3"}));
+  q.after_submitted_at = page1->back().submitted_at;
+  q.after_id = page1->back().id;
+  EXPECT_EQ(ids(*store_->ListReferrals(q)), (std::vector<std::string>{"ref-2", "ref-1", "ref-0"}));
+  ReferralQuery down;
+  down.party = hospital;
+  down.direction = 2;
+  EXPECT_EQ(ids(*store_->ListReferrals(down)),
+            (std::vector<std::string>{"ref-5", "ref-3", "ref-1"}));
+  ReferralQuery with_clinic;  // the hospital's referrals with one clinic, either way
+  with_clinic.party = hospital;
+  with_clinic.institution = "12411723417581102B";
+  EXPECT_EQ(ids(*store_->ListReferrals(with_clinic)),
+            (std::vector<std::string>{"ref-5", "ref-3", "ref-1"}));
+  ReferralQuery clinic_alone;  // an operator's filter: one institution, either side
+  clinic_alone.institution = "124117234175811018";
+  EXPECT_EQ(ids(*store_->ListReferrals(clinic_alone)),
+            (std::vector<std::string>{"ref-4", "ref-2", "ref-0"}));
+  ReferralQuery journey;  // a journey, asked by a party to it and by one that is not
+  journey.journey_id = "jny-ref-3";
+  journey.party = hospital;
+  EXPECT_EQ(ids(*store_->ListReferrals(journey)), std::vector<std::string>{"ref-3"});
+  journey.party = "124117234175811018";
+  EXPECT_TRUE(store_->ListReferrals(journey)->empty());
+}
+
 TEST_P(StoreConformance, AckedButUndeliveredReferralsAreFoundForTheStartUpSweep) {
   ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
   Submit("acked");

@@ -1,0 +1,92 @@
+#include "broker/storage/internal/list_query.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace refbroker::storage::internal {
+
+ListSql::ListSql(std::string table, std::string columns, std::string time_column)
+    : table_(std::move(table)), columns_(std::move(columns)), time_(std::move(time_column)) {}
+
+void ListSql::Where(std::string condition) { where_.push_back(std::move(condition)); }
+
+void ListSql::Either(std::string a, std::string b, std::string param) {
+  either_a_ = std::move(a);
+  either_b_ = std::move(b);
+  either_param_ = std::move(param);
+}
+
+void ListSql::Through(std::string index) { index_ = std::move(index); }
+
+std::string ListSql::Branch(const std::string& extra, const std::string& limit_param) const {
+  std::vector<std::string> conditions = where_;
+  if (!extra.empty()) conditions.insert(conditions.begin(), extra);
+  std::string out = absl::StrCat("SELECT ", columns_, " FROM ", table_);
+  if (!index_.empty()) absl::StrAppend(&out, " INDEXED BY ", index_);
+  if (!conditions.empty()) absl::StrAppend(&out, " WHERE ", absl::StrJoin(conditions, " AND "));
+  absl::StrAppend(&out, " ORDER BY ", time_, " DESC, id DESC LIMIT ", limit_param);
+  return out;
+}
+
+std::string ListSql::Build(const std::string& limit_param) const {
+  if (either_param_.empty()) return Branch("", limit_param);
+  // A row whose two columns both name the party belongs to the first branch only.
+  const std::string& p = either_param_;
+  return absl::StrCat(
+      "SELECT * FROM (", Branch(absl::StrCat(either_a_, "=", p), limit_param),
+      ") UNION ALL SELECT * FROM (",
+      Branch(absl::StrCat(either_b_, "=", p, " AND ", either_a_, "<>", p), limit_param),
+      ") ORDER BY ", time_, " DESC, id DESC LIMIT ", limit_param);
+}
+
+// Parameters: ?1 party, ?2 alliance, ?3 institution, ?4 direction, ?5 state, ?6 priority,
+// ?7 submitted from, ?8 submitted to, ?9 journey, ?10/?11 keyset, ?12 limit.
+std::string ReferralListSql(const ReferralQuery& q, const char* columns) {
+  ListSql sql("referrals", columns, "submitted_at");
+  const bool journey = !q.journey_id.empty();
+  if (journey) {
+    // A journey has two or three legs: its index is the selective one, whatever else is asked.
+    sql.Through("referrals_journey");
+    sql.Where("journey_id=?9");
+  }
+  // The party (the caller's own referrals) leads when there is one; a user's institution
+  // filter within it, or alone (an operator's), is the other column pair.
+  std::string lead = !q.party.empty() ? "?1" : (!q.institution.empty() ? "?3" : "");
+  if (!lead.empty() && !journey) {
+    sql.Either("sender", "receiver", lead);
+  } else if (!lead.empty()) {
+    sql.Where(absl::StrCat("(sender=", lead, " OR receiver=", lead, ")"));
+  }
+  if (!q.party.empty() && !q.institution.empty()) sql.Where("(sender=?3 OR receiver=?3)");
+  if (!q.alliance.empty()) sql.Where("alliance=?2");
+  if (q.direction != 0) sql.Where("direction=?4");
+  if (q.state != 0) sql.Where("state=?5");
+  if (q.priority != 0) sql.Where("priority=?6");
+  if (q.submitted_from != 0) sql.Where("submitted_at>=?7");
+  if (q.submitted_to != 0) sql.Where("submitted_at<?8");
+  if (q.after_submitted_at != 0) {
+    sql.Where("(submitted_at<?10 OR (submitted_at=?10 AND id<?11))");
+  }
+  return sql.Build("?12");
+}
+
+// Parameters: ?1 party, ?2 alliance, ?3 institution, ?4 state, ?5 service, ?6 priority,
+// ?7 requested from, ?8 requested to, ?9/?10 keyset, ?11 limit.
+std::string ConsultListSql(const ConsultQuery& q, const char* columns) {
+  ListSql sql("consults", columns, "requested_at");
+  std::string lead = !q.party.empty() ? "?1" : (!q.institution.empty() ? "?3" : "");
+  if (!lead.empty()) sql.Either("requester", "target", lead);
+  if (!q.party.empty() && !q.institution.empty()) sql.Where("(requester=?3 OR target=?3)");
+  if (!q.alliance.empty()) sql.Where("alliance=?2");
+  if (q.state != 0) sql.Where("state=?4");
+  if (q.service != 0) sql.Where("service=?5");
+  if (q.priority != 0) sql.Where("priority=?6");
+  if (q.requested_from != 0) sql.Where("requested_at>=?7");
+  if (q.requested_to != 0) sql.Where("requested_at<?8");
+  if (q.after_requested_at != 0) {
+    sql.Where("(requested_at<?9 OR (requested_at=?9 AND id<?10))");
+  }
+  return sql.Build("?11");
+}
+
+}  // namespace refbroker::storage::internal

@@ -1,0 +1,46 @@
+#pragma once
+// The SQLite statements of the newest-first listings (referrals, consults), built from the
+// filters a query uses. One statement with every filter optional ("?1='' OR sender=?1 ...") is
+// planned once for all values, and SQLite planned it as a scan of the whole table and a sort:
+// every continuation of a journey (a DOWN referral looks for an earlier one) read every referral
+// the store held (soak at 100 referrals/s: 24-58 ms a call after one minute, and growing).
+// Built per shape, each statement is planned with the index its filters name.
+
+#include <string>
+#include <vector>
+
+#include "broker/storage/store.h"
+
+namespace refbroker::storage::internal {
+
+// A listing, newest first by `time_column` then `id`, of `table`. Parameters are numbered
+// (?N) by the caller, who binds every number up to the one of the limit (bound but unused
+// numbers are allowed in SQLite).
+class ListSql {
+ public:
+  ListSql(std::string table, std::string columns, std::string time_column);
+
+  // A condition every row must meet.
+  void Where(std::string condition);
+  // Rows whose column `a` or column `b` is `param`: read as two index-ordered branches (one
+  // per column) merged, each stopping at the limit, instead of one search with a sort.
+  void Either(std::string a, std::string b, std::string param);
+  // Reads through this index (when a filter is known to be the selective one).
+  void Through(std::string index);
+
+  std::string Build(const std::string& limit_param) const;
+
+ private:
+  std::string Branch(const std::string& extra, const std::string& limit_param) const;
+
+  std::string table_, columns_, time_, index_;
+  std::vector<std::string> where_;
+  std::string either_a_, either_b_, either_param_;
+};
+
+// The statements of SqliteStore::ListReferrals and ListConsults for `q`; parameters as those
+// functions bind them.
+std::string ReferralListSql(const ReferralQuery& q, const char* columns);
+std::string ConsultListSql(const ConsultQuery& q, const char* columns);
+
+}  // namespace refbroker::storage::internal

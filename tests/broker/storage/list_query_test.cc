@@ -1,0 +1,109 @@
+#include "broker/storage/internal/list_query.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "broker/storage/sqlite_store.h"
+
+namespace refbroker::storage::internal {
+namespace {
+
+// How SQLite runs `sql` on the store's schema: one line per step of EXPLAIN QUERY PLAN.
+std::vector<std::string> PlanOf(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  std::vector<std::string> plan;
+  int rc = sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + sql).c_str(), -1, &st, nullptr);
+  EXPECT_EQ(rc, SQLITE_OK) << sqlite3_errmsg(db) << "\n" << sql;
+  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    plan.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 3)));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return plan;
+}
+
+class ListQueryPlan : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = std::filesystem::temp_directory_path() /
+               ("refbroker-list-query-" + std::to_string(getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    path_ = (dir / "refbroker.db").string();
+    SqliteOptions o;
+    o.path = path_;
+    ASSERT_TRUE(SqliteStore::Open(o).ok());  // the schema, as the broker creates it
+  }
+  void TearDown() override {
+    std::filesystem::remove_all(std::filesystem::path(path_).parent_path());
+  }
+
+  // Every step that reads `table` searches one of its indexes for a key: none reads the
+  // whole table or a whole index.
+  void ExpectSearched(const std::string& sql, const std::string& table) {
+    auto plan = PlanOf(path_, sql);
+    ASSERT_FALSE(plan.empty());
+    bool reads = false;
+    for (const auto& step : plan) {
+      if (step.find(" " + table) == std::string::npos) continue;
+      reads = true;
+      EXPECT_EQ(step.rfind("SEARCH " + table + " USING ", 0), 0u)
+          << "step: " << step << "\nof: " << sql;
+    }
+    EXPECT_TRUE(reads) << sql;
+  }
+
+  std::string path_;
+};
+
+TEST_F(ListQueryPlan, ReferralListingsSearchTheIndexOfTheirFilter) {
+  ReferralQuery continuation;  // a DOWN referral looks for an earlier one of its journey
+  continuation.journey_id = "jny-1";
+  continuation.direction = 2;
+  continuation.limit = 1;
+  ExpectSearched(ReferralListSql(continuation, "id, submitted_at"), "referrals");
+
+  ReferralQuery clinic;  // ListReferrals of a clinic, one page, then the next
+  clinic.party = "124117234175811018";
+  ExpectSearched(ReferralListSql(clinic, "id, submitted_at"), "referrals");
+  clinic.after_submitted_at = 5;
+  clinic.after_id = "ref-5";
+  clinic.state = 2;
+  ExpectSearched(ReferralListSql(clinic, "id, submitted_at"), "referrals");
+
+  ReferralQuery journey_of_party;
+  journey_of_party.party = "124117234175811018";
+  journey_of_party.journey_id = "jny-1";
+  ExpectSearched(ReferralListSql(journey_of_party, "id, submitted_at"), "referrals");
+
+  ReferralQuery operator_view;  // an operator's alliance, escalated ones
+  operator_view.alliance = "pingyu";
+  operator_view.state = 7;
+  ExpectSearched(ReferralListSql(operator_view, "id, submitted_at"), "referrals");
+
+  ReferralQuery one_institution;
+  one_institution.alliance = "pingyu";
+  one_institution.institution = "124117234175811018";
+  ExpectSearched(ReferralListSql(one_institution, "id, submitted_at"), "referrals");
+}
+
+TEST_F(ListQueryPlan, ConsultListingsSearchTheIndexOfTheirFilter) {
+  ConsultQuery requester;
+  requester.party = "124117234175811018";
+  requester.state = 1;
+  ExpectSearched(ConsultListSql(requester, "id, requested_at"), "consults");
+  ConsultQuery operator_view;
+  operator_view.alliance = "pingyu";
+  operator_view.after_requested_at = 5;
+  operator_view.after_id = "con-5";
+  ExpectSearched(ConsultListSql(operator_view, "id, requested_at"), "consults");
+}
+
+}  // namespace
+}  // namespace refbroker::storage::internal
