@@ -5,6 +5,7 @@
 #include "broker/common/status_macros.h"
 #include "broker/storage/audit_chain.h"
 #include "broker/storage/audit_scope.h"
+#include "broker/storage/internal/list_query.h"
 #include "broker/storage/sqlite_store.h"
 
 namespace refbroker::storage {
@@ -95,15 +96,7 @@ constexpr char kAuditColumns[] =
 absl::StatusOr<std::vector<AuditRow>> SqliteStore::ListAudit(const AuditQuery& q) {
   std::vector<AuditRow> out;
   RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
-    // A patient's entries, and every entry about a subject one of them names (a delivery of the
-    // patient's referral names the referral, not the patient).
-    static const std::string sql = absl::StrCat(
-        "SELECT ", kAuditColumns,
-        " FROM audit_log WHERE seq>?1 AND (?2='' OR alliance=?2) AND (?3='' OR actor=?3) "
-        "AND (?4='' OR subject=?4) AND (?5=0 OR at>=?5) AND (?6=0 OR at<?6) AND "
-        "(?7='' OR patient_key=?7 OR subject IN (SELECT subject FROM audit_log WHERE "
-        "patient_key=?7 AND subject<>'')) ORDER BY seq LIMIT ?8");
-    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    ASSIGN_OR_RETURN(auto st, db.PrepareBuilt(internal::AuditListSql(q, kAuditColumns)));
     st->Bind(1, static_cast<int64_t>(q.after_seq)).Bind(2, q.alliance).Bind(3, q.actor);
     st->Bind(4, q.subject).Bind(5, q.from).Bind(6, q.to).Bind(7, q.patient_key);
     st->Bind(8, static_cast<int64_t>(q.limit));

@@ -89,4 +89,24 @@ std::string ConsultListSql(const ConsultQuery& q, const char* columns) {
   return sql.Build("?11");
 }
 
+// Parameters: ?1 after sequence, ?2 alliance, ?3 actor, ?4 subject, ?5 from, ?6 to, ?7 patient,
+// ?8 limit.
+std::string AuditListSql(const AuditQuery& q, const char* columns) {
+  std::vector<std::string> where = {"seq>?1"};
+  if (!q.alliance.empty()) where.push_back("alliance=?2");
+  if (!q.actor.empty()) where.push_back("actor=?3");
+  if (!q.subject.empty()) where.push_back("subject=?4 AND subject<>''");
+  if (q.from != 0) where.push_back("at>=?5");
+  if (q.to != 0) where.push_back("at<?6");
+  if (!q.patient_key.empty()) {
+    // The patient's entries, and every entry about a subject one of them names (a delivery of
+    // the patient's referral names the referral, not the patient).
+    where.push_back(
+        "((patient_key=?7 AND patient_key<>'') OR (subject<>'' AND subject IN (SELECT subject "
+        "FROM audit_log WHERE patient_key=?7 AND patient_key<>'' AND subject<>'')))");
+  }
+  return absl::StrCat("SELECT ", columns, " FROM audit_log WHERE ", absl::StrJoin(where, " AND "),
+                      " ORDER BY seq LIMIT ?8");
+}
+
 }  // namespace refbroker::storage::internal

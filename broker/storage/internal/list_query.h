@@ -42,5 +42,9 @@ class ListSql {
 // functions bind them.
 std::string ReferralListSql(const ReferralQuery& q, const char* columns);
 std::string ConsultListSql(const ConsultQuery& q, const char* columns);
+// SqliteStore::ListAudit's statement, oldest first (parameters as it binds them). A patient's
+// entries are searched in the patient index and, for the subjects they name, the subject index
+// (both partial indexes: the statement repeats their conditions, or SQLite cannot use them).
+std::string AuditListSql(const AuditQuery& q, const char* columns);
 
 }  // namespace refbroker::storage::internal

@@ -105,5 +105,16 @@ TEST_F(ListQueryPlan, ConsultListingsSearchTheIndexOfTheirFilter) {
   ExpectSearched(ConsultListSql(operator_view, "id, requested_at"), "consults");
 }
 
+TEST_F(ListQueryPlan, APatientsAuditEntriesAreSearchedInThePatientAndSubjectIndexes) {
+  AuditQuery patient;  // who saw this patient's records (an auditor's question)
+  patient.patient_key = "pk-1";
+  ExpectSearched(AuditListSql(patient, "seq"), "audit_log");
+  patient.after_seq = 1000;  // the next page
+  ExpectSearched(AuditListSql(patient, "seq"), "audit_log");
+  AuditQuery subject;  // everything about one referral
+  subject.subject = "ref-1";
+  ExpectSearched(AuditListSql(subject, "seq"), "audit_log");
+}
+
 }  // namespace
 }  // namespace refbroker::storage::internal
