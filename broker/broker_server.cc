@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<storage::Store>> BrokerServer::OpenStore() {
   so.path = o.path;
   so.max_batch = static_cast<size_t>(o.max_batch);
   so.checkpoint_interval_ms = o.checkpoint_interval_ms;
+  so.slow_statement_ms = o.slow_statement_ms;
   ASSIGN_OR_RETURN(auto store, storage::SqliteStore::Open(so));
   return std::unique_ptr<storage::Store>(std::move(store));
 }

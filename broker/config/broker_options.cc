@@ -106,6 +106,7 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetInt(t, "storage", "readers", o.storage.readers, ints);
   GetInt(t, "storage", "max_batch", o.storage.max_batch, ints);
   GetInt(t, "storage", "checkpoint_interval_ms", o.storage.checkpoint_interval_ms, ints);
+  GetInt(t, "storage", "slow_statement_ms", o.storage.slow_statement_ms, ints);
   GetInt(t, "delivery", "ack_deadline_ms", o.delivery.ack_deadline_ms, ints);
   GetInt(t, "delivery", "max_attempts", o.delivery.max_attempts, ints);
   GetInt(t, "delivery", "nack_retry_delay_ms", o.delivery.nack_retry_delay_ms, ints);
@@ -218,6 +219,7 @@ absl::Status BrokerOptions::Validate() const {
   RETURN_IF_ERROR(Range("storage.max_batch", storage.max_batch, 1, 100000));
   RETURN_IF_ERROR(
       Range("storage.checkpoint_interval_ms", storage.checkpoint_interval_ms, 0, 60000));
+  RETURN_IF_ERROR(Range("storage.slow_statement_ms", storage.slow_statement_ms, 0, 3600000));
   RETURN_IF_ERROR(Range("delivery.ack_deadline_ms", delivery.ack_deadline_ms, 100, 86400000));
   RETURN_IF_ERROR(Range("delivery.max_attempts", delivery.max_attempts, 1, 1000));
   RETURN_IF_ERROR(Range("delivery.nack_retry_delay_ms", delivery.nack_retry_delay_ms, 0, 86400000));

@@ -40,6 +40,7 @@ struct StorageOptions {
   int readers = 4;                   // read connections
   int max_batch = 256;
   int checkpoint_interval_ms = 20;  // WAL checkpoints on their own thread; 0 = in the writer
+  int slow_statement_ms = 250;      // sqlite: log statements slower than this; 0 = off
 };
 
 struct DeliveryOptions {

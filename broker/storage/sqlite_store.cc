@@ -205,9 +205,11 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
   ASSIGN_OR_RETURN(auto writer_db, Db::Open(options.path, /*read_only=*/false));
   RETURN_IF_ERROR(Configure(*writer_db));
   RETURN_IF_ERROR(Migrate(*writer_db));
+  writer_db->LogSlowStatements(options.slow_statement_ms, "writer");
   std::unique_ptr<SqliteStore> store(new SqliteStore());
   for (size_t i = 0; i < std::max<size_t>(1, options.readers); ++i) {
     ASSIGN_OR_RETURN(auto reader, Db::Open(options.path, /*read_only=*/true));
+    reader->LogSlowStatements(options.slow_statement_ms, absl::StrCat("reader ", i + 1));
     store->readers_.push_back(std::move(reader));
   }
   if (options.checkpoint_interval_ms > 0) {
@@ -216,6 +218,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
     internal::Checkpointer::InstallWriterHook(*writer_db, store->checkpoint_progress_.get());
     ASSIGN_OR_RETURN(auto checkpoint_db, Db::Open(options.path, /*read_only=*/false));
     RETURN_IF_ERROR(Configure(*checkpoint_db));
+    checkpoint_db->LogSlowStatements(options.slow_statement_ms, "checkpoint");
     store->checkpointer_ = std::make_unique<internal::Checkpointer>(
         std::move(checkpoint_db), std::chrono::milliseconds(options.checkpoint_interval_ms),
         store->checkpoint_progress_);

@@ -29,6 +29,9 @@ struct SqliteOptions {
   int checkpoint_interval_ms = 20;
   int fallback_checkpoint_pages = 50000;
   int64_t wal_size_limit_bytes = 64LL << 20;  // the WAL file is truncated to this after a reset
+  // Statements slower than this are logged (Db::LogSlowStatements), on the writer, the
+  // readers and the checkpointer; not the integrity check, which reads the whole file. 0: off.
+  int slow_statement_ms = 250;
 };
 
 class SqliteStore final : public Store {

@@ -1,5 +1,9 @@
 #include "broker/storage/internal/sqlite_db.h"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
 
@@ -106,6 +110,37 @@ Db::~Db() {
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
   for (auto& [sql, stmt] : built_) sqlite3_finalize(stmt);
   sqlite3_close_v2(db_);
+}
+
+void Db::LogSlowStatements(int ms, std::string role) {
+  slow_.threshold_ns = static_cast<int64_t>(ms) * 1000000;
+  slow_.role = std::move(role);
+  sqlite3_trace_v2(db_, ms > 0 ? SQLITE_TRACE_PROFILE : 0, ms > 0 ? &Db::OnProfile : nullptr, this);
+}
+
+int Db::OnProfile(unsigned type, void* self, void* stmt, void* nanoseconds) {
+  if (type != SQLITE_TRACE_PROFILE) return 0;
+  auto& slow = static_cast<Db*>(self)->slow_;
+  int64_t took = *static_cast<sqlite3_int64*>(nanoseconds);
+  if (took < slow.threshold_ns) return 0;
+  int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    std::chrono::steady_clock::now().time_since_epoch())
+                    .count();
+  if (slow.last_line_ns != 0 && now - slow.last_line_ns < 1000000000) {
+    slow.left_out++;
+    return 0;
+  }
+  // sqlite3_sql: the text as prepared, with its placeholders (not sqlite3_expanded_sql).
+  const char* sql = sqlite3_sql(static_cast<sqlite3_stmt*>(stmt));
+  std::string text = sql == nullptr ? "?" : std::string(sql).substr(0, 300);
+  spdlog::warn(
+      "storage: a statement took {} ms on the {} connection{}: {}", took / 1000000, slow.role,
+      slow.left_out > 0 ? absl::StrCat(" (", slow.left_out, " more slow ones since the last line)")
+                        : std::string(),
+      text);
+  slow.last_line_ns = now;
+  slow.left_out = 0;
+  return 0;
 }
 
 absl::StatusOr<sqlite3_stmt*> Db::Compile(const char* sql) {

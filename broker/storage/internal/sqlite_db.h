@@ -74,6 +74,12 @@ class Db {
   int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
   sqlite3* raw() { return db_; }
 
+  // Logs (warning) each statement of this connection that takes longer than `ms` (0: off),
+  // naming the connection as `role`: its text with its placeholders, never the values bound to
+  // them (patient identity stays out of logs). At most one line a second per connection; the
+  // next line says how many it left out.
+  void LogSlowStatements(int ms, std::string role);
+
   // Remembers a fatal error seen by any statement on this connection.
   void NoteError(int rc) {
     if (IsFatalSqliteCode(rc)) fatal_rc_ = rc;
@@ -88,6 +94,14 @@ class Db {
   std::map<const char*, sqlite3_stmt*> cache_;
   std::map<std::string, sqlite3_stmt*> built_;
   int fatal_rc_ = SQLITE_OK;
+  struct SlowLog {
+    int64_t threshold_ns = 0;
+    std::string role;
+    int64_t last_line_ns = 0;  // steady clock
+    uint64_t left_out = 0;
+  };
+  SlowLog slow_;
+  static int OnProfile(unsigned type, void* self, void* stmt, void* nanoseconds);
 };
 
 }  // namespace refbroker::storage::internal
