@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<storage::Store>> BrokerServer::OpenStore() {
   storage::SqliteOptions so;
   so.path = o.path;
   so.max_batch = static_cast<size_t>(o.max_batch);
+  so.readers = static_cast<size_t>(o.readers);
   so.checkpoint_interval_ms = o.checkpoint_interval_ms;
   so.slow_statement_ms = o.slow_statement_ms;
   ASSIGN_OR_RETURN(auto store, storage::SqliteStore::Open(so));
