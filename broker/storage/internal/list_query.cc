@@ -4,6 +4,21 @@
 #include "absl/strings/str_join.h"
 
 namespace refbroker::storage::internal {
+namespace {
+
+// The states the partial indexes of schema v6 hold (refbroker.v1 ReferralState, ConsultState).
+constexpr int kEscalated = 8;
+constexpr int kRequested = 1, kAccepted = 2, kScheduled = 4;
+
+// A state filter, written into the statement when it is a state the enums define (so SQLite
+// sees a partial index's condition; a handful of shapes), bound as `param` otherwise (an
+// unknown number must not make a new cached statement per value).
+std::string StateIs(int state, const char* param) {
+  if (state > 0 && state <= 32) return absl::StrCat("state=", state);
+  return absl::StrCat("state=", param);
+}
+
+}  // namespace
 
 ListSql::ListSql(std::string table, std::string columns, std::string time_column)
     : table_(std::move(table)), columns_(std::move(columns)), time_(std::move(time_column)) {}
@@ -43,16 +58,21 @@ std::string ListSql::Build(const std::string& limit_param) const {
 // ?7 submitted from, ?8 submitted to, ?9 journey, ?10/?11 keyset, ?12 limit.
 std::string ReferralListSql(const ReferralQuery& q, const char* columns) {
   ListSql sql("referrals", columns, "submitted_at");
+  // A journey has two or three legs, and escalated referrals are the few still waiting past
+  // their deadline (the operators' late view): those indexes are the selective ones, whatever
+  // else is asked.
   const bool journey = !q.journey_id.empty();
+  const bool narrow = journey || q.state == kEscalated;
   if (journey) {
-    // A journey has two or three legs: its index is the selective one, whatever else is asked.
     sql.Through("referrals_journey");
     sql.Where("journey_id=?9");
+  } else if (q.state == kEscalated) {
+    sql.Through("referrals_escalated");
   }
   // The party (the caller's own referrals) leads when there is one; a user's institution
   // filter within it, or alone (an operator's), is the other column pair.
   std::string lead = !q.party.empty() ? "?1" : (!q.institution.empty() ? "?3" : "");
-  if (!lead.empty() && !journey) {
+  if (!lead.empty() && !narrow) {
     sql.Either("sender", "receiver", lead);
   } else if (!lead.empty()) {
     sql.Where(absl::StrCat("(sender=", lead, " OR receiver=", lead, ")"));
@@ -60,7 +80,7 @@ std::string ReferralListSql(const ReferralQuery& q, const char* columns) {
   if (!q.party.empty() && !q.institution.empty()) sql.Where("(sender=?3 OR receiver=?3)");
   if (!q.alliance.empty()) sql.Where("alliance=?2");
   if (q.direction != 0) sql.Where("direction=?4");
-  if (q.state != 0) sql.Where("state=?5");
+  if (q.state != 0) sql.Where(StateIs(q.state, "?5"));
   if (q.priority != 0) sql.Where("priority=?6");
   if (q.submitted_from != 0) sql.Where("submitted_at>=?7");
   if (q.submitted_to != 0) sql.Where("submitted_at<?8");
@@ -75,10 +95,17 @@ std::string ReferralListSql(const ReferralQuery& q, const char* columns) {
 std::string ConsultListSql(const ConsultQuery& q, const char* columns) {
   ListSql sql("consults", columns, "requested_at");
   std::string lead = !q.party.empty() ? "?1" : (!q.institution.empty() ? "?3" : "");
-  if (!lead.empty()) sql.Either("requester", "target", lead);
+  const bool open = q.state == kRequested || q.state == kAccepted || q.state == kScheduled;
+  if (open) {
+    sql.Through("consults_open");  // the consults still open: few, and what late views ask
+    sql.Where("state IN (1, 2, 4)");
+    if (!lead.empty()) sql.Where(absl::StrCat("(requester=", lead, " OR target=", lead, ")"));
+  } else if (!lead.empty()) {
+    sql.Either("requester", "target", lead);
+  }
   if (!q.party.empty() && !q.institution.empty()) sql.Where("(requester=?3 OR target=?3)");
   if (!q.alliance.empty()) sql.Where("alliance=?2");
-  if (q.state != 0) sql.Where("state=?4");
+  if (q.state != 0) sql.Where(StateIs(q.state, "?4"));
   if (q.service != 0) sql.Where("service=?5");
   if (q.priority != 0) sql.Where("priority=?6");
   if (q.requested_from != 0) sql.Where("requested_at>=?7");

@@ -59,6 +59,17 @@ class ListQueryPlan : public ::testing::Test {
     EXPECT_TRUE(reads) << sql;
   }
 
+  // Every step that reads the table goes through `index`.
+  void ExpectUses(const std::string& sql, const std::string& index) {
+    auto plan = PlanOf(path_, sql);
+    ASSERT_FALSE(plan.empty());
+    for (const auto& step : plan) {
+      if (step.rfind("SEARCH", 0) != 0 && step.rfind("SCAN", 0) != 0) continue;
+      EXPECT_NE(step.find("INDEX " + index), std::string::npos)
+          << "step: " << step << "\nof: " << sql;
+    }
+  }
+
   std::string path_;
 };
 
@@ -82,9 +93,9 @@ TEST_F(ListQueryPlan, ReferralListingsSearchTheIndexOfTheirFilter) {
   journey_of_party.journey_id = "jny-1";
   ExpectSearched(ReferralListSql(journey_of_party, "id, submitted_at"), "referrals");
 
-  ReferralQuery operator_view;  // an operator's alliance, escalated ones
+  ReferralQuery operator_view;  // an operator's alliance, one state
   operator_view.alliance = "pingyu";
-  operator_view.state = 7;
+  operator_view.state = 5;
   ExpectSearched(ReferralListSql(operator_view, "id, submitted_at"), "referrals");
 
   ReferralQuery one_institution;
@@ -93,10 +104,34 @@ TEST_F(ListQueryPlan, ReferralListingsSearchTheIndexOfTheirFilter) {
   ExpectSearched(ReferralListSql(one_institution, "id, submitted_at"), "referrals");
 }
 
+// The late views (refctl queues, refctl late, the status page) ask for the escalated referrals
+// of an alliance or an institution, and the open consults: they read those rows only, not
+// every row of the alliance or the institution.
+TEST_F(ListQueryPlan, TheLateViewsReadOnlyTheEscalatedReferralsAndTheOpenConsults) {
+  ReferralQuery escalated;
+  escalated.state = 8;  // ESCALATED
+  escalated.limit = 10000;
+  escalated.alliance = "pingyu";
+  ExpectUses(ReferralListSql(escalated, "id, submitted_at"), "referrals_escalated");
+  escalated.alliance.clear();
+  escalated.party = "12411723417580001B";
+  ExpectUses(ReferralListSql(escalated, "id, submitted_at"), "referrals_escalated");
+  for (int state : {1, 2, 4}) {  // REQUESTED, ACCEPTED, SCHEDULED
+    ConsultQuery open;
+    open.state = state;
+    open.limit = 10000;
+    open.alliance = "pingyu";
+    ExpectUses(ConsultListSql(open, "id, requested_at"), "consults_open");
+    open.alliance.clear();
+    open.party = "12411723417580001B";
+    ExpectUses(ConsultListSql(open, "id, requested_at"), "consults_open");
+  }
+}
+
 TEST_F(ListQueryPlan, ConsultListingsSearchTheIndexOfTheirFilter) {
   ConsultQuery requester;
   requester.party = "124117234175811018";
-  requester.state = 1;
+  requester.state = 5;  // REPORTED: not one of the open states
   ExpectSearched(ConsultListSql(requester, "id, requested_at"), "consults");
   ConsultQuery operator_view;
   operator_view.alliance = "pingyu";

@@ -785,6 +785,51 @@ TEST_P(StoreConformance, ConsultChangeIsAtomicVersionedAndReportsAreNeverReplace
   EXPECT_EQ(store_->ListConsultEvents("con-1")->size(), 2u);
 }
 
+// The late views' listings: escalated referrals of an alliance or of a party, and consults in
+// one open state, read through the small indexes of those states.
+TEST_P(StoreConformance, EscalatedReferralsAndOpenConsultsAreListedByAllianceAndParty) {
+  const std::string hospital = "12411723417580001B";  // Referral()'s receiver
+  for (int i = 0; i < 4; ++i) {
+    ReferralRecord r = Referral("ref-" + std::to_string(i), "req-" + std::to_string(i));
+    r.state = i % 2 ? 8 : 2;  // ESCALATED or DELIVERED
+    r.submitted_at = kT0 + i * kSecond;
+    ASSERT_TRUE(SubmitRecord(r, r.id).ok());
+  }
+  auto ids = [](const auto& v) {
+    std::vector<std::string> out;
+    for (const auto& x : v) out.push_back(x.id);
+    return out;
+  };
+  ReferralQuery escalated;
+  escalated.state = 8;
+  escalated.alliance = "pingyu";
+  EXPECT_EQ(ids(*store_->ListReferrals(escalated)), (std::vector<std::string>{"ref-3", "ref-1"}));
+  escalated.alliance.clear();
+  escalated.party = hospital;
+  EXPECT_EQ(ids(*store_->ListReferrals(escalated)), (std::vector<std::string>{"ref-3", "ref-1"}));
+  escalated.party = "12411723417581102B";  // a party to none of them
+  EXPECT_TRUE(store_->ListReferrals(escalated)->empty());
+
+  for (int i = 0; i < 4; ++i) {
+    ConsultRecord c = Consult("con-" + std::to_string(i), "rq-" + std::to_string(i), 0);
+    c.state = 1 + i;  // REQUESTED, ACCEPTED, DECLINED, SCHEDULED
+    c.requested_at = kT0 + i * kSecond;
+    ASSERT_TRUE(
+        store_->SubmitConsult(c, ConsultEvent(c.id, c.requester, "ev-" + std::to_string(i), 1), {})
+            .ok());
+  }
+  ConsultQuery open;
+  open.state = 4;
+  open.alliance = "pingyu";
+  EXPECT_EQ(ids(*store_->ListConsults(open)), std::vector<std::string>{"con-3"});
+  open.alliance.clear();
+  open.party = "12411723MB0A10013K";  // Consult()'s target
+  open.state = 2;
+  EXPECT_EQ(ids(*store_->ListConsults(open)), std::vector<std::string>{"con-1"});
+  open.state = 3;  // DECLINED is not open: read the other way, same answer
+  EXPECT_EQ(ids(*store_->ListConsults(open)), std::vector<std::string>{"con-2"});
+}
+
 TEST_P(StoreConformance, ListConsultsFiltersAndPagesNewestFirstAndFindsEventsByRequestId) {
   for (int i = 0; i < 5; ++i) {
     ConsultRecord c = Consult("con-" + std::to_string(i), "rq-" + std::to_string(i), 0);
