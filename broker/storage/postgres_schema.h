@@ -247,9 +247,9 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 CREATE TRIGGER audit_archives_no_change BEFORE UPDATE OR DELETE ON audit_archives
   FOR EACH ROW EXECUTE FUNCTION refuse_change('audit archive marks are immutable');
 )sql",
-    // v2: the operators' views by state, as SQLite's v6: escalated referrals, open consults.
+    // v2: the operators' late views by state, as SQLite's v6: undecided referrals, open consults.
     R"sql(
-CREATE INDEX referrals_escalated ON referrals(alliance, submitted_at) WHERE state = 8;
+CREATE INDEX referrals_undecided ON referrals(alliance, submitted_at) WHERE state IN (1, 2, 8);
 CREATE INDEX consults_open ON consults(alliance, requested_at) WHERE state IN (1, 2, 4);
 )sql",
 };

@@ -191,11 +191,12 @@ CREATE TRIGGER audit_archives_no_update BEFORE UPDATE ON audit_archives
 CREATE TRIGGER audit_archives_no_delete BEFORE DELETE ON audit_archives
   BEGIN SELECT RAISE(ABORT, 'audit archive marks are immutable'); END;
 )sql",
-    // v6: what the operators' views ask for by state: escalated referrals (ESCALATED = 8) and
-    // open consults (REQUESTED 1, ACCEPTED 2, SCHEDULED 4). Partial: a row is in them only while
-    // in those states, so they stay as small as the late work is (see internal/list_query.h).
+    // v6: what the operators' late views ask for by state: referrals waiting for a decision
+    // (SUBMITTED 1, DELIVERED 2, ESCALATED 8) and open consults (REQUESTED 1, ACCEPTED 2,
+    // SCHEDULED 4). Partial: a row is in them only while in those states, so they stay as small
+    // as the open work is (see internal/list_query.h).
     R"sql(
-CREATE INDEX referrals_escalated ON referrals(alliance, submitted_at) WHERE state = 8;
+CREATE INDEX referrals_undecided ON referrals(alliance, submitted_at) WHERE state IN (1, 2, 8);
 CREATE INDEX consults_open ON consults(alliance, requested_at) WHERE state IN (1, 2, 4);
 )sql",
 };

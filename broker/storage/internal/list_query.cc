@@ -7,7 +7,7 @@ namespace refbroker::storage::internal {
 namespace {
 
 // The states the partial indexes of schema v6 hold (refbroker.v1 ReferralState, ConsultState).
-constexpr int kEscalated = 8;
+constexpr int kSubmitted = 1, kDelivered = 2, kEscalated = 8;
 constexpr int kRequested = 1, kAccepted = 2, kScheduled = 4;
 
 // A state filter, written into the statement when it is a state the enums define (so SQLite
@@ -58,16 +58,18 @@ std::string ListSql::Build(const std::string& limit_param) const {
 // ?7 submitted from, ?8 submitted to, ?9 journey, ?10/?11 keyset, ?12 limit.
 std::string ReferralListSql(const ReferralQuery& q, const char* columns) {
   ListSql sql("referrals", columns, "submitted_at");
-  // A journey has two or three legs, and escalated referrals are the few still waiting past
-  // their deadline (the operators' late view): those indexes are the selective ones, whatever
-  // else is asked.
+  // A journey has two or three legs, and the referrals still waiting for a decision are the
+  // open work (the operators' late views ask for them by state): those indexes are the
+  // selective ones, whatever else is asked.
   const bool journey = !q.journey_id.empty();
-  const bool narrow = journey || q.state == kEscalated;
+  const bool undecided = q.state == kSubmitted || q.state == kDelivered || q.state == kEscalated;
+  const bool narrow = journey || undecided;
   if (journey) {
     sql.Through("referrals_journey");
     sql.Where("journey_id=?9");
-  } else if (q.state == kEscalated) {
-    sql.Through("referrals_escalated");
+  } else if (undecided) {
+    sql.Through("referrals_undecided");
+    sql.Where("state IN (1, 2, 8)");
   }
   // The party (the caller's own referrals) leads when there is one; a user's institution
   // filter within it, or alone (an operator's), is the other column pair.

@@ -85,7 +85,7 @@ TEST_F(ListQueryPlan, ReferralListingsSearchTheIndexOfTheirFilter) {
   ExpectSearched(ReferralListSql(clinic, "id, submitted_at"), "referrals");
   clinic.after_submitted_at = 5;
   clinic.after_id = "ref-5";
-  clinic.state = 2;
+  clinic.state = 3;  // ACCEPTED (the undecided states have their own index)
   ExpectSearched(ReferralListSql(clinic, "id, submitted_at"), "referrals");
 
   ReferralQuery journey_of_party;
@@ -104,18 +104,20 @@ TEST_F(ListQueryPlan, ReferralListingsSearchTheIndexOfTheirFilter) {
   ExpectSearched(ReferralListSql(one_institution, "id, submitted_at"), "referrals");
 }
 
-// The late views (refctl queues, refctl late, the status page) ask for the escalated referrals
-// of an alliance or an institution, and the open consults: they read those rows only, not
-// every row of the alliance or the institution.
-TEST_F(ListQueryPlan, TheLateViewsReadOnlyTheEscalatedReferralsAndTheOpenConsults) {
-  ReferralQuery escalated;
-  escalated.state = 8;  // ESCALATED
-  escalated.limit = 10000;
-  escalated.alliance = "pingyu";
-  ExpectUses(ReferralListSql(escalated, "id, submitted_at"), "referrals_escalated");
-  escalated.alliance.clear();
-  escalated.party = "12411723417580001B";
-  ExpectUses(ReferralListSql(escalated, "id, submitted_at"), "referrals_escalated");
+// The late views (refctl queues, refctl late, the status page) ask for the referrals of an
+// alliance or an institution still waiting for a decision, and the open consults: they read
+// those rows only, not every row of the alliance or the institution.
+TEST_F(ListQueryPlan, TheLateViewsReadOnlyTheUndecidedReferralsAndTheOpenConsults) {
+  for (int state : {1, 2, 8}) {  // SUBMITTED, DELIVERED, ESCALATED
+    ReferralQuery undecided;
+    undecided.state = state;
+    undecided.limit = 500;
+    undecided.alliance = "pingyu";
+    ExpectUses(ReferralListSql(undecided, "id, submitted_at"), "referrals_undecided");
+    undecided.alliance.clear();
+    undecided.party = "12411723417580001B";
+    ExpectUses(ReferralListSql(undecided, "id, submitted_at"), "referrals_undecided");
+  }
   for (int state : {1, 2, 4}) {  // REQUESTED, ACCEPTED, SCHEDULED
     ConsultQuery open;
     open.state = state;

@@ -785,9 +785,9 @@ TEST_P(StoreConformance, ConsultChangeIsAtomicVersionedAndReportsAreNeverReplace
   EXPECT_EQ(store_->ListConsultEvents("con-1")->size(), 2u);
 }
 
-// The late views' listings: escalated referrals of an alliance or of a party, and consults in
+// The late views' listings: undecided referrals of an alliance or of a party, and consults in
 // one open state, read through the small indexes of those states.
-TEST_P(StoreConformance, EscalatedReferralsAndOpenConsultsAreListedByAllianceAndParty) {
+TEST_P(StoreConformance, UndecidedReferralsAndOpenConsultsAreListedByAllianceAndParty) {
   const std::string hospital = "12411723417580001B";  // Referral()'s receiver
   for (int i = 0; i < 4; ++i) {
     ReferralRecord r = Referral("ref-" + std::to_string(i), "req-" + std::to_string(i));
@@ -809,6 +809,10 @@ TEST_P(StoreConformance, EscalatedReferralsAndOpenConsultsAreListedByAllianceAnd
   EXPECT_EQ(ids(*store_->ListReferrals(escalated)), (std::vector<std::string>{"ref-3", "ref-1"}));
   escalated.party = "12411723417581102B";  // a party to none of them
   EXPECT_TRUE(store_->ListReferrals(escalated)->empty());
+  ReferralQuery delivered;
+  delivered.state = 2;
+  delivered.alliance = "pingyu";
+  EXPECT_EQ(ids(*store_->ListReferrals(delivered)), (std::vector<std::string>{"ref-2", "ref-0"}));
 
   for (int i = 0; i < 4; ++i) {
     ConsultRecord c = Consult("con-" + std::to_string(i), "rq-" + std::to_string(i), 0);
