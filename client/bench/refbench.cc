@@ -189,7 +189,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-subscriber", no_subscriber,
                "nobody subscribes during the modes: what submitting alone costs, without the "
                "delivery path's writes (no loss check: nothing is delivered)");
-  app.add_flag("--no-noop", no_noop, "skip the no-op server (no gRPC limit, no stream ratio)");
+  app.add_flag(
+      "--no-noop", no_noop,
+      "skip the no-op server (no gRPC limits: no stream ratio, no unary or 64-caller ceiling)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Mode> modes;
