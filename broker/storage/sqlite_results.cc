@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
+#include "broker/storage/internal/patient_no.h"
 #include "broker/storage/sqlite_store.h"
 
 namespace refbroker::storage {
@@ -51,19 +52,21 @@ RetestRow ReadRetest(const Stmt& st) {
 }
 
 absl::Status InsertResult(Db& db, const ResultRow& r) {
-  static const std::string sql =
-      absl::StrCat("INSERT INTO results(", kResultColumns, ") VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+  static const std::string sql = absl::StrCat("INSERT INTO results(", kResultColumns,
+                                              ", patient_no) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
   ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
   st->Bind(1, r.id).Bind(2, r.publisher).Bind(3, r.client_request_id);
   st->BindBlob(4, r.request_digest).Bind(5, r.patient_key).Bind(6, r.item_code);
   st->Bind(7, r.kind).Bind(8, r.performed_at).Bind(9, r.received_at);
   st->Bind(10, r.repeat_without_reason ? 1 : 0).BindBlob(11, r.body);
+  st->Bind(12, internal::PatientNo(r.patient_key));
   return st->Run();
 }
 
-const std::string kPriorsSql = absl::StrCat(
-    "SELECT ", kResultColumns,
-    " FROM results WHERE patient_key=? AND item_code=? ORDER BY performed_at DESC LIMIT ?");
+const std::string kPriorsSql =
+    absl::StrCat("SELECT ", kResultColumns,
+                 " FROM results WHERE patient_no=?1 AND patient_key=?2 AND item_code=?3"
+                 " ORDER BY performed_at DESC LIMIT ?4");
 
 absl::StatusOr<std::optional<RetestRow>> FindUnused(Db& db, const std::string& institution,
                                                     const std::string& patient_key,
@@ -106,7 +109,8 @@ absl::StatusOr<PublishOutcome> SqliteStore::PublishResult(const ResultRow& row,
     // dropped at every commit), and touches the index leaf the insert below writes.
     std::vector<ResultRow> priors;
     ASSIGN_OR_RETURN(auto p, db.Prepare(kPriorsSql.c_str()));
-    p->Bind(1, row.patient_key).Bind(2, row.item_code).Bind(3, int64_t{20});
+    p->Bind(1, internal::PatientNo(row.patient_key)).Bind(2, row.patient_key);
+    p->Bind(3, row.item_code).Bind(4, int64_t{20});
     RETURN_IF_ERROR(p->ForEachRow([&](const Stmt& r) { priors.push_back(ReadResult(r)); }));
     UnusedRetestLookup lookup = [&]() -> absl::StatusOr<std::optional<RetestRow>> {
       return FindUnused(db, row.publisher, row.patient_key, row.item_code);
@@ -151,15 +155,19 @@ absl::StatusOr<std::vector<ResultRow>> SqliteStore::ListResults(
     if (item_codes.empty()) {
       static const std::string sql =
           absl::StrCat("SELECT ", kResultColumns,
-                       " FROM results WHERE patient_key=? ORDER BY performed_at DESC LIMIT ?");
+                       " FROM results WHERE patient_no=?1 AND patient_key=?2"
+                       " ORDER BY performed_at DESC LIMIT ?3");
       ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
-      st->Bind(1, patient_key).Bind(2, static_cast<int64_t>(limit));
+      st->Bind(1, internal::PatientNo(patient_key)).Bind(2, patient_key);
+      st->Bind(3, static_cast<int64_t>(limit));
       RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { out.push_back(ReadResult(row)); }));
       return absl::OkStatus();
     }
     ASSIGN_OR_RETURN(auto st, db.Prepare(kPriorsSql.c_str()));
+    int64_t patient_no = internal::PatientNo(patient_key);
     for (const std::string& item : item_codes) {
-      st->Bind(1, patient_key).Bind(2, item).Bind(3, static_cast<int64_t>(limit));
+      st->Bind(1, patient_no).Bind(2, patient_key).Bind(3, item);
+      st->Bind(4, static_cast<int64_t>(limit));
       RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { out.push_back(ReadResult(row)); }));
     }
     std::sort(out.begin(), out.end(), [](const ResultRow& a, const ResultRow& b) {

@@ -8,6 +8,7 @@
 #include "broker/common/status_macros.h"
 #include "broker/storage/group_message_state.h"
 #include "broker/storage/internal/list_query.h"
+#include "broker/storage/internal/patient_no.h"
 #include "broker/storage/sqlite_schema.h"
 
 namespace refbroker::storage {
@@ -46,6 +47,10 @@ absl::Status Migrate(Db& db) {
                                                       kSchemaVersion, ")"));
   }
   if (version == 0) RETURN_IF_ERROR(db.Exec("PRAGMA auto_vacuum=INCREMENTAL; VACUUM"));
+  // v7 numbers the stored results' patients with it (internal/patient_no.h).
+  if (int rc = internal::RegisterPatientNoFunction(db.raw()); rc != SQLITE_OK) {
+    return internal::SqliteError(rc, db.raw(), "register patient_no");
+  }
   for (int v = version; v < kSchemaVersion; ++v) {
     RETURN_IF_ERROR(db.Exec(absl::StrCat("BEGIN IMMEDIATE;", schema::kMigrations[v],
                                          "PRAGMA user_version=", v + 1, ";COMMIT;")));
