@@ -188,15 +188,20 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
   // Inside the publishing transaction: did the publisher test again although a recognizable
   // result existed? Then it uses the publisher's unused re-test reason, or it is marked.
   std::vector<storage::NewMessage> messages;
-  auto decide = [&](const std::vector<storage::ResultRow>& priors,
+  auto decide = [&](const storage::PriorScan& priors,
                     const storage::UnusedRetestLookup& unused_retest,
                     storage::ResultRow& out_row) -> absl::StatusOr<storage::PublishDecision> {
     v1::ResultRecord rec = r;
     storage::PublishDecision decision;
-    for (const storage::ResultRow& prior : priors) {
-      if (prior.performed_at >= performed) continue;
-      if (!VerdictOf(prior, caller.id, performed).recognizable()) continue;
-      rec.set_repeats_result_id(prior.id);
+    std::string repeated;  // the newest earlier result the publisher could have recognized
+    RETURN_IF_ERROR(priors([&](const storage::ResultRow& prior) {
+      if (prior.performed_at >= performed) return true;
+      if (!VerdictOf(prior, caller.id, performed).recognizable()) return true;
+      repeated = prior.id;
+      return false;
+    }));
+    if (!repeated.empty()) {
+      rec.set_repeats_result_id(repeated);
       ASSIGN_OR_RETURN(auto retest, unused_retest());
       if (retest) {
         decision.use_retest_id = retest->id;
@@ -205,7 +210,6 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
         rec.set_repeat_without_reason(true);
         out_row.repeat_without_reason = true;
       }
-      break;
     }
     rec.set_id(out_row.id);
     *rec.mutable_received_at() = TimeUtil::MicrosecondsToTimestamp(now);

@@ -61,6 +61,11 @@ constexpr char kPriorsSql[] = "SELECT " RESULT_COLUMNS
                               " FROM results WHERE patient_key=$1 AND item_code=$2 ORDER BY "
                               "performed_at DESC LIMIT $3::bigint";
 
+// What a publish compares the new result with (Store::PublishResult's PriorScan).
+constexpr char kEarlierSql[] = "SELECT " RESULT_COLUMNS
+                               " FROM results WHERE patient_key=$1 AND item_code=$2 AND "
+                               "performed_at<$3::bigint ORDER BY performed_at DESC LIMIT 20";
+
 absl::StatusOr<std::optional<RetestRow>> FindUnused(PgConn& c, const std::string& institution,
                                                     const std::string& patient_key,
                                                     const std::string& item_code) {
@@ -193,12 +198,15 @@ absl::StatusOr<PublishOutcome> PostgresStore::PublishResult(const ResultRow& row
                         .Run("SELECT pg_advisory_xact_lock(hashtext('result:' || $1 || ':' || $2))",
                              PgParams().Add(row.patient_key).Add(row.item_code))
                         .status());
-    std::vector<ResultRow> priors;
     ASSIGN_OR_RETURN(
         PgResult p,
-        tx.conn.Run(kPriorsSql,
-                    PgParams().Add(row.patient_key).Add(row.item_code).Add(int64_t{20})));
-    for (int i = 0; i < p.rows(); ++i) priors.push_back(ReadResult(p, i));
+        tx.conn.Run(kEarlierSql,
+                    PgParams().Add(row.patient_key).Add(row.item_code).Add(row.performed_at)));
+    PriorScan priors = [&](const PriorVisitor& visit) -> absl::Status {
+      for (int i = 0; i < p.rows() && visit(ReadResult(p, i)); ++i) {
+      }
+      return absl::OkStatus();
+    };
     UnusedRetestLookup lookup = [&]() -> absl::StatusOr<std::optional<RetestRow>> {
       return FindUnused(tx.conn, row.publisher, row.patient_key, row.item_code);
     };

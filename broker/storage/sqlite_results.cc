@@ -68,6 +68,12 @@ const std::string kPriorsSql =
                  " FROM results WHERE patient_no=?1 AND patient_key=?2 AND item_code=?3"
                  " ORDER BY performed_at DESC LIMIT ?4");
 
+// What a publish compares the new result with (Store::PublishResult's PriorScan).
+const std::string kEarlierSql = absl::StrCat(
+    "SELECT ", kResultColumns,
+    " FROM results WHERE patient_no=?1 AND patient_key=?2 AND item_code=?3 AND performed_at<?4"
+    " ORDER BY performed_at DESC LIMIT 20");
+
 absl::StatusOr<std::optional<RetestRow>> FindUnused(Db& db, const std::string& institution,
                                                     const std::string& patient_key,
                                                     const std::string& item_code) {
@@ -107,11 +113,12 @@ absl::StatusOr<PublishOutcome> SqliteStore::PublishResult(const ResultRow& row,
     }
     // The look happens on the writer's connection, whose page cache stays warm (a reader's is
     // dropped at every commit), and touches the index leaf the insert below writes.
-    std::vector<ResultRow> priors;
-    ASSIGN_OR_RETURN(auto p, db.Prepare(kPriorsSql.c_str()));
-    p->Bind(1, internal::PatientNo(row.patient_key)).Bind(2, row.patient_key);
-    p->Bind(3, row.item_code).Bind(4, int64_t{20});
-    RETURN_IF_ERROR(p->ForEachRow([&](const Stmt& r) { priors.push_back(ReadResult(r)); }));
+    PriorScan priors = [&](const PriorVisitor& visit) -> absl::Status {
+      ASSIGN_OR_RETURN(auto p, db.Prepare(kEarlierSql.c_str()));
+      p->Bind(1, internal::PatientNo(row.patient_key)).Bind(2, row.patient_key);
+      p->Bind(3, row.item_code).Bind(4, row.performed_at);
+      return p->ForEachRowWhile([&](const Stmt& r) { return visit(ReadResult(r)); });
+    };
     UnusedRetestLookup lookup = [&]() -> absl::StatusOr<std::optional<RetestRow>> {
       return FindUnused(db, row.publisher, row.patient_key, row.item_code);
     };

@@ -212,9 +212,13 @@ struct PublishDecision {
   std::string use_retest_id;  // "" = none
 };
 using UnusedRetestLookup = std::function<absl::StatusOr<std::optional<RetestRow>>()>;
-// `priors`: the patient's stored results of the item, newest performed first (at most 20).
+// Hands the patient's stored results of the item performed before the new one to `visit`,
+// newest first, at most 20, until `visit` returns false. The rows are read as they are visited,
+// so a decision made on the newest reads no more (each is a random page of a large store).
+using PriorVisitor = std::function<bool(const ResultRow& prior)>;
+using PriorScan = std::function<absl::Status(const PriorVisitor& visit)>;
 using PublishDecider = std::function<absl::StatusOr<PublishDecision>(
-    const std::vector<ResultRow>& priors, const UnusedRetestLookup& unused_retest, ResultRow& row)>;
+    const PriorScan& priors, const UnusedRetestLookup& unused_retest, ResultRow& row)>;
 
 struct PublishOutcome {
   ResultRow row;  // as stored (the original when duplicate)

@@ -75,13 +75,19 @@ absl::Status Stmt::Run() {
 }
 
 absl::Status Stmt::ForEachRow(const std::function<void(const Stmt&)>& fn) {
+  return ForEachRowWhile([&](const Stmt& row) {
+    fn(row);
+    return true;
+  });
+}
+
+absl::Status Stmt::ForEachRowWhile(const std::function<bool(const Stmt&)>& fn) {
   for (;;) {
     auto row = Step();
-    if (!row.ok() || !*row) {
+    if (!row.ok() || !*row || !fn(*this)) {
       sqlite3_reset(stmt_);
       return row.ok() ? absl::OkStatus() : row.status();
     }
-    fn(*this);
   }
 }
 

@@ -45,6 +45,8 @@ class Stmt {
   absl::Status Run();
   // Calls `fn` for each row, then resets the statement so it can be bound and run again.
   absl::Status ForEachRow(const std::function<void(const Stmt&)>& fn);
+  // As ForEachRow, stopping (and resetting the statement) at the first row `fn` returns false.
+  absl::Status ForEachRowWhile(const std::function<bool(const Stmt&)>& fn);
 
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }

@@ -58,9 +58,13 @@ class ResultsIndex : public ::testing::Test {
   // Publishes `row` and returns the ids of the priors the store handed to the decision.
   std::vector<std::string> Publish(SqliteStore& store, const ResultRow& row) {
     std::vector<std::string> priors;
-    auto decide = [&](const std::vector<ResultRow>& p, const UnusedRetestLookup&,
+    auto decide = [&](const PriorScan& scan, const UnusedRetestLookup&,
                       ResultRow&) -> absl::StatusOr<PublishDecision> {
-      priors = Ids(p);
+      absl::Status visited = scan([&](const ResultRow& p) {
+        priors.push_back(p.id);
+        return true;
+      });
+      if (!visited.ok()) return visited;
       return PublishDecision{};
     };
     EXPECT_TRUE(store.PublishResult(row, decide).ok());

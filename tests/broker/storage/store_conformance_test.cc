@@ -927,17 +927,26 @@ ResultRow Result(const std::string& id, const std::string& request_id, Micros pe
   return r;
 }
 
+// The ids a publish's scan of the priors hands over, visiting every one.
+std::vector<std::string> PriorIds(const PriorScan& priors) {
+  std::vector<std::string> ids;
+  EXPECT_TRUE(priors([&](const ResultRow& p) {
+                ids.push_back(p.id);
+                return true;
+              }).ok());
+  return ids;
+}
+
 TEST_P(StoreConformance, PublishDecidesInsideTheTransactionWithThePriorsAndAnUnusedRetest) {
   std::vector<std::string> seen;
-  auto decide = [&](const std::vector<ResultRow>& priors, const UnusedRetestLookup& retest,
+  auto decide = [&](const PriorScan& priors, const UnusedRetestLookup& retest,
                     ResultRow& row) -> absl::StatusOr<PublishDecision> {
-    seen.clear();
-    for (const auto& p : priors) seen.push_back(p.id);
+    seen = PriorIds(priors);
     PublishDecision d;
     auto r = retest();
     if (!r.ok()) return r.status();
     if (*r) d.use_retest_id = (*r)->id;
-    row.repeat_without_reason = !priors.empty() && !*r;
+    row.repeat_without_reason = !seen.empty() && !*r;
     d.messages = {{"x/results", 3, row.id, "m"}};
     return d;
   };
@@ -970,10 +979,35 @@ TEST_P(StoreConformance, PublishDecidesInsideTheTransactionWithThePriorsAndAnUnu
   EXPECT_EQ(store_->ListResults("patient-key", {}, 10)->size(), 3u);
 }
 
+TEST_P(StoreConformance, APublishSeesOnlyResultsPerformedBeforeItAndStopsWhereItDecides) {
+  auto none = [](const PriorScan&, const UnusedRetestLookup&,
+                 ResultRow&) -> absl::StatusOr<PublishDecision> { return PublishDecision{}; };
+  for (int i = 1; i <= 4; ++i) {
+    ResultRow r = Result("res-" + std::to_string(i), "q" + std::to_string(i), kT0 + i * kSecond);
+    ASSERT_TRUE(store_->PublishResult(r, none).ok());
+  }
+  std::vector<std::string> all, first;
+  auto decide = [&](const PriorScan& priors, const UnusedRetestLookup&,
+                    ResultRow&) -> absl::StatusOr<PublishDecision> {
+    all = PriorIds(priors);
+    first.clear();
+    absl::Status visited = priors([&](const ResultRow& p) {
+      first.push_back(p.id);
+      return false;  // decided on the newest
+    });
+    if (!visited.ok()) return visited;
+    return PublishDecision{};
+  };
+  // Published now, performed between res-2 and res-3: res-3 and res-4 are not earlier results.
+  ASSERT_TRUE(store_->PublishResult(Result("res-5", "q5", kT0 + 2 * kSecond + 1), decide).ok());
+  EXPECT_EQ(all, (std::vector<std::string>{"res-2", "res-1"}));
+  EXPECT_EQ(first, std::vector<std::string>{"res-2"});
+}
+
 TEST_P(StoreConformance, CountRetestsByInstitutionAndReasonWithRepeatsWithoutReasonAsZero) {
-  auto no_reason = [](const std::vector<ResultRow>& priors, const UnusedRetestLookup&,
+  auto no_reason = [](const PriorScan& priors, const UnusedRetestLookup&,
                       ResultRow& row) -> absl::StatusOr<PublishDecision> {
-    row.repeat_without_reason = !priors.empty();
+    row.repeat_without_reason = !PriorIds(priors).empty();
     return PublishDecision{};
   };
   ASSERT_TRUE(store_->PublishResult(Result("res-1", "q1", kT0 - 2 * kSecond), no_reason).ok());
