@@ -8,30 +8,15 @@
 #include <vector>
 
 #include "broker/storage/internal/group_commit_writer.h"
+#include "tests/broker/storage/wal_table_db.h"
 
 namespace refbroker::storage::internal {
 namespace {
 
 constexpr int kPage = 4096;
 
-std::string FreshDb(const std::string& name) {
-  auto dir =
-      std::filesystem::temp_directory_path() / ("refbroker-ckpt-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  auto path = dir / name;
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
-  return path.string();
-}
-
-std::unique_ptr<Db> Open(const std::string& path) {
-  auto db = Db::Open(path, false);
-  EXPECT_TRUE(db.ok());
-  EXPECT_TRUE((*db)
-                  ->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                         "CREATE TABLE IF NOT EXISTS t(k INTEGER PRIMARY KEY, v BLOB)")
-                  .ok());
-  return std::move(*db);
-}
+std::string FreshDb(const std::string& name) { return FreshWalDb("refbroker-ckpt", name); }
+std::unique_ptr<Db> Open(const std::string& path) { return OpenWalTable(path); }
 
 // Writes `rows` rows of about a page each from 8 threads through a group-commit writer while a
 // background Checkpointer runs every 2 ms; returns the WAL file's size at the end, which is the
