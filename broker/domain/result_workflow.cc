@@ -194,8 +194,8 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
     v1::ResultRecord rec = r;
     storage::PublishDecision decision;
     std::string repeated;  // the newest earlier result the publisher could have recognized
+    // The store hands over only results performed before this one, newest first (PriorScan).
     RETURN_IF_ERROR(priors([&](const storage::ResultRow& prior) {
-      if (prior.performed_at >= performed) return true;
       if (!VerdictOf(prior, caller.id, performed).recognizable()) return true;
       repeated = prior.id;
       return false;
