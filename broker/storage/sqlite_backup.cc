@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "broker/storage/internal/no_readahead.h"
 
 namespace refbroker::storage {
 namespace {
@@ -17,6 +18,9 @@ struct Closer {
 using DbPtr = std::unique_ptr<sqlite3, Closer>;
 
 absl::StatusOr<DbPtr> OpenDb(const std::string& path, int flags) {
+  // Read page by page, without readahead: the live store's pages stay in 4 KiB folios
+  // (no_readahead.h), which is what the running broker writes into.
+  internal::OpenFilesWithoutReadahead();
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
   DbPtr db(raw);

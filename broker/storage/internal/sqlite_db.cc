@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
+#include "broker/storage/internal/no_readahead.h"
 #include "broker/storage/internal/wal_write_buffer.h"
 
 namespace refbroker::storage::internal {
@@ -102,7 +103,9 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path, bool read_
   sqlite3* raw = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;
-  // Through the VFS that writes a commit's WAL frames at once (wal_write_buffer.h).
+  // Through the VFS that writes a commit's WAL frames at once (wal_write_buffer.h), onto files
+  // opened without readahead (no_readahead.h).
+  OpenFilesWithoutReadahead();
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags, RegisterWalWriteBuffer());
   if (rc != SQLITE_OK) {
     absl::Status s = SqliteError(rc, raw, "open");
