@@ -7,6 +7,9 @@
 //     so the repeat-without-reason check does the same work in both)
 //   - query latency p50 / p99 (target p99 < 2 ms)
 //   - store size on disk
+//   - per phase, what the single writer did per record (its CPU time, and the checkpointer's,
+//     from /proc) and how the commits went (records per WAL sync, WAL frames per record): the
+//     rates of one phase vary by ±15% between runs on this machine, the writer's CPU much less
 //   recognition_bench [--records N] [--threads T] [--queries Q] [--dir DIR] [--existing]
 
 #include <spdlog/spdlog.h>
@@ -17,6 +20,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <thread>
 #include <vector>
@@ -25,6 +30,7 @@
 #include "broker/domain/identifiers.h"
 #include "broker/domain/result_workflow.h"
 #include "broker/recognition/catalogue.h"
+#include "broker/storage/internal/wal_write_buffer.h"
 #include "broker/storage/sqlite_store.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -76,10 +82,43 @@ v1::ResultRecord Record(uint64_t n, uint64_t patients, std::mt19937_64& rng) {
   return r;
 }
 
-// Publishes records [from, to) from `threads` threads; returns records per second.
-double Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Registry& reg,
+// CPU seconds used so far by this process's threads named `name` (the stores name theirs
+// rb-writer and rb-checkpoint), from /proc/self/task/*/stat.
+double ThreadCpuSeconds(const std::string& name) {
+  static const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  double total = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm_file(task.path() / "comm");
+    std::string comm;
+    if (!std::getline(comm_file, comm) || comm != name) continue;
+    std::ifstream stat_file(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    size_t close = stat.rfind(')');  // the name may hold spaces; the fields follow it
+    if (close == std::string::npos) continue;
+    unsigned long utime = 0, stime = 0;
+    if (std::sscanf(stat.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                    &utime, &stime) == 2) {
+      total += (utime + stime) / ticks;
+    }
+  }
+  return total;
+}
+
+struct Window {
+  double rate = 0;               // records per second
+  double writer_us = 0;          // writer thread CPU per record
+  double checkpoint_us = 0;      // checkpoint thread CPU per record
+  double records_per_sync = 0;   // records per WAL sync (commit)
+  double frames_per_record = 0;  // WAL frames written per record
+};
+
+// Publishes records [from, to) from `threads` threads.
+Window Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Registry& reg,
                uint64_t from, uint64_t to, uint64_t patients, int threads) {
   std::atomic<uint64_t> next{from}, errors{0};
+  const auto wal_before = refbroker::storage::internal::GetWalWriteStats();
+  const double writer_before = ThreadCpuSeconds("rb-writer");
+  const double checkpoint_before = ThreadCpuSeconds("rb-checkpoint");
   auto start = SteadyClock::now();
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
@@ -94,7 +133,18 @@ double Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Reg
   for (auto& th : pool) th.join();
   double secs = std::chrono::duration<double>(SteadyClock::now() - start).count();
   if (errors > 0) std::fprintf(stderr, "publish errors: %llu\n", (unsigned long long)errors.load());
-  return (to - from) / secs;
+  const auto wal_after = refbroker::storage::internal::GetWalWriteStats();
+  const double n = static_cast<double>(to - from);
+  Window w;
+  w.rate = n / secs;
+  w.writer_us = (ThreadCpuSeconds("rb-writer") - writer_before) * 1e6 / n;
+  w.checkpoint_us = (ThreadCpuSeconds("rb-checkpoint") - checkpoint_before) * 1e6 / n;
+  uint64_t syncs = wal_after.syncs - wal_before.syncs;
+  w.records_per_sync = syncs > 0 ? n / static_cast<double>(syncs) : 0;
+  // SQLite writes a frame as two writes (its header, then the page).
+  w.frames_per_record =
+      static_cast<double>(wal_after.frame_writes - wal_before.frame_writes) / 2 / n;
+  return w;
 }
 
 uint64_t DirSize(const std::string& dir) {
@@ -152,7 +202,7 @@ int main(int argc, char** argv) {
   // Rates are medians of three windows: on three fresh empty stores, and of the last three
   // windows of the load into the full one (single windows varied by ±20% on this machine).
   constexpr int kWindows = 3;
-  std::vector<double> empty_rates, full_rates;
+  std::vector<Window> empty_windows, full_windows;
   for (int k = 0; k < kWindows && !existing; ++k) {
     std::string empty_dir = dir + "/empty-" + std::to_string(k);
     std::filesystem::create_directories(empty_dir);
@@ -165,7 +215,7 @@ int main(int argc, char** argv) {
     // The same workload as at the end of the load: there each patient already has about nine
     // results (~1.8 per item) that the repeat check reads; here `probe` records for probe/20
     // patients give each record 9.5 earlier ones on average. Only the store's size differs.
-    empty_rates.push_back(
+    empty_windows.push_back(
         Publish(ewf, **reg, 0, probe, std::max<uint64_t>(1, probe / 20), threads));
     empty_store->reset();
     std::filesystem::remove_all(empty_dir);
@@ -186,15 +236,25 @@ int main(int argc, char** argv) {
   auto load_start = SteadyClock::now();
   if (bulk_end > 0 && !existing) Publish(wf, **reg, 0, bulk_end, patients, threads);
   for (uint64_t from = bulk_end; from < end; from += probe) {
-    full_rates.push_back(Publish(wf, **reg, from, from + probe, patients, threads));
+    full_windows.push_back(Publish(wf, **reg, from, from + probe, patients, threads));
   }
-  auto median = [](std::vector<double> v) {
+  // The median of one measure over a phase's windows, and the list of them.
+  auto median = [](const std::vector<Window>& windows, double Window::*field) {
+    std::vector<double> v;
+    for (const Window& w : windows) v.push_back(w.*field);
     if (v.empty()) return 0.0;
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  double empty_rate = median(empty_rates);
-  double full_rate = median(full_rates);
+  auto rates = [](const std::vector<Window>& windows) {
+    std::string out;
+    for (const Window& w : windows) {
+      out += (out.empty() ? "" : " ") + std::to_string(static_cast<int>(w.rate));
+    }
+    return out;
+  };
+  double empty_rate = median(empty_windows, &Window::rate);
+  double full_rate = median(full_windows, &Window::rate);
   double load_secs = std::chrono::duration<double>(SteadyClock::now() - load_start).count();
 
   std::mt19937_64 rng(42);
@@ -221,11 +281,6 @@ int main(int argc, char** argv) {
   std::printf("recognition_bench: %llu records, %llu patients, %d publishers, %u cores\n",
               (unsigned long long)records, (unsigned long long)patients, threads,
               std::thread::hardware_concurrency());
-  auto list = [](const std::vector<double>& v) {
-    std::string out;
-    for (double r : v) out += (out.empty() ? "" : " ") + std::to_string(static_cast<int>(r));
-    return out;
-  };
   if (existing) {
     // No empty store was measured: a ratio would compare the phase with itself.
     std::printf(
@@ -234,12 +289,29 @@ int main(int argc, char** argv) {
   } else {
     std::printf("  publish rate, empty store       %10.0f /s\n", empty_rate);
     std::printf("    (windows of %llu records: %s)\n", (unsigned long long)probe,
-                list(empty_rates).c_str());
+                rates(empty_windows).c_str());
     std::printf("  publish rate, %llu stored   %10.0f /s   ratio %.2f (target >= 0.90)\n",
                 (unsigned long long)bulk_end, full_rate, full_rate / empty_rate);
   }
   std::printf("    (windows of %llu records: %s)\n", (unsigned long long)probe,
-              list(full_rates).c_str());
+              rates(full_windows).c_str());
+  // Per record, medians of the windows; the empty store's first when there is one.
+  auto per_record = [&](const char* label, double Window::*field, const char* format) {
+    std::string line = std::string("  ") + label;
+    line.resize(34, ' ');
+    char value[32];
+    if (!existing) {
+      std::snprintf(value, sizeof value, format, median(empty_windows, field));
+      line += std::string(value) + " empty  ";
+    }
+    std::snprintf(value, sizeof value, format, median(full_windows, field));
+    line += std::string(value) + (existing ? " stored" : " full");
+    std::printf("%s\n", line.c_str());
+  };
+  per_record("writer CPU per record", &Window::writer_us, "%6.1f us");
+  per_record("checkpointer CPU per record", &Window::checkpoint_us, "%6.1f us");
+  per_record("records per commit", &Window::records_per_sync, "%9.1f");
+  per_record("WAL frames per record", &Window::frames_per_record, "%9.2f");
   std::printf("  load time                       %10.1f s\n", load_secs);
   std::printf("  recognition query (3 items)     p50 %.3f ms   p99 %.3f ms (target p99 < 2 ms)\n",
               pct(0.5) / 1000, pct(0.99) / 1000);

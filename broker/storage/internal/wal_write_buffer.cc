@@ -18,6 +18,7 @@ constexpr size_t kLimit = 0x1ffff;
 
 std::atomic<uint64_t> frame_writes{0};
 std::atomic<uint64_t> file_writes{0};
+std::atomic<uint64_t> wal_syncs{0};
 
 sqlite3_vfs* base_vfs = nullptr;
 sqlite3_vfs wrapper_vfs;
@@ -91,6 +92,7 @@ int Truncate(sqlite3_file* file, sqlite3_int64 size) {
 
 int Sync(sqlite3_file* file, int flags) {
   File* f = Of(file);
+  if (f->pending != nullptr) wal_syncs.fetch_add(1, std::memory_order_relaxed);
   int rc = Flush(f);
   return rc != SQLITE_OK ? rc : Real(f)->xSync(f->real, flags);
 }
@@ -243,8 +245,8 @@ const char* RegisterWalWriteBuffer() {
 }
 
 WalWriteStats GetWalWriteStats() {
-  return {frame_writes.load(std::memory_order_relaxed),
-          file_writes.load(std::memory_order_relaxed)};
+  return {frame_writes.load(std::memory_order_relaxed), file_writes.load(std::memory_order_relaxed),
+          wal_syncs.load(std::memory_order_relaxed)};
 }
 
 }  // namespace refbroker::storage::internal

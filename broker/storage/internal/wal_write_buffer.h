@@ -33,6 +33,7 @@ const char* RegisterWalWriteBuffer();
 struct WalWriteStats {
   uint64_t frame_writes = 0;  // writes SQLite asked for on WAL files
   uint64_t file_writes = 0;   // writes that reached the files
+  uint64_t syncs = 0;         // syncs of WAL files (one per commit)
 };
 WalWriteStats GetWalWriteStats();
 
