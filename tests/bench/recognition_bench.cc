@@ -7,18 +7,26 @@
 //     so the repeat-without-reason check does the same work in both)
 //   - query latency p50 / p99 (target p99 < 2 ms)
 //   - store size on disk
-//   - per phase, what the single writer did per record (its CPU time, and the checkpointer's,
-//     from /proc) and how the commits went (records per WAL sync, WAL frames per record): the
-//     rates of one phase vary by ±15% between runs on this machine, the writer's CPU much less
+//   - per phase, where the time per record went (medians of the windows): the CPU of the single
+//     writer, of the checkpointer and of every other thread (the publishers), from /proc; the
+//     writer's time ready to run but waiting for a core (schedstat); the wall time of COMMIT's
+//     WAL write and fdatasync; and how the commits went (records per WAL sync, WAL frames per
+//     record). The rates of one phase vary by ±15% between runs on this machine.
+//   - how much of the store's file the OS page cache held after the windows (mincore)
 //   recognition_bench [--records N] [--threads T] [--queries Q] [--dir DIR] [--existing]
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -82,26 +90,33 @@ v1::ResultRecord Record(uint64_t n, uint64_t patients, std::mt19937_64& rng) {
   return r;
 }
 
-// CPU seconds used so far by this process's threads named `name` (the stores name theirs
-// rb-writer and rb-checkpoint), from /proc/self/task/*/stat.
-double ThreadCpuSeconds(const std::string& name) {
-  static const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  double total = 0;
+// What this process's threads named `name` (the stores name theirs rb-writer and rb-checkpoint)
+// have had so far, from /proc/self/task/*/schedstat: seconds on a core, and seconds ready to run
+// but waiting on a run queue while another thread had the core.
+struct SchedSeconds {
+  double cpu = 0;
+  double queued = 0;
+};
+SchedSeconds ThreadSched(const std::string& name) {
+  SchedSeconds total;
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream comm_file(task.path() / "comm");
     std::string comm;
     if (!std::getline(comm_file, comm) || comm != name) continue;
-    std::ifstream stat_file(task.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
-    size_t close = stat.rfind(')');  // the name may hold spaces; the fields follow it
-    if (close == std::string::npos) continue;
-    unsigned long utime = 0, stime = 0;
-    if (std::sscanf(stat.c_str() + close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                    &utime, &stime) == 2) {
-      total += (utime + stime) / ticks;
+    std::ifstream sched(task.path() / "schedstat");
+    unsigned long long run_ns = 0, wait_ns = 0;
+    if (sched >> run_ns >> wait_ns) {
+      total.cpu += static_cast<double>(run_ns) / 1e9;
+      total.queued += static_cast<double>(wait_ns) / 1e9;
     }
   }
   return total;
+}
+
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
 struct Window {
@@ -110,6 +125,9 @@ struct Window {
   double checkpoint_us = 0;      // checkpoint thread CPU per record
   double records_per_sync = 0;   // records per WAL sync (commit)
   double frames_per_record = 0;  // WAL frames written per record
+  double others_us = 0;          // every other thread's CPU per record (the publishers')
+  double writer_queued_us = 0;   // the writer's time ready but waiting for a core, per record
+  double sync_us = 0;            // wall time writing and syncing the WAL at COMMIT, per record
 };
 
 // Publishes records [from, to) from `threads` threads.
@@ -117,8 +135,9 @@ Window Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Reg
                uint64_t from, uint64_t to, uint64_t patients, int threads) {
   std::atomic<uint64_t> next{from}, errors{0};
   const auto wal_before = refbroker::storage::internal::GetWalWriteStats();
-  const double writer_before = ThreadCpuSeconds("rb-writer");
-  const double checkpoint_before = ThreadCpuSeconds("rb-checkpoint");
+  const SchedSeconds writer_before = ThreadSched("rb-writer");
+  const SchedSeconds checkpoint_before = ThreadSched("rb-checkpoint");
+  const double process_before = ProcessCpuSeconds();
   auto start = SteadyClock::now();
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
@@ -137,14 +156,42 @@ Window Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Reg
   const double n = static_cast<double>(to - from);
   Window w;
   w.rate = n / secs;
-  w.writer_us = (ThreadCpuSeconds("rb-writer") - writer_before) * 1e6 / n;
-  w.checkpoint_us = (ThreadCpuSeconds("rb-checkpoint") - checkpoint_before) * 1e6 / n;
+  const SchedSeconds writer_after = ThreadSched("rb-writer");
+  w.writer_us = (writer_after.cpu - writer_before.cpu) * 1e6 / n;
+  w.writer_queued_us = (writer_after.queued - writer_before.queued) * 1e6 / n;
+  w.checkpoint_us = (ThreadSched("rb-checkpoint").cpu - checkpoint_before.cpu) * 1e6 / n;
+  w.others_us = (ProcessCpuSeconds() - process_before) * 1e6 / n - w.writer_us - w.checkpoint_us;
   uint64_t syncs = wal_after.syncs - wal_before.syncs;
   w.records_per_sync = syncs > 0 ? n / static_cast<double>(syncs) : 0;
+  w.sync_us = static_cast<double>(wal_after.sync_nanos - wal_before.sync_nanos) / 1e3 / n;
   // SQLite writes a frame as two writes (its header, then the page).
   w.frames_per_record =
       static_cast<double>(wal_after.frame_writes - wal_before.frame_writes) / 2 / n;
   return w;
+}
+
+// How much of `path` is in the OS page cache, in bytes (mincore over a mapping that is never
+// read). On this machine the page cache of an idle file shrinks by ~20 MB/s with most of the
+// memory free, so a large store is partly read from the disk again.
+uint64_t CachedBytes(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct stat st {};
+  uint64_t cached = 0;
+  if (fstat(fd, &st) == 0 && st.st_size > 0) {
+    const size_t size = static_cast<size_t>(st.st_size);
+    void* map = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map != MAP_FAILED) {
+      const long page = sysconf(_SC_PAGESIZE);
+      std::vector<unsigned char> resident((size + page - 1) / page);
+      if (mincore(map, size, resident.data()) == 0) {
+        for (unsigned char r : resident) cached += (r & 1) ? page : 0;
+      }
+      munmap(map, size);
+    }
+  }
+  close(fd);
+  return cached;
 }
 
 uint64_t DirSize(const std::string& dir) {
@@ -256,6 +303,7 @@ int main(int argc, char** argv) {
   double empty_rate = median(empty_windows, &Window::rate);
   double full_rate = median(full_windows, &Window::rate);
   double load_secs = std::chrono::duration<double>(SteadyClock::now() - load_start).count();
+  const uint64_t cached_after_load = CachedBytes(so.path);
 
   std::mt19937_64 rng(42);
   std::vector<double> latencies;
@@ -310,9 +358,15 @@ int main(int argc, char** argv) {
   };
   per_record("writer CPU per record", &Window::writer_us, "%6.1f us");
   per_record("checkpointer CPU per record", &Window::checkpoint_us, "%6.1f us");
+  per_record("other threads' CPU per record", &Window::others_us, "%6.1f us");
+  per_record("writer waiting for a core", &Window::writer_queued_us, "%6.1f us");
   per_record("records per commit", &Window::records_per_sync, "%9.1f");
   per_record("WAL frames per record", &Window::frames_per_record, "%9.2f");
+  per_record("WAL write+sync per record", &Window::sync_us, "%6.1f us");
   std::printf("  load time                       %10.1f s\n", load_secs);
+  std::printf("  store file in the page cache    %10.1f MiB of %.1f MiB (after the windows)\n",
+              cached_after_load / 1048576.0,
+              static_cast<double>(std::filesystem::file_size(so.path)) / 1048576.0);
   std::printf("  recognition query (3 items)     p50 %.3f ms   p99 %.3f ms (target p99 < 2 ms)\n",
               pct(0.5) / 1000, pct(0.99) / 1000);
   std::printf("  store size on disk              %10.1f MiB (%.0f bytes/record)\n",

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <vector>
@@ -19,6 +20,7 @@ constexpr size_t kLimit = 0x1ffff;
 std::atomic<uint64_t> frame_writes{0};
 std::atomic<uint64_t> file_writes{0};
 std::atomic<uint64_t> wal_syncs{0};
+std::atomic<uint64_t> sync_nanos{0};
 
 sqlite3_vfs* base_vfs = nullptr;
 sqlite3_vfs wrapper_vfs;
@@ -92,9 +94,19 @@ int Truncate(sqlite3_file* file, sqlite3_int64 size) {
 
 int Sync(sqlite3_file* file, int flags) {
   File* f = Of(file);
-  if (f->pending != nullptr) wal_syncs.fetch_add(1, std::memory_order_relaxed);
+  if (f->pending == nullptr) {
+    int rc = Flush(f);
+    return rc != SQLITE_OK ? rc : Real(f)->xSync(f->real, flags);
+  }
+  wal_syncs.fetch_add(1, std::memory_order_relaxed);
+  const auto start = std::chrono::steady_clock::now();
   int rc = Flush(f);
-  return rc != SQLITE_OK ? rc : Real(f)->xSync(f->real, flags);
+  if (rc == SQLITE_OK) rc = Real(f)->xSync(f->real, flags);
+  sync_nanos.fetch_add(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+          .count(),
+      std::memory_order_relaxed);
+  return rc;
 }
 
 int FileSize(sqlite3_file* file, sqlite3_int64* size) {
@@ -246,7 +258,7 @@ const char* RegisterWalWriteBuffer() {
 
 WalWriteStats GetWalWriteStats() {
   return {frame_writes.load(std::memory_order_relaxed), file_writes.load(std::memory_order_relaxed),
-          wal_syncs.load(std::memory_order_relaxed)};
+          wal_syncs.load(std::memory_order_relaxed), sync_nanos.load(std::memory_order_relaxed)};
 }
 
 }  // namespace refbroker::storage::internal

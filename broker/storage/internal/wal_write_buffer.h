@@ -34,6 +34,7 @@ struct WalWriteStats {
   uint64_t frame_writes = 0;  // writes SQLite asked for on WAL files
   uint64_t file_writes = 0;   // writes that reached the files
   uint64_t syncs = 0;         // syncs of WAL files (one per commit)
+  uint64_t sync_nanos = 0;  // wall time in them: the commit's buffered frames written, then synced
 };
 WalWriteStats GetWalWriteStats();
 
