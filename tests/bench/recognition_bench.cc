@@ -15,10 +15,7 @@
 //   - how much of the store's file the OS page cache held after the windows (mincore)
 //   recognition_bench [--records N] [--threads T] [--queries Q] [--dir DIR] [--existing]
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -40,6 +37,7 @@
 #include "broker/storage/internal/wal_write_buffer.h"
 #include "broker/storage/sqlite_store.h"
 #include "google/protobuf/util/time_util.h"
+#include "tests/support/page_cache.h"
 
 namespace {
 
@@ -169,28 +167,12 @@ Window Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Reg
   return w;
 }
 
-// How much of `path` is in the OS page cache, in bytes (mincore over a mapping that is never
-// read). On this machine the page cache of an idle file shrinks by ~20 MB/s with most of the
-// memory free, so a large store is partly read from the disk again.
+// How much of `path` the OS page cache holds, in bytes. On this machine the page cache of an
+// idle file shrinks by ~20 MB/s with most of the memory free, so a large store is partly read
+// from the disk again.
 uint64_t CachedBytes(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  struct stat st {};
-  uint64_t cached = 0;
-  if (fstat(fd, &st) == 0 && st.st_size > 0) {
-    const size_t size = static_cast<size_t>(st.st_size);
-    void* map = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-    if (map != MAP_FAILED) {
-      const long page = sysconf(_SC_PAGESIZE);
-      std::vector<unsigned char> resident((size + page - 1) / page);
-      if (mincore(map, size, resident.data()) == 0) {
-        for (unsigned char r : resident) cached += (r & 1) ? page : 0;
-      }
-      munmap(map, size);
-    }
-  }
-  close(fd);
-  return cached;
+  long pages = refbroker::testing::ResidentPages(path);
+  return pages > 0 ? static_cast<uint64_t>(pages) * sysconf(_SC_PAGESIZE) : 0;
 }
 
 uint64_t DirSize(const std::string& dir) {

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <string>
@@ -13,28 +12,12 @@
 
 #include "broker/storage/sqlite_backup.h"
 #include "tests/broker/storage/wal_table_db.h"
+#include "tests/support/page_cache.h"
 
 namespace refbroker::storage::internal {
 namespace {
 
-// Pages of `path` in the page cache (mincore), or -1 if it cannot tell.
-long ResidentPages(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) return -1;
-  off_t size = lseek(fd, 0, SEEK_END);
-  void* map = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  close(fd);
-  if (map == MAP_FAILED) return -1;
-  long page = sysconf(_SC_PAGESIZE);
-  std::vector<unsigned char> vec((size + page - 1) / page);
-  long resident = -1;
-  if (mincore(map, size, vec.data()) == 0) {
-    resident = 0;
-    for (unsigned char v : vec) resident += v & 1;
-  }
-  munmap(map, size);
-  return resident;
-}
+using refbroker::testing::ResidentPages;
 
 // Writes the file's pages to disk and asks the kernel to drop them from its cache.
 void Evict(const std::string& path) {
