@@ -71,9 +71,9 @@ std::shared_ptr<grpc::Channel> Connection::channel() {
   return channel_;
 }
 
-std::shared_ptr<grpc::Channel> Connection::Failover() {
+std::shared_ptr<grpc::Channel> Connection::Failover(const std::shared_ptr<grpc::Channel>& failed) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (options_.targets.size() > 1) {
+  if (options_.targets.size() > 1 && failed == channel_) {
     current_ = (current_ + 1) % options_.targets.size();
     channel_ = MakeChannel(options_.targets[current_]);
   }

@@ -47,8 +47,13 @@ class Connection {
 
   /// The channel to the current broker.
   std::shared_ptr<grpc::Channel> channel();
-  /// Moves to the next configured broker (after UNAVAILABLE); returns its channel.
-  std::shared_ptr<grpc::Channel> Failover();
+  /// True when more than one broker is configured: a call then fails fast on a broker that
+  /// cannot be reached (UNAVAILABLE) instead of waiting for it, and moves on with Failover.
+  bool has_alternatives() const { return options_.targets.size() > 1; }
+  /// Moves to the next configured broker after `failed`, the channel a call failed on, could
+  /// not reach its broker; returns the channel to use now. Callers sharing this connection
+  /// that saw the same broker fail move on once, not once each (which could bring them back).
+  std::shared_ptr<grpc::Channel> Failover(const std::shared_ptr<grpc::Channel>& failed);
   const std::string& current_target();
 
  private:

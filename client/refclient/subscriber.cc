@@ -20,29 +20,37 @@ absl::Status Subscriber::Run(const Handler& handler) {
   auto backoff = options_.reconnect_backoff;
   bool first = true;
   while (!stopped_) {
-    absl::Status s = RunOnce(handler, first);
+    auto channel = connection_.channel();
+    absl::Status s = RunOnce(channel, handler, first);
     first = false;
     if (stopped_) break;
     if (IsPermanent(s)) return s;
-    if (absl::IsUnavailable(s)) connection_.Failover();
+    if (absl::IsUnavailable(s)) connection_.Failover(channel);
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, options_.max_reconnect_backoff);
   }
   return absl::OkStatus();
 }
 
-absl::Status Subscriber::RunOnce(const Handler& handler, bool first) {
-  auto stub = refbroker::v1::DeliveryService::NewStub(connection_.channel());
+absl::Status Subscriber::RunOnce(const std::shared_ptr<grpc::Channel>& channel,
+                                 const Handler& handler, bool first) {
+  auto stub = refbroker::v1::DeliveryService::NewStub(channel);
   grpc::ClientContext ctx;
-  ctx.set_wait_for_ready(true);
-  auto stream = stub->Subscribe(&ctx);
+  // With one broker the stream waits for it to be reachable; with several it fails fast
+  // (UNAVAILABLE) on one that is down, and Run moves on to the next.
+  ctx.set_wait_for_ready(!connection_.has_alternatives());
   {
+    // Stop may cancel from here on: opening the stream already waits for the broker.
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return absl::OkStatus();
     context_ = &ctx;
-    stream_ = stream.get();
     half_closed_ = false;
     opening_ = true;
+  }
+  auto stream = stub->Subscribe(&ctx);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_ = stream.get();
   }
   connections_++;
   refbroker::v1::SubscribeRequest open;

@@ -88,7 +88,8 @@ class Subscriber {
   int connections() const { return connections_.load(); }
 
  private:
-  absl::Status RunOnce(const Handler& handler, bool first);
+  absl::Status RunOnce(const std::shared_ptr<grpc::Channel>& channel, const Handler& handler,
+                       bool first);
   // With mu_ held: half-closes the current stream, once.
   void HalfCloseLocked();
 

@@ -18,10 +18,14 @@ absl::Status WithRetries(Connection& connection, const RetryPolicy& retry, Call 
   auto backoff = retry.initial_backoff;
   absl::Status last;
   for (int attempt = 1; attempt <= retry.max_attempts; ++attempt) {
-    auto stub = Service::NewStub(connection.channel());
+    auto channel = connection.channel();
+    auto stub = Service::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + retry.per_call_timeout);
-    ctx.set_wait_for_ready(true);
+    // With one broker, a call waits (within its deadline) for the broker to come back; with
+    // several it fails fast when its broker cannot be reached, and the next attempt goes to
+    // another broker.
+    ctx.set_wait_for_ready(!connection.has_alternatives());
     last = FromGrpc(call(*stub, ctx));
     if (last.ok() || !IsRetryable(last) || attempt == retry.max_attempts) break;
     // An oversize request is RESOURCE_EXHAUSTED too, but retrying cannot help.
@@ -29,7 +33,12 @@ absl::Status WithRetries(Connection& connection, const RetryPolicy& retry, Call 
         last.message().find("exceeds") != absl::string_view::npos) {
       break;
     }
-    if (absl::IsUnavailable(last)) connection.Failover();
+    // UNAVAILABLE, or the deadline passed while the channel was not connected (a broker
+    // that does not answer at all): the broker is down for this client.
+    if (absl::IsUnavailable(last) ||
+        (absl::IsDeadlineExceeded(last) && channel->GetState(false) != GRPC_CHANNEL_READY)) {
+      connection.Failover(channel);
+    }
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, retry.max_backoff);
   }
