@@ -85,6 +85,13 @@ absl::Status BrokerServer::Init() {
   eo.workers = options_.server.workers;
   engine_ = std::make_unique<delivery::DeliveryEngine>(*store_, SystemClock::Get(), eo);
   engine_->SetAckHook([this](const QueueName& q, const storage::AckResult& r) { OnAck(q, r); });
+  // The receiver's ack of a new referral and its DELIVERED transition commit together.
+  engine_->SetAckFollowUp([this](const QueueName& q) -> storage::AckFollowUp {
+    if (q.kind != refbroker::v1::REFERRALS) return nullptr;
+    return [this, owner = q.owner](const storage::ReferralRecord& rec) {
+      return workflow_->DeliveredChange(rec, owner);
+    };
+  });
   // Several brokers on one PostgreSQL database: the others' enqueues wake our subscriptions.
   store_->SetEnqueueListener([this](const std::string& queue) { engine_->Wake(queue); });
   ASSIGN_OR_RETURN(auto catalogue,
@@ -315,8 +322,9 @@ absl::Status BrokerServer::InitConsults() {
   return absl::OkStatus();
 }
 
-// A crash between an ack and its DELIVERED transition leaves SUBMITTED referrals whose delivery
-// was acked: record DELIVERED for them now, so the sender gets its update.
+// A store written by a version whose DELIVERED transition followed the ack in a transaction of
+// its own may hold SUBMITTED referrals whose delivery was acked before a crash: record DELIVERED
+// for them now, so the sender gets its update. (An ack now commits its transition with it.)
 void BrokerServer::RecordLostDeliveries() {
   for (;;) {
     auto pending = store_->ListAckedButUndelivered(500);
@@ -334,18 +342,11 @@ void BrokerServer::RecordLostDeliveries() {
   }
 }
 
-// The receiver's system acked a new referral: it is DELIVERED.
+// The receiver's system acked a new referral: its DELIVERED transition committed with the ack
+// (the engine's ack follow-up); announce the update to the sender.
 void BrokerServer::OnAck(const QueueName& queue, const storage::AckResult& result) {
-  if (queue.kind != refbroker::v1::REFERRALS || !result.first_ack) return;
-  // On the worker pool, not on the subscription's strand: the strand goes on with the next
-  // acks, and the DELIVERED events of many acks share group commits. One lost to a crash or a
-  // shutdown is recorded at the next start (RecordLostDeliveries).
-  engine_->RunBlocking([this, referral_id = result.subject_id, owner = queue.owner] {
-    absl::Status s = workflow_->MarkDelivered(referral_id, owner);
-    if (!s.ok()) {
-      spdlog::warn("referral id={} DELIVERED not recorded: {}", referral_id, s.ToString());
-    }
-  });
+  if (queue.kind != refbroker::v1::REFERRALS || !result.follow_up) return;
+  workflow_->Recorded(*result.follow_up);
 }
 
 void BrokerServer::ScheduleHousekeeping() {

@@ -45,7 +45,14 @@ class DeliveryEngine {
   DeliveryEngine(const DeliveryEngine&) = delete;
   DeliveryEngine& operator=(const DeliveryEngine&) = delete;
 
+  // What the first ack of a message of a queue writes in the ack's own transaction (an empty
+  // function: nothing): Store::AckBatch's follow-up.
+  using AckFollowUpSource = std::function<storage::AckFollowUp(const QueueName&)>;
+
   void SetAckHook(AckHook hook) { ack_hook_ = std::move(hook); }
+  void SetAckFollowUp(AckFollowUpSource follow_up_for) {
+    ack_follow_up_for_ = std::move(follow_up_for);
+  }
 
   // Opens a subscription and starts it. The caller has authorized the principal.
   std::shared_ptr<Subscription> Subscribe(const QueueName& queue, const std::string& group,
@@ -79,11 +86,15 @@ class DeliveryEngine {
   void RunAckHook(const QueueName& q, const storage::AckResult& r) {
     if (ack_hook_) ack_hook_(q, r);
   }
+  storage::AckFollowUp AckFollowUpFor(const QueueName& q) const {
+    return ack_follow_up_for_ ? ack_follow_up_for_(q) : storage::AckFollowUp();
+  }
 
   storage::Store& store_;
   const Clock& clock_;
   const EngineOptions options_;
   AckHook ack_hook_;
+  AckFollowUpSource ack_follow_up_for_;
   EngineCounters counters_;
   boost::asio::thread_pool pool_;
   mutable std::mutex mu_;

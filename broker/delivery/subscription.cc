@@ -27,6 +27,7 @@ Subscription::Subscription(DeliveryEngine& engine, QueueName queue, std::string 
       window_(window),
       sink_(std::move(sink)),
       reader_(std::move(reader)),
+      ack_follow_up_(engine.AckFollowUpFor(queue_)),
       strand_(boost::asio::make_strand(engine.pool().get_executor())),
       timer_(strand_) {}
 
@@ -136,7 +137,8 @@ void Subscription::FlushAcks() {
     ack_flush_queued_ = false;
   }
   if (closed_ || batch.empty()) return;
-  auto results = engine_.store().AckBatch(queue_text_, group_, batch, engine_.clock().Now());
+  auto results =
+      engine_.store().AckBatch(queue_text_, group_, batch, engine_.clock().Now(), ack_follow_up_);
   if (!results.ok()) {
     FailAndClose(results.status());
     return;

@@ -80,6 +80,7 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   const uint32_t window_;
   std::shared_ptr<DeliverySink> sink_;
   const Reader reader_;
+  const storage::AckFollowUp ack_follow_up_;  // what a first ack also writes (may be empty)
   Strand strand_;
   boost::asio::steady_timer timer_;      // used on strand only
   std::map<uint64_t, Micros> inflight_;  // sequence → lease expiry; strand only

@@ -334,94 +334,109 @@ absl::StatusOr<SubmitOutcome> ReferralWorkflow::StoreNew(const auth::Principal& 
   return out;
 }
 
+absl::StatusOr<ReferralWorkflow::Prepared> ReferralWorkflow::Prepare(
+    const Change& c, const storage::ReferralRecord& rec, Micros now) {
+  if (!c.expected_receiver.empty() && rec.receiver != c.expected_receiver) {
+    return absl::FailedPreconditionError("receiver: no longer the receiver of this referral");
+  }
+  if (c.only_while_due_at != 0 && rec.decision_due_at != c.only_while_due_at) {
+    return absl::FailedPreconditionError("decision deadline: handled meanwhile");
+  }
+  Party party = PartyOf(c.actor.institution(), rec);
+  auto from = static_cast<v1::ReferralState>(rec.state);
+  ASSIGN_OR_RETURN(v1::ReferralState next, NextReferralState(from, c.action, party));
+  Referral body;
+  if (!body.ParseFromString(rec.body)) return absl::DataLossError("stored referral is damaged");
+  storage::AuditScope::Touch(rec.id, PatientKey(body.patient()));
+
+  v1::ReferralEvent event;
+  event.set_action(c.action);
+  event.set_from_state(from);
+  event.set_to_state(next);
+  *event.mutable_actor() = c.actor;
+  *event.mutable_at() = TimeUtil::MicrosecondsToTimestamp(now);
+  event.set_client_request_id(c.client_request_id);
+  if (c.fill) c.fill(event);
+
+  Prepared p;
+  storage::ReferralRecord& after = p.after;
+  after = rec;
+  after.state = next;
+  after.updated_at = now;
+  after.decision_due_at = DecisionPending(next) ? rec.decision_due_at : 0;
+  after.version = rec.version + 1;
+  const RerouteRule* reroute =
+      c.action == v1::ESCALATE ? FindReroute(rec.receiver, body.specialty()) : nullptr;
+  if (reroute != nullptr) {
+    event.set_rerouted_from(rec.receiver);
+    event.set_rerouted_to(reroute->to);
+    after.receiver = reroute->to;
+    body.set_to_institution(reroute->to);
+    if (body.attached_result_ids_size() > 0 && hooks_.stamp_results) {
+      auto verdicts = hooks_.stamp_results(body, reroute->to);  // for the new receiver
+      if (verdicts.ok()) {
+        body.clear_attached_result_verdicts();
+        for (auto& v : *verdicts) *body.add_attached_result_verdicts() = std::move(v);
+      }
+    }
+  }
+  body.set_state(next);
+  *body.mutable_updated_at() = event.at();
+  if (after.decision_due_at == 0) body.clear_decision_deadline();
+  after.body = body.SerializeAsString();
+
+  std::vector<storage::NewMessage> messages;
+  if (party == Party::kReceiver || party == Party::kBroker) {
+    messages.push_back(UpdateFor(rec.sender, after, event, v1::REFERRAL_UPDATES));
+  }
+  if (party == Party::kSender) {
+    messages.push_back(UpdateFor(rec.receiver, after, event, v1::REFERRAL_UPDATES));
+  }
+  if (c.action == v1::ESCALATE) {
+    messages.push_back(UpdateFor(rec.alliance, after, event, v1::ALLIANCE));
+    if (reroute != nullptr) {
+      messages.push_back(UpdateFor(rec.receiver, after, event, v1::REFERRAL_UPDATES));
+      v1::Delivery payload;
+      *payload.mutable_referral() = body;
+      messages.push_back(
+          Message(QueueName{after.receiver, v1::REFERRALS}, rec.priority, rec.id, payload));
+    }
+  }
+  p.change = storage::ReferralChange{rec.id,
+                                     rec.version,
+                                     after.state,
+                                     after.receiver,
+                                     after.decision_due_at,
+                                     now,
+                                     after.body,
+                                     {rec.id, c.actor.institution(), c.client_request_id, c.action,
+                                      now, event.SerializeAsString()},
+                                     std::move(messages)};
+  return p;
+}
+
+void ReferralWorkflow::Recorded(const storage::ReferralChange& change) {
+  Announce(change.messages);
+  v1::ReferralEvent event;
+  event.ParseFromString(change.event.body);
+  spdlog::info(
+      "referral {} id={} by={} {}->{}{}", v1::ReferralAction_Name(event.action()),
+      change.referral_id,
+      event.actor().institution().empty() ? "refbroker" : event.actor().institution(),
+      v1::ReferralState_Name(event.from_state()), v1::ReferralState_Name(event.to_state()),
+      event.rerouted_to().empty() ? "" : absl::StrCat(" rerouted_to=", event.rerouted_to()));
+}
+
 absl::StatusOr<storage::ChangeResult> ReferralWorkflow::Apply(Change& c) {
   for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
     ASSIGN_OR_RETURN(storage::ReferralRecord rec, store_.GetReferral(c.referral_id));
-    if (!c.expected_receiver.empty() && rec.receiver != c.expected_receiver) {
-      return absl::FailedPreconditionError("receiver: no longer the receiver of this referral");
-    }
-    if (c.only_while_due_at != 0 && rec.decision_due_at != c.only_while_due_at) {
-      return absl::FailedPreconditionError("decision deadline: handled meanwhile");
-    }
-    Party party = PartyOf(c.actor.institution(), rec);
-    auto from = static_cast<v1::ReferralState>(rec.state);
-    ASSIGN_OR_RETURN(v1::ReferralState next, NextReferralState(from, c.action, party));
-    Referral body;
-    if (!body.ParseFromString(rec.body)) return absl::DataLossError("stored referral is damaged");
-    storage::AuditScope::Touch(rec.id, PatientKey(body.patient()));
-    Micros now = clock_.Now();
-
-    v1::ReferralEvent event;
-    event.set_action(c.action);
-    event.set_from_state(from);
-    event.set_to_state(next);
-    *event.mutable_actor() = c.actor;
-    *event.mutable_at() = TimeUtil::MicrosecondsToTimestamp(now);
-    event.set_client_request_id(c.client_request_id);
-    if (c.fill) c.fill(event);
-
-    storage::ReferralRecord after = rec;
-    after.state = next;
-    after.updated_at = now;
-    after.decision_due_at = DecisionPending(next) ? rec.decision_due_at : 0;
-    const RerouteRule* reroute =
-        c.action == v1::ESCALATE ? FindReroute(rec.receiver, body.specialty()) : nullptr;
-    if (reroute != nullptr) {
-      event.set_rerouted_from(rec.receiver);
-      event.set_rerouted_to(reroute->to);
-      after.receiver = reroute->to;
-      body.set_to_institution(reroute->to);
-      if (body.attached_result_ids_size() > 0 && hooks_.stamp_results) {
-        auto verdicts = hooks_.stamp_results(body, reroute->to);  // for the new receiver
-        if (verdicts.ok()) {
-          body.clear_attached_result_verdicts();
-          for (auto& v : *verdicts) *body.add_attached_result_verdicts() = std::move(v);
-        }
-      }
-    }
-    body.set_state(next);
-    *body.mutable_updated_at() = event.at();
-    if (after.decision_due_at == 0) body.clear_decision_deadline();
-    after.body = body.SerializeAsString();
-
-    std::vector<storage::NewMessage> messages;
-    if (party == Party::kReceiver || party == Party::kBroker) {
-      messages.push_back(UpdateFor(rec.sender, after, event, v1::REFERRAL_UPDATES));
-    }
-    if (party == Party::kSender) {
-      messages.push_back(UpdateFor(rec.receiver, after, event, v1::REFERRAL_UPDATES));
-    }
-    if (c.action == v1::ESCALATE) {
-      messages.push_back(UpdateFor(rec.alliance, after, event, v1::ALLIANCE));
-      if (reroute != nullptr) {
-        messages.push_back(UpdateFor(rec.receiver, after, event, v1::REFERRAL_UPDATES));
-        v1::Delivery payload;
-        *payload.mutable_referral() = body;
-        messages.push_back(
-            Message(QueueName{after.receiver, v1::REFERRALS}, rec.priority, rec.id, payload));
-      }
-    }
-    storage::ReferralChange change{rec.id,
-                                   rec.version,
-                                   after.state,
-                                   after.receiver,
-                                   after.decision_due_at,
-                                   now,
-                                   after.body,
-                                   {rec.id, c.actor.institution(), c.client_request_id, c.action,
-                                    now, event.SerializeAsString()},
-                                   messages};
-    auto result = store_.ChangeReferral(change);
+    ASSIGN_OR_RETURN(Prepared p, Prepare(c, rec, clock_.Now()));
+    auto result = store_.ChangeReferral(p.change);
     if (absl::IsAborted(result.status())) continue;  // someone else changed it: re-read
     if (!result.ok()) return result.status();
     if (!result->duplicate) {
-      after.version = rec.version + 1;
-      c.after = after;
-      Announce(messages);
-      spdlog::info("referral {} id={} by={} {}->{}{}", v1::ReferralAction_Name(c.action), rec.id,
-                   c.actor.institution().empty() ? "refbroker" : c.actor.institution(),
-                   v1::ReferralState_Name(from), v1::ReferralState_Name(next),
-                   reroute ? absl::StrCat(" rerouted_to=", reroute->to) : "");
+      c.after = std::move(p.after);
+      Recorded(p.change);
     }
     return result;
   }
@@ -479,6 +494,23 @@ absl::Status ReferralWorkflow::MarkDelivered(const std::string& referral_id,
   // Already accepted, re-routed or delivered before: nothing to record.
   if (absl::IsFailedPrecondition(result.status())) return absl::OkStatus();
   return result.status();
+}
+
+std::optional<storage::ReferralChange> ReferralWorkflow::DeliveredChange(
+    const storage::ReferralRecord& rec, const std::string& owner) {
+  Change c;
+  c.referral_id = rec.id;
+  c.action = v1::DELIVER;
+  c.actor = BrokerActor();
+  c.expected_receiver = owner;
+  auto p = Prepare(c, rec, clock_.Now());
+  if (!p.ok()) {
+    if (!absl::IsFailedPrecondition(p.status())) {
+      spdlog::warn("referral id={} DELIVERED not recorded: {}", rec.id, p.status().ToString());
+    }
+    return std::nullopt;
+  }
+  return std::move(p->change);
 }
 
 absl::StatusOr<size_t> ReferralWorkflow::EscalateDue() {

@@ -80,6 +80,13 @@ class ReferralWorkflow {
       const auth::Principal& caller, const refbroker::v1::TransitionReferralRequest& request);
   // The receiver `owner`'s system acked the delivery of `referral_id`.
   absl::Status MarkDelivered(const std::string& referral_id, const std::string& owner);
+  // The same DELIVERED transition, for a store to apply in the ack's own transaction: computed
+  // from `rec` as that transaction read it; nullopt when it does not apply (accepted,
+  // re-routed or delivered before). Touches no store.
+  std::optional<storage::ReferralChange> DeliveredChange(const storage::ReferralRecord& rec,
+                                                         const std::string& owner);
+  // After a store committed `change` (with an ack): announces its messages and logs it.
+  void Recorded(const storage::ReferralChange& change);
   // Escalates every referral whose decision deadline passed; returns how many.
   absl::StatusOr<size_t> EscalateDue();
 
@@ -91,6 +98,14 @@ class ReferralWorkflow {
 
  private:
   struct Change;  // one attempted transition, see .cc
+  // What a transition writes: the store's change and the record after it.
+  struct Prepared {
+    storage::ReferralChange change;
+    storage::ReferralRecord after;
+  };
+  // Checks and computes `change` on `rec` (FAILED_PRECONDITION when it does not apply).
+  absl::StatusOr<Prepared> Prepare(const Change& change, const storage::ReferralRecord& rec,
+                                   Micros now);
   absl::StatusOr<storage::ChangeResult> Apply(Change& change);
   absl::StatusOr<SubmitOutcome> SubmitDown(const auth::Principal& caller,
                                            refbroker::v1::Referral r);

@@ -353,6 +353,35 @@ absl::StatusOr<ReferralRecord> PostgresStore::GetReferral(const std::string& id)
   return out;
 }
 
+// The referral row, its event and its messages: ChangeReferral's writes, and an ack's
+// follow-up.
+absl::Status PostgresStore::WriteChange(PgConn& conn, const ReferralChange& c) const {
+  ASSIGN_OR_RETURN(PgResult up,
+                   conn.Run("UPDATE referrals SET state=$1::integer, receiver=$2, "
+                            "decision_due_at=NULLIF($3::bigint,0), updated_at=$4::bigint, "
+                            "body=$5, version=version+1 WHERE id=$6 AND version=$7::bigint "
+                            "RETURNING alliance",
+                            PgParams()
+                                .Add(c.state)
+                                .Add(c.receiver)
+                                .Add(c.decision_due_at)
+                                .Add(c.updated_at)
+                                .Bytes(c.body)
+                                .Add(c.referral_id)
+                                .Add(c.expected_version)));
+  if (up.rows() == 0) {
+    ASSIGN_OR_RETURN(
+        PgResult q, conn.Run("SELECT 1 FROM referrals WHERE id=$1", PgParams().Add(c.referral_id)));
+    return q.rows() > 0
+               ? absl::AbortedError("referral changed concurrently; retry")
+               : absl::NotFoundError(absl::StrCat("referral '", c.referral_id, "' not found"));
+  }
+  RETURN_IF_ERROR(InsertEvent(conn, c.event, up.Bytes(0, 0)));
+  for (const NewMessage& m : c.messages)
+    RETURN_IF_ERROR(Enqueue(conn, m, c.updated_at, QueueAlliance(m.queue)));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ChangeResult> PostgresStore::ChangeReferral(const ReferralChange& c) {
   ChangeResult result;
   RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
@@ -369,29 +398,7 @@ absl::StatusOr<ChangeResult> PostgresStore::ChangeReferral(const ReferralChange&
         return absl::OkStatus();
       }
     }
-    ASSIGN_OR_RETURN(PgResult up,
-                     tx.conn.Run("UPDATE referrals SET state=$1::integer, receiver=$2, "
-                                 "decision_due_at=NULLIF($3::bigint,0), updated_at=$4::bigint, "
-                                 "body=$5, version=version+1 WHERE id=$6 AND version=$7::bigint "
-                                 "RETURNING alliance",
-                                 PgParams()
-                                     .Add(c.state)
-                                     .Add(c.receiver)
-                                     .Add(c.decision_due_at)
-                                     .Add(c.updated_at)
-                                     .Bytes(c.body)
-                                     .Add(c.referral_id)
-                                     .Add(c.expected_version)));
-    if (up.rows() == 0) {
-      ASSIGN_OR_RETURN(PgResult q, tx.conn.Run("SELECT 1 FROM referrals WHERE id=$1",
-                                               PgParams().Add(c.referral_id)));
-      return q.rows() > 0
-                 ? absl::AbortedError("referral changed concurrently; retry")
-                 : absl::NotFoundError(absl::StrCat("referral '", c.referral_id, "' not found"));
-    }
-    RETURN_IF_ERROR(InsertEvent(tx.conn, c.event, up.Bytes(0, 0)));
-    for (const NewMessage& m : c.messages)
-      RETURN_IF_ERROR(Enqueue(tx.conn, m, c.updated_at, QueueAlliance(m.queue)));
+    RETURN_IF_ERROR(WriteChange(tx.conn, c));
     result.event = c.event;
     return absl::OkStatus();
   }));
@@ -599,7 +606,7 @@ absl::StatusOr<LeaseResult> PostgresStore::Lease(const LeaseRequest& req) {
 
 absl::StatusOr<std::vector<AckResult>> PostgresStore::AckBatch(
     const std::string& queue, const std::string& group, const std::vector<uint64_t>& sequences,
-    Micros now) {
+    Micros now, const AckFollowUp& follow_up) {
   std::vector<AckResult> results;
   RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
     results.clear();  // the request may run again
@@ -623,6 +630,15 @@ absl::StatusOr<std::vector<AckResult>> PostgresStore::AckBatch(
       }
       result.subject_id = r.Bytes(0, 1);
       result.first_ack = r.Int(0, 2) > 0;
+      if (result.first_ack && follow_up && !result.subject_id.empty()) {
+        // Locked: another broker's change to this referral waits for this transaction.
+        ASSIGN_OR_RETURN(PgResult got, tx.conn.Run("SELECT " REFERRAL_COLUMNS
+                                                   " FROM referrals WHERE id=$1 FOR UPDATE",
+                                                   PgParams().Add(result.subject_id)));
+        if (got.rows() == 0) continue;
+        result.follow_up = follow_up(ReadReferral(got, 0));
+        if (result.follow_up) RETURN_IF_ERROR(WriteChange(tx.conn, *result.follow_up));
+      }
     }
     return absl::OkStatus();
   }));

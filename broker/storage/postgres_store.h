@@ -69,7 +69,8 @@ class PostgresStore final : public Store {
   absl::StatusOr<std::vector<AckResult>> AckBatch(const std::string& queue,
                                                   const std::string& group,
                                                   const std::vector<uint64_t>& sequences,
-                                                  Micros now) override;
+                                                  Micros now,
+                                                  const AckFollowUp& follow_up) override;
   absl::Status Nack(const std::string& queue, const std::string& group, uint64_t sequence,
                     const std::string& reason, uint32_t max_attempts, Micros retry_at,
                     Micros now) override;
@@ -139,6 +140,8 @@ class PostgresStore final : public Store {
   std::string AllianceOf(const std::string& code) const;
   // The alliance of a queue's owner ("owner/kind").
   std::string QueueAlliance(const std::string& queue) const;
+  // A referral's row, event and messages (ChangeReferral, and an ack's follow-up).
+  absl::Status WriteChange(internal::PgConn& conn, const ReferralChange& c) const;
 
   std::function<std::string(const std::string&)> alliance_of_;
   std::unique_ptr<internal::PgListener> listener_;

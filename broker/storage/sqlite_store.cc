@@ -335,6 +335,30 @@ absl::StatusOr<ReferralRecord> SqliteStore::GetReferral(const std::string& id) {
   return out;
 }
 
+// The referral row, its event and its messages: ChangeReferral's writes, and an ack's
+// follow-up.
+static absl::Status WriteChange(Db& db, const ReferralChange& c) {
+  ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE referrals SET state=?, receiver=?, "
+                                       "decision_due_at=NULLIF(?,0), updated_at=?, body=?, "
+                                       "version=version+1 WHERE id=? AND version=?"));
+  up->Bind(1, c.state).Bind(2, c.receiver).Bind(3, c.decision_due_at).Bind(4, c.updated_at);
+  up->BindBlob(5, c.body).Bind(6, c.referral_id).Bind(7, c.expected_version);
+  RETURN_IF_ERROR(up->Run());
+  if (db.Changes() == 0) {
+    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM referrals WHERE id=?"));
+    q->Bind(1, c.referral_id);
+    ASSIGN_OR_RETURN(bool exists, q->Step());
+    return exists ? absl::AbortedError("referral changed concurrently; retry")
+                  : absl::NotFoundError(absl::StrCat("referral '", c.referral_id, "' not found"));
+  }
+  RETURN_IF_ERROR(InsertEvent(db, c.event));
+  for (const NewMessage& m : c.messages) {
+    ASSIGN_OR_RETURN(uint64_t seq, Enqueue(db, m, c.updated_at));
+    (void)seq;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ChangeResult> SqliteStore::ChangeReferral(const ReferralChange& c) {
   ChangeResult result;
   RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
@@ -350,24 +374,7 @@ absl::StatusOr<ChangeResult> SqliteStore::ChangeReferral(const ReferralChange& c
         return absl::OkStatus();
       }
     }
-    ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE referrals SET state=?, receiver=?, "
-                                         "decision_due_at=NULLIF(?,0), updated_at=?, body=?, "
-                                         "version=version+1 WHERE id=? AND version=?"));
-    up->Bind(1, c.state).Bind(2, c.receiver).Bind(3, c.decision_due_at).Bind(4, c.updated_at);
-    up->BindBlob(5, c.body).Bind(6, c.referral_id).Bind(7, c.expected_version);
-    RETURN_IF_ERROR(up->Run());
-    if (db.Changes() == 0) {
-      ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT 1 FROM referrals WHERE id=?"));
-      q->Bind(1, c.referral_id);
-      ASSIGN_OR_RETURN(bool exists, q->Step());
-      return exists ? absl::AbortedError("referral changed concurrently; retry")
-                    : absl::NotFoundError(absl::StrCat("referral '", c.referral_id, "' not found"));
-    }
-    RETURN_IF_ERROR(InsertEvent(db, c.event));
-    for (const NewMessage& m : c.messages) {
-      ASSIGN_OR_RETURN(uint64_t seq, Enqueue(db, m, c.updated_at));
-      (void)seq;
-    }
+    RETURN_IF_ERROR(WriteChange(db, c));
     result.event = c.event;
     return absl::OkStatus();
   }));
@@ -559,7 +566,8 @@ absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
 absl::StatusOr<std::vector<AckResult>> SqliteStore::AckBatch(const std::string& queue,
                                                              const std::string& group,
                                                              const std::vector<uint64_t>& sequences,
-                                                             Micros now) {
+                                                             Micros now,
+                                                             const AckFollowUp& follow_up) {
   std::vector<AckResult> results;
   RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
     results.clear();  // the transaction may run again
@@ -583,6 +591,17 @@ absl::StatusOr<std::vector<AckResult>> SqliteStore::AckBatch(const std::string& 
       up->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(sequence));
       RETURN_IF_ERROR(up->Run());
       result.first_ack = true;
+      if (follow_up && !result.subject_id.empty()) {
+        static const std::string sql =
+            absl::StrCat("SELECT ", kReferralColumns, " FROM referrals WHERE id=?");
+        ASSIGN_OR_RETURN(auto get, db.Prepare(sql.c_str()));
+        get->Bind(1, result.subject_id);
+        ASSIGN_OR_RETURN(bool found, get->Step());
+        if (!found) continue;
+        result.follow_up = follow_up(ReadReferral(*get));
+        get->Reset();
+        if (result.follow_up) RETURN_IF_ERROR(WriteChange(db, *result.follow_up));
+      }
     }
     return absl::OkStatus();
   }));

@@ -61,7 +61,8 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<AckResult>> AckBatch(const std::string& queue,
                                                   const std::string& group,
                                                   const std::vector<uint64_t>& sequences,
-                                                  Micros now) override;
+                                                  Micros now,
+                                                  const AckFollowUp& follow_up) override;
   absl::Status Nack(const std::string& queue, const std::string& group, uint64_t sequence,
                     const std::string& reason, uint32_t max_attempts, Micros retry_at,
                     Micros now) override;

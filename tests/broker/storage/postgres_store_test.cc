@@ -130,7 +130,7 @@ TEST_F(PostgresStoreTest, TwoStoresOnOneSchemaNeverLeaseOneMessageTwice) {
         std::lock_guard<std::mutex> lock(mu);
         leased.insert(seqs.begin(), seqs.end());
       }
-      if (!store.AckBatch(kQueue, "his", seqs, kT0).ok()) errors++;
+      if (!store.AckBatch(kQueue, "his", seqs, kT0, nullptr).ok()) errors++;
     }
   };
   std::vector<std::thread> consumers;

@@ -422,6 +422,70 @@ TEST_P(StoreConformance, AReferralAckedByTwoGroupsIsFoundOnceForTheStartUpSweep)
   EXPECT_EQ((*found)[0].first, "acked twice");
 }
 
+// An ack's follow-up (a referral's DELIVERED transition) commits with the ack: the referral
+// changes, its event and its update are written, and the start-up sweep has nothing to find.
+TEST_P(StoreConformance, AFirstAckWritesItsFollowUpInTheSameTransaction) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  Submit("ref-2");
+  auto leased = Lease("his", 10, kT0).messages;
+  ASSERT_EQ(leased.size(), 2u);
+  const std::string updates = "124117234175811018/referral-updates";
+  std::vector<std::string> seen;  // the records the follow-up was given
+  AckFollowUp follow_up = [&](const ReferralRecord& r) -> std::optional<ReferralChange> {
+    seen.push_back(r.id + "@" + std::to_string(r.version));
+    if (r.id == "ref-2") return std::nullopt;  // does not apply: nothing written
+    return ChangeOf(r, r.version, 2, "", {NewMessage{updates, 3, r.id, "delivered"}});
+  };
+  auto acked = store_->AckBatch(kQueue, "his", {leased[0].sequence, leased[1].sequence},
+                                kT0 + kSecond, follow_up);
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  ASSERT_EQ(acked->size(), 2u);
+  EXPECT_EQ(seen, (std::vector<std::string>{"ref-1@1", "ref-2@1"}));
+  ASSERT_TRUE((*acked)[0].follow_up.has_value());
+  EXPECT_EQ((*acked)[0].follow_up->referral_id, "ref-1");
+  EXPECT_FALSE((*acked)[1].follow_up.has_value());
+  EXPECT_EQ(store_->GetReferral("ref-1")->state, 2);
+  EXPECT_EQ(store_->GetReferral("ref-1")->version, 2);
+  EXPECT_EQ(store_->ListReferralEvents("ref-1")->size(), 2u);
+  EXPECT_EQ(store_->GetReferral("ref-2")->state, 1);
+  EXPECT_EQ(store_->ListReferralEvents("ref-2")->size(), 1u);
+  bool update_queued = false;
+  auto stats = store_->ListQueueStats(kT0);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  for (const auto& q : *stats) update_queued |= q.queue == updates && q.retained == 1;
+  EXPECT_TRUE(update_queued);
+  auto undelivered = store_->ListAckedButUndelivered(10);
+  ASSERT_TRUE(undelivered.ok());
+  ASSERT_EQ(undelivered->size(), 1u);  // ref-2 only: its follow-up did not apply
+  EXPECT_EQ((*undelivered)[0].first, "ref-2");
+
+  // Acked again: not a first ack, the follow-up is not asked.
+  seen.clear();
+  auto again = store_->AckBatch(kQueue, "his", {leased[0].sequence}, kT0 + 2 * kSecond, follow_up);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(seen.empty());
+  EXPECT_FALSE((*again)[0].follow_up.has_value());
+  EXPECT_EQ(store_->GetReferral("ref-1")->version, 2);
+}
+
+// A follow-up whose write fails takes its ack with it: the ack is not half-written.
+TEST_P(StoreConformance, AnAckWhoseFollowUpFailsIsNotWrittenEither) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  auto leased = Lease("his", 10, kT0).messages;
+  ASSERT_EQ(leased.size(), 1u);
+  AckFollowUp stale = [&](const ReferralRecord& r) -> std::optional<ReferralChange> {
+    return ChangeOf(r, r.version + 5, 2, "");  // a version the row does not have
+  };
+  auto acked = store_->AckBatch(kQueue, "his", {leased[0].sequence}, kT0 + kSecond, stale);
+  EXPECT_FALSE(acked.ok());
+  EXPECT_EQ(store_->GetReferral("ref-1")->state, 1);
+  auto retry = store_->AckBatch(kQueue, "his", {leased[0].sequence}, kT0 + kSecond, nullptr);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE((*retry)[0].first_ack) << "the failed ack was written";
+}
+
 TEST_P(StoreConformance, DueReferralsComeEarliestFirst) {
   Submit("late", 3, kT0);
   ReferralRecord early = Referral("early", "req-early");
@@ -499,8 +563,8 @@ TEST_P(StoreConformance, AckBatchAcksTheKnownOnesAndNamesTheUnknown) {
   auto leased = Lease("his", 3, kT0).messages;
   ASSERT_EQ(leased.size(), 3u);
   ASSERT_TRUE(store_->Ack(kQueue, "his", leased[1].sequence, kT0).ok());
-  auto results =
-      store_->AckBatch(kQueue, "his", {leased[0].sequence, 999999, leased[1].sequence}, kT0);
+  auto results = store_->AckBatch(kQueue, "his", {leased[0].sequence, 999999, leased[1].sequence},
+                                  kT0, nullptr);
   ASSERT_TRUE(results.ok()) << results.status();
   ASSERT_EQ(results->size(), 3u);
   EXPECT_EQ((*results)[0].sequence, leased[0].sequence);
