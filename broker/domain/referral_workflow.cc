@@ -154,6 +154,9 @@ struct ReferralWorkflow::Change {
   // Act only while the decision deadline is still this one: an escalation happens once even
   // when several brokers on one database see the deadline pass (the others find it changed).
   Micros only_while_due_at = 0;
+  // Name the referral in the calling thread's audit scope. Not for a change computed inside a
+  // store's transaction: that runs on whichever thread commits, in nobody's request.
+  bool touch_audit_scope = true;
   storage::ReferralRecord after;  // output
 };
 
@@ -347,7 +350,7 @@ absl::StatusOr<ReferralWorkflow::Prepared> ReferralWorkflow::Prepare(
   ASSIGN_OR_RETURN(v1::ReferralState next, NextReferralState(from, c.action, party));
   Referral body;
   if (!body.ParseFromString(rec.body)) return absl::DataLossError("stored referral is damaged");
-  storage::AuditScope::Touch(rec.id, PatientKey(body.patient()));
+  if (c.touch_audit_scope) storage::AuditScope::Touch(rec.id, PatientKey(body.patient()));
 
   v1::ReferralEvent event;
   event.set_action(c.action);
@@ -503,6 +506,7 @@ std::optional<storage::ReferralChange> ReferralWorkflow::DeliveredChange(
   c.action = v1::DELIVER;
   c.actor = BrokerActor();
   c.expected_receiver = owner;
+  c.touch_audit_scope = false;
   auto p = Prepare(c, rec, clock_.Now());
   if (!p.ok()) {
     if (!absl::IsFailedPrecondition(p.status())) {
