@@ -320,12 +320,17 @@ absl::StatusOr<SubmitResult> SqliteStore::SubmitReferral(const ReferralRecord& r
   return result;
 }
 
+// One referral by id (GetReferral, and an ack's follow-up inside its transaction).
+static const char* ReferralByIdSql() {
+  static const std::string sql =
+      absl::StrCat("SELECT ", kReferralColumns, " FROM referrals WHERE id=?");
+  return sql.c_str();
+}
+
 absl::StatusOr<ReferralRecord> SqliteStore::GetReferral(const std::string& id) {
   ReferralRecord out;
   RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
-    static const std::string sql =
-        absl::StrCat("SELECT ", kReferralColumns, " FROM referrals WHERE id=?");
-    ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
+    ASSIGN_OR_RETURN(auto st, db.Prepare(ReferralByIdSql()));
     st->Bind(1, id);
     ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) return absl::NotFoundError(absl::StrCat("referral '", id, "' not found"));
@@ -592,9 +597,7 @@ absl::StatusOr<std::vector<AckResult>> SqliteStore::AckBatch(const std::string& 
       RETURN_IF_ERROR(up->Run());
       result.first_ack = true;
       if (follow_up && !result.subject_id.empty()) {
-        static const std::string sql =
-            absl::StrCat("SELECT ", kReferralColumns, " FROM referrals WHERE id=?");
-        ASSIGN_OR_RETURN(auto get, db.Prepare(sql.c_str()));
+        ASSIGN_OR_RETURN(auto get, db.Prepare(ReferralByIdSql()));
         get->Bind(1, result.subject_id);
         ASSIGN_OR_RETURN(bool found, get->Step());
         if (!found) continue;

@@ -21,13 +21,6 @@ namespace {
 namespace v1 = refbroker::v1;
 using Clock = std::chrono::steady_clock;
 
-std::unique_ptr<refclient::Connection> ConnectTo(std::vector<std::string> brokers,
-                                                 const std::string& stem) {
-  auto c = refclient::Connection::Create(refclient::CertDirOptions(brokers, CertsDir(), stem));
-  if (!c.ok()) std::abort();
-  return std::move(*c);
-}
-
 // Short calls, enough attempts to reach the second broker: a client that never moves on
 // fails after 5 × 1 s.
 refclient::RetryPolicy ShortCalls() {
@@ -53,7 +46,7 @@ class Failover : public ::testing::Test {
 
 TEST_F(Failover, ASubmitWhoseFirstBrokerIsDownGoesToTheNext) {
   a_.Kill();
-  auto clinic = ConnectTo({a_.address(), b_.address()}, "xiyangdian-thc");
+  auto clinic = ConnectToBrokers({a_.address(), b_.address()}, "xiyangdian-thc");
   refclient::ReferralClient client(*clinic, ShortCalls());
   auto start = Clock::now();
   auto r = client.Submit(MakeReferral(kXiyangdian, "failover-down-1"));
@@ -64,7 +57,7 @@ TEST_F(Failover, ASubmitWhoseFirstBrokerIsDownGoesToTheNext) {
 }
 
 TEST_F(Failover, ASubmitAfterItsBrokerDiedBetweenCallsGoesToTheNext) {
-  auto clinic = ConnectTo({a_.address(), b_.address()}, "xiyangdian-thc");
+  auto clinic = ConnectToBrokers({a_.address(), b_.address()}, "xiyangdian-thc");
   refclient::ReferralClient client(*clinic, ShortCalls());
   auto first = client.Submit(MakeReferral(kXiyangdian, "failover-between-1"));
   ASSERT_TRUE(first.ok()) << first.status();
@@ -81,7 +74,7 @@ TEST_F(Failover, ASubmitAfterItsBrokerDiedBetweenCallsGoesToTheNext) {
 
 TEST_F(Failover, ASubscriberWhoseFirstBrokerIsDownSubscribesOnTheNext) {
   a_.Kill();
-  auto hospital = ConnectTo({a_.address(), b_.address()}, "people-hospital");
+  auto hospital = ConnectToBrokers({a_.address(), b_.address()}, "people-hospital");
   CollectingSubscriber inbox(*hospital, kPeopleHospital, "his", 4);
   auto clinic = ConnectAs(b_.address(), "xiyangdian-thc");
   auto r = refclient::ReferralClient(*clinic).Submit(
@@ -93,7 +86,7 @@ TEST_F(Failover, ASubscriberWhoseFirstBrokerIsDownSubscribesOnTheNext) {
 // With one broker the subscriber waits for it to come back; Stop still ends that wait.
 TEST_F(Failover, AStoppedSubscriberWhoseOnlyBrokerIsDownEndsPromptly) {
   a_.Kill();
-  auto hospital = ConnectTo({a_.address()}, "people-hospital");
+  auto hospital = ConnectToBrokers({a_.address()}, "people-hospital");
   auto inbox = std::make_unique<CollectingSubscriber>(*hospital, kPeopleHospital, "his", 4);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // waiting for the broker
   auto start = Clock::now();
@@ -104,7 +97,7 @@ TEST_F(Failover, AStoppedSubscriberWhoseOnlyBrokerIsDownEndsPromptly) {
 }
 
 TEST_F(Failover, ASubscriberWhoseBrokerDiesResubscribesOnTheNext) {
-  auto hospital = ConnectTo({a_.address(), b_.address()}, "people-hospital");
+  auto hospital = ConnectToBrokers({a_.address(), b_.address()}, "people-hospital");
   CollectingSubscriber inbox(*hospital, kPeopleHospital, "his", 4);
   auto clinic_a = ConnectAs(a_.address(), "xiyangdian-thc");
   auto first = refclient::ReferralClient(*clinic_a).Submit(

@@ -37,13 +37,6 @@ const char* kClinics[][2] = {{"xiyangdian-thc", "124117234175811018"},
                              {"yuhuangmiao-thc", "12411723417581103E"},
                              {"dongheyan-thc", "12411723417581104H"}};
 
-std::unique_ptr<refclient::Connection> ConnectTo(std::vector<std::string> brokers,
-                                                 const std::string& stem) {
-  auto c = refclient::Connection::Create(refclient::CertDirOptions(brokers, CertsDir(), stem));
-  if (!c.ok()) std::abort();
-  return std::move(*c);
-}
-
 double PercentileMs(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -116,10 +109,10 @@ TEST_F(TwoBrokers, SubmittedOnAReceivedOnBPromptlyThenAIsKilledAndNothingAcknowl
     }
     return refclient::Decision::Ack();
   };
-  auto hospital_on_b = ConnectTo({b_->address()}, "people-hospital");
+  auto hospital_on_b = ConnectToBrokers({b_->address()}, "people-hospital");
   CollectingSubscriber inbox(*hospital_on_b, kPeopleHospital, "his", 32, record);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the stream is open
-  auto clinic_on_a = ConnectTo({a_->address()}, "xiyangdian-thc");
+  auto clinic_on_a = ConnectToBrokers({a_->address()}, "xiyangdian-thc");
   refclient::ReferralClient to_a(*clinic_on_a);
   std::set<std::string> acked;
   constexpr int kPrompt = 200;
@@ -155,8 +148,8 @@ TEST_F(TwoBrokers, SubmittedOnAReceivedOnBPromptlyThenAIsKilledAndNothingAcknowl
   for (int c = 0; c < 4; ++c) {
     clinics.emplace_back([&, c] {
       // Half the clinics know A first, half B first: both brokers take load.
-      auto conn = c % 2 == 0 ? ConnectTo({a_->address(), b_->address()}, kClinics[c][0])
-                             : ConnectTo({b_->address(), a_->address()}, kClinics[c][0]);
+      auto conn = c % 2 == 0 ? ConnectToBrokers({a_->address(), b_->address()}, kClinics[c][0])
+                             : ConnectToBrokers({b_->address(), a_->address()}, kClinics[c][0]);
       refclient::RetryPolicy retry;
       retry.max_attempts = 50;
       retry.per_call_timeout = std::chrono::milliseconds(3000);
@@ -183,7 +176,7 @@ TEST_F(TwoBrokers, SubmittedOnAReceivedOnBPromptlyThenAIsKilledAndNothingAcknowl
     if (a_killed) second_after_kill++;
     return record(d);
   };
-  auto hospital_on_a = ConnectTo({a_->address(), b_->address()}, "people-hospital");
+  auto hospital_on_a = ConnectToBrokers({a_->address(), b_->address()}, "people-hospital");
   CollectingSubscriber second(*hospital_on_a, kPeopleHospital, "his", 32, record_second);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   a_->Kill();
@@ -212,8 +205,8 @@ TEST_F(TwoBrokers, ADeadlineBothBrokersSeePassEscalatesOnce) {
   BrokerConfig config;
   config.emergency_deadline_s = 2;
   ASSERT_NO_FATAL_FAILURE(StartBoth(config));
-  auto on_a = ConnectTo({a_->address()}, "xiyangdian-thc");
-  auto on_b = ConnectTo({b_->address()}, "xiyangdian-thc");
+  auto on_a = ConnectToBrokers({a_->address()}, "xiyangdian-thc");
+  auto on_b = ConnectToBrokers({b_->address()}, "xiyangdian-thc");
   refclient::ReferralClient to_a(*on_a), to_b(*on_b);
   // Submitted to A and B in turn within a few milliseconds: each broker's timer fires for its
   // own, and each escalation pass lists every due referral of the database, so the two race for
@@ -303,7 +296,7 @@ TEST(DatabaseRestart, DuringTheOutageClientsGetUnavailableAfterItNothingAcknowle
     delivered[d.referral().id()]++;
     return refclient::Decision::Ack();
   };
-  auto hospital = ConnectTo({broker.address()}, "people-hospital");
+  auto hospital = ConnectToBrokers({broker.address()}, "people-hospital");
   CollectingSubscriber inbox(*hospital, kPeopleHospital, "his", 32, record);
 
   enum Phase { kBefore, kDown, kAfter };
@@ -314,7 +307,7 @@ TEST(DatabaseRestart, DuringTheOutageClientsGetUnavailableAfterItNothingAcknowle
   std::vector<std::thread> clinics;
   for (int c = 0; c < 2; ++c) {
     clinics.emplace_back([&, c] {
-      auto conn = ConnectTo({broker.address()}, kClinics[c][0]);
+      auto conn = ConnectToBrokers({broker.address()}, kClinics[c][0]);
       refclient::RetryPolicy once;  // every answer shows: no retry hides the outage
       once.max_attempts = 1;
       once.per_call_timeout = std::chrono::milliseconds(5000);
@@ -490,7 +483,7 @@ TEST_F(ComposeEntrypoints, TheBrokerServesOnTheDatabaseWithThePasswordFromTheSec
 
   int port = StartBroker(config, (dir_ / "postgres_password.txt").string());
   ASSERT_GT(port, 0) << "see " << (dir_ / "broker.log");
-  auto clinic = ConnectTo({"127.0.0.1:" + std::to_string(port)}, "xiyangdian-thc");
+  auto clinic = ConnectToBrokers({"127.0.0.1:" + std::to_string(port)}, "xiyangdian-thc");
   refclient::ReferralClient client(*clinic);
   auto r = client.Submit(MakeReferral(kXiyangdian, "compose-1", v1::ROUTINE, kPeopleHospital));
   ASSERT_TRUE(r.ok()) << r.status();

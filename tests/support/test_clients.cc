@@ -8,7 +8,13 @@ namespace refbroker::testing {
 
 std::unique_ptr<refclient::Connection> ConnectAs(const std::string& address,
                                                  const std::string& stem) {
-  auto c = refclient::Connection::Create(refclient::CertDirOptions({address}, CertsDir(), stem));
+  return ConnectToBrokers({address}, stem);
+}
+
+std::unique_ptr<refclient::Connection> ConnectToBrokers(std::vector<std::string> addresses,
+                                                        const std::string& stem) {
+  auto c = refclient::Connection::Create(
+      refclient::CertDirOptions(std::move(addresses), CertsDir(), stem));
   if (!c.ok()) std::abort();
   return std::move(*c);
 }

@@ -31,6 +31,10 @@ inline constexpr char kEcgCenter[] = "12411723MB0A10013K";  // cert "ecg-center"
 std::unique_ptr<refclient::Connection> ConnectAs(const std::string& address,
                                                  const std::string& stem);
 
+// The same with several brokers, tried in this order (the client fails over between them).
+std::unique_ptr<refclient::Connection> ConnectToBrokers(std::vector<std::string> addresses,
+                                                        const std::string& stem);
+
 // A valid UP referral from `clinic` with the given request id.
 refbroker::v1::Referral MakeReferral(const std::string& clinic, const std::string& request_id,
                                      refbroker::v1::Priority priority = refbroker::v1::ROUTINE,
