@@ -194,8 +194,16 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
     v1::ResultRecord rec = r;
     storage::PublishDecision decision;
     std::string repeated;  // the newest earlier result the publisher could have recognized
-    // The store hands over only results performed before this one, newest first (PriorScan).
-    RETURN_IF_ERROR(priors([&](const storage::ResultRow& prior) {
+    // The store hands over only results performed before this one, newest first (PriorScan),
+    // and reads the row only of those that could be recognized by what its index holds: judged
+    // without the row's quality flags, which can only add a reason.
+    auto catalogue = catalogue_.Get();
+    auto could_be_recognized = [&](const std::string& publisher, Micros performed_at) {
+      recognition::ResultFacts facts{"", row.item_code, publisher, performed_at, false};
+      return recognition::Recognize(facts, *catalogue, registry_, caller.id, performed)
+          .recognizable();
+    };
+    RETURN_IF_ERROR(priors(could_be_recognized, [&](const storage::ResultRow& prior) {
       if (!VerdictOf(prior, caller.id, performed).recognizable()) return true;
       repeated = prior.id;
       return false;

@@ -202,8 +202,12 @@ absl::StatusOr<PublishOutcome> PostgresStore::PublishResult(const ResultRow& row
         PgResult p,
         tx.conn.Run(kEarlierSql,
                     PgParams().Add(row.patient_key).Add(row.item_code).Add(row.performed_at)));
-    PriorScan priors = [&](const PriorVisitor& visit) -> absl::Status {
-      for (int i = 0; i < p.rows() && visit(ReadResult(p, i)); ++i) {
+    // The rows come with the entries here (one round trip); the filter still decides which
+    // the decision sees.
+    PriorScan priors = [&](const PriorFilter& filter, const PriorVisitor& visit) -> absl::Status {
+      for (int i = 0; i < p.rows(); ++i) {
+        ResultRow prior = ReadResult(p, i);
+        if (filter(prior.publisher, prior.performed_at) && !visit(prior)) break;
       }
       return absl::OkStatus();
     };

@@ -1,6 +1,7 @@
 // SqliteStore: result records and re-test reasons (schema v3, see README.md).
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
@@ -68,11 +69,8 @@ const std::string kPriorsSql =
                  " FROM results WHERE patient_no=?1 AND patient_key=?2 AND item_code=?3"
                  " ORDER BY performed_at DESC LIMIT ?4");
 
-// What a publish compares the new result with (Store::PublishResult's PriorScan).
-const std::string kEarlierSql = absl::StrCat(
-    "SELECT ", kResultColumns,
-    " FROM results WHERE patient_no=?1 AND patient_key=?2 AND item_code=?3 AND performed_at<?4"
-    " ORDER BY performed_at DESC LIMIT 20");
+const std::string kResultByRowidSql =
+    absl::StrCat("SELECT ", kResultColumns, " FROM results WHERE rowid=?");
 
 absl::StatusOr<std::optional<RetestRow>> FindUnused(Db& db, const std::string& institution,
                                                     const std::string& patient_key,
@@ -113,11 +111,22 @@ absl::StatusOr<PublishOutcome> SqliteStore::PublishResult(const ResultRow& row,
     }
     // The look happens on the writer's connection, whose page cache stays warm (a reader's is
     // dropped at every commit), and touches the index leaf the insert below writes.
-    PriorScan priors = [&](const PriorVisitor& visit) -> absl::Status {
-      ASSIGN_OR_RETURN(auto p, db.Prepare(kEarlierSql.c_str()));
-      p->Bind(1, internal::PatientNo(row.patient_key)).Bind(2, row.patient_key);
-      p->Bind(3, row.item_code).Bind(4, row.performed_at);
-      return p->ForEachRowWhile([&](const Stmt& r) { return visit(ReadResult(r)); });
+    PriorScan priors = [&](const PriorFilter& filter, const PriorVisitor& visit) -> absl::Status {
+      ASSIGN_OR_RETURN(auto entries, db.Prepare(SqliteStore::kPriorEntriesSql));
+      ASSIGN_OR_RETURN(auto by_rowid, db.Prepare(kResultByRowidSql.c_str()));
+      entries->Bind(1, internal::PatientNo(row.patient_key)).Bind(2, row.item_code);
+      entries->Bind(3, row.performed_at);
+      absl::Status read = absl::OkStatus();
+      RETURN_IF_ERROR(entries->ForEachRowWhile([&](const Stmt& e) {
+        if (!filter(e.Text(1), e.Int(2))) return true;
+        by_rowid->Bind(1, e.Int(0));
+        std::optional<ResultRow> prior;
+        read = by_rowid->ForEachRow([&](const Stmt& r) { prior = ReadResult(r); });
+        if (!read.ok()) return false;
+        if (!prior || prior->patient_key != row.patient_key) return true;
+        return visit(*prior);
+      }));
+      return read;
     };
     UnusedRetestLookup lookup = [&]() -> absl::StatusOr<std::optional<RetestRow>> {
       return FindUnused(db, row.publisher, row.patient_key, row.item_code);

@@ -207,6 +207,14 @@ UPDATE results SET patient_no = patient_no(patient_key);
 DROP INDEX results_patient_item;
 CREATE INDEX results_patient ON results(patient_no, item_code, performed_at);
 )sql",
+    // v8: the results index also holds each result's performing institution, so a publish
+    // tells from the index alone which earlier results could be recognized and reads only
+    // those rows (Store::PublishResult's PriorFilter); the others are most of them, and each
+    // row is a random page of a large store.
+    R"sql(
+CREATE INDEX results_prior ON results(patient_no, item_code, performed_at, publisher);
+DROP INDEX results_patient;
+)sql",
 };
 
 }  // namespace refbroker::storage::sqlite_schema

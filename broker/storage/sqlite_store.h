@@ -40,6 +40,14 @@ class SqliteStore final : public Store {
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const SqliteOptions& options);
   ~SqliteStore() override;
 
+  // What a publish compares the new result with (PublishResult's PriorScan): entries of the
+  // results_prior index alone (schema v8), which hold what the PriorFilter is asked; the rows
+  // are read by rowid only for the entries it lets through, and a patient whose number collides
+  // with this one's is told apart then. Public for the test that holds it to that index.
+  static constexpr char kPriorEntriesSql[] =
+      "SELECT rowid, publisher, performed_at FROM results WHERE patient_no=?1 AND item_code=?2 "
+      "AND performed_at<?3 ORDER BY performed_at DESC LIMIT 20";
+
   absl::StatusOr<SubmitResult> SubmitReferral(const ReferralRecord& referral,
                                               const ReferralEventRecord& event,
                                               const std::vector<NewMessage>& messages) override;

@@ -221,11 +221,17 @@ struct PublishDecision {
   std::string use_retest_id;  // "" = none
 };
 using UnusedRetestLookup = std::function<absl::StatusOr<std::optional<RetestRow>>()>;
+// What a publish's decision is told of an earlier result before its row is read: what the
+// results index holds, its performing institution and when it was performed. False says the
+// row cannot matter to the decision, and the store does not read it (each row is a random page
+// of a large store, and most earlier results cannot be recognized).
+using PriorFilter = std::function<bool(const std::string& publisher, Micros performed_at)>;
+inline bool EveryPrior(const std::string&, Micros) { return true; }
 // Hands the patient's stored results of the item performed before the new one to `visit`,
-// newest first, at most 20, until `visit` returns false. The rows are read as they are visited,
-// so a decision made on the newest reads no more (each is a random page of a large store).
+// newest first, until `visit` returns false: of the newest 20, those `filter` lets through. The
+// rows are read as they are visited, so a decision made on the newest reads no more.
 using PriorVisitor = std::function<bool(const ResultRow& prior)>;
-using PriorScan = std::function<absl::Status(const PriorVisitor& visit)>;
+using PriorScan = std::function<absl::Status(const PriorFilter& filter, const PriorVisitor& visit)>;
 using PublishDecider = std::function<absl::StatusOr<PublishDecision>(
     const PriorScan& priors, const UnusedRetestLookup& unused_retest, ResultRow& row)>;
 

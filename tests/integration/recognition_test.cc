@@ -147,6 +147,43 @@ TEST_F(RecognitionFlow, VerdictsAreStampedOnTheReferralAndRepeatsWithoutReasonAr
   EXPECT_NE(out.find("平舆县医共体HR"), std::string::npos) << out;
 }
 
+// A repeat is judged against the newest earlier result of the item that could be recognized:
+// newer ones from a laboratory without EQA for the item (passed over by what the results index
+// holds, their rows not read) and with a quality flag (passed over once the row is read) do
+// not count.
+TEST_F(RecognitionFlow, ARepeatNamesTheNewestEarlierResultThatCouldBeRecognized) {
+  auto xiyangdian = ConnectAs(broker_.address(), "xiyangdian-thc");
+  auto guhuai = ConnectAs(broker_.address(), "guhuai-thc");
+  auto hospital = ConnectAs(broker_.address(), "people-hospital");
+  refclient::ResultClient xiyangdian_results(*xiyangdian), guhuai_results(*guhuai),
+      county_results(*hospital);
+  const v1::Patient patient = MakeReferral(kXiyangdian, "rec-repeat", v1::ROUTINE).patient();
+
+  auto usable =
+      xiyangdian_results.Publish(Result(patient, kXiyangdian, "lis-1", v1::LAB, "LAB-GLU", 5));
+  v1::ResultRecord flagged_record = Result(patient, kXiyangdian, "lis-2", v1::LAB, "LAB-GLU", 3);
+  flagged_record.add_quality_flags("HEMOLYZED");
+  auto flagged = xiyangdian_results.Publish(flagged_record);
+  auto no_eqa = guhuai_results.Publish(Result(patient, kGuhuai, "gh-1", v1::LAB, "LAB-GLU", 1));
+  ASSERT_TRUE(usable.ok()) << usable.status();
+  ASSERT_TRUE(flagged.ok()) << flagged.status();
+  ASSERT_TRUE(no_eqa.ok()) << no_eqa.status();
+
+  auto repeat =
+      county_results.Publish(Result(patient, kPeopleHospital, "his-1", v1::LAB, "LAB-GLU", 0));
+  ASSERT_TRUE(repeat.ok()) << repeat.status();
+  EXPECT_TRUE(repeat->result().repeat_without_reason());
+  EXPECT_EQ(repeat->result().repeats_result_id(), usable->result().id())
+      << "flagged " << flagged->result().id() << ", without EQA " << no_eqa->result().id();
+
+  // Performed before every earlier one: nothing to repeat.
+  auto first =
+      county_results.Publish(Result(patient, kPeopleHospital, "his-2", v1::LAB, "LAB-GLU", 9));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->result().repeat_without_reason());
+  EXPECT_TRUE(first->result().repeats_result_id().empty());
+}
+
 TEST_F(RecognitionFlow, AttachmentsMustBeTheReferralPatientsResults) {
   auto clinic = ConnectAs(broker_.address(), "xiyangdian-thc");
   v1::Referral referral = MakeReferral(kXiyangdian, "rec-2");

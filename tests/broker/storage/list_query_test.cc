@@ -8,25 +8,12 @@
 #include <vector>
 
 #include "broker/storage/sqlite_store.h"
+#include "tests/support/sqlite_plan.h"
 
 namespace refbroker::storage::internal {
 namespace {
 
-// How SQLite runs `sql` on the store's schema: one line per step of EXPLAIN QUERY PLAN.
-std::vector<std::string> PlanOf(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  std::vector<std::string> plan;
-  int rc = sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + sql).c_str(), -1, &st, nullptr);
-  EXPECT_EQ(rc, SQLITE_OK) << sqlite3_errmsg(db) << "\n" << sql;
-  while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    plan.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 3)));
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return plan;
-}
+using refbroker::testing::PlanOf;
 
 class ListQueryPlan : public ::testing::Test {
  protected:

@@ -1,6 +1,6 @@
 // The results index by patient number (SQLite schema v7, internal/patient_no.h): a store from
 // before it is numbered when it opens, and two patients whose numbers collide are told apart by
-// their full keys.
+// their full keys. A publish's look at the earlier results reads that index alone (v8).
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -11,6 +11,7 @@
 
 #include "broker/storage/internal/patient_no.h"
 #include "broker/storage/sqlite_store.h"
+#include "tests/support/sqlite_plan.h"
 
 namespace refbroker::storage {
 namespace {
@@ -60,7 +61,7 @@ class ResultsIndex : public ::testing::Test {
     std::vector<std::string> priors;
     auto decide = [&](const PriorScan& scan, const UnusedRetestLookup&,
                       ResultRow&) -> absl::StatusOr<PublishDecision> {
-      absl::Status visited = scan([&](const ResultRow& p) {
+      absl::Status visited = scan(EveryPrior, [&](const ResultRow& p) {
         priors.push_back(p.id);
         return true;
       });
@@ -119,7 +120,7 @@ TEST_F(ResultsIndex, AStoreFromBeforeTheNumbersIsNumberedWhenItOpens) {
   }
   // The store as schema v6 left it: no numbers, the index by the full key.
   Exec(
-      "DROP INDEX results_patient; ALTER TABLE results DROP COLUMN patient_no;"
+      "DROP INDEX results_prior; ALTER TABLE results DROP COLUMN patient_no;"
       "CREATE INDEX results_patient_item ON results(patient_key, item_code, performed_at);"
       "PRAGMA user_version = 6;");
   auto store = Open();
@@ -131,6 +132,13 @@ TEST_F(ResultsIndex, AStoreFromBeforeTheNumbersIsNumberedWhenItOpens) {
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(Ids(*b), std::vector<std::string>{"res-b1"});
   EXPECT_EQ(Publish(*store, Result("res-b2", "pk-b", kT0)), std::vector<std::string>{"res-b1"});
+}
+
+TEST_F(ResultsIndex, APublishFindsTheEarlierResultsInTheIndexWithoutReadingTheTable) {
+  ASSERT_NE(Open(), nullptr);
+  auto plan = testing::PlanOf(options_.path, SqliteStore::kPriorEntriesSql);
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].rfind("SEARCH results USING COVERING INDEX results_prior ", 0), 0u) << plan[0];
 }
 
 }  // namespace

@@ -994,7 +994,7 @@ ResultRow Result(const std::string& id, const std::string& request_id, Micros pe
 // The ids a publish's scan of the priors hands over, visiting every one.
 std::vector<std::string> PriorIds(const PriorScan& priors) {
   std::vector<std::string> ids;
-  EXPECT_TRUE(priors([&](const ResultRow& p) {
+  EXPECT_TRUE(priors(EveryPrior, [&](const ResultRow& p) {
                 ids.push_back(p.id);
                 return true;
               }).ok());
@@ -1055,7 +1055,7 @@ TEST_P(StoreConformance, APublishSeesOnlyResultsPerformedBeforeItAndStopsWhereIt
                     ResultRow&) -> absl::StatusOr<PublishDecision> {
     all = PriorIds(priors);
     first.clear();
-    absl::Status visited = priors([&](const ResultRow& p) {
+    absl::Status visited = priors(EveryPrior, [&](const ResultRow& p) {
       first.push_back(p.id);
       return false;  // decided on the newest
     });
@@ -1066,6 +1066,47 @@ TEST_P(StoreConformance, APublishSeesOnlyResultsPerformedBeforeItAndStopsWhereIt
   ASSERT_TRUE(store_->PublishResult(Result("res-5", "q5", kT0 + 2 * kSecond + 1), decide).ok());
   EXPECT_EQ(all, (std::vector<std::string>{"res-2", "res-1"}));
   EXPECT_EQ(first, std::vector<std::string>{"res-2"});
+}
+
+TEST_P(StoreConformance, APublishsFilterSeesEachEarlierResultsInstitutionAndTimeFirst) {
+  auto none = [](const PriorScan&, const UnusedRetestLookup&,
+                 ResultRow&) -> absl::StatusOr<PublishDecision> { return PublishDecision{}; };
+  const std::string lab = "12411723MB0A10014N";
+  for (int i = 1; i <= 4; ++i) {
+    ResultRow r = Result("res-" + std::to_string(i), "q" + std::to_string(i), kT0 + i * kSecond);
+    if (i % 2 == 0) r.publisher = lab;
+    ASSERT_TRUE(store_->PublishResult(r, none).ok());
+  }
+  ResultRow other_item = Result("res-x", "qx", kT0);
+  other_item.item_code = "LAB-CR";
+  ResultRow other_patient = Result("res-y", "qy", kT0);
+  other_patient.patient_key = "other-patient-key";
+  ASSERT_TRUE(store_->PublishResult(other_item, none).ok());
+  ASSERT_TRUE(store_->PublishResult(other_patient, none).ok());
+  std::vector<std::pair<std::string, Micros>> asked;
+  std::vector<std::string> visited;
+  auto decide = [&](const PriorScan& priors, const UnusedRetestLookup&,
+                    ResultRow&) -> absl::StatusOr<PublishDecision> {
+    auto from_the_lab = [&](const std::string& publisher, Micros performed_at) {
+      asked.emplace_back(publisher, performed_at);
+      return publisher == lab;
+    };
+    absl::Status scanned = priors(from_the_lab, [&](const ResultRow& p) {
+      visited.push_back(p.id);
+      return true;
+    });
+    if (!scanned.ok()) return scanned;
+    return PublishDecision{};
+  };
+  ASSERT_TRUE(store_->PublishResult(Result("res-5", "q5", kT0 + 5 * kSecond), decide).ok());
+  using Asked = std::vector<std::pair<std::string, Micros>>;
+  EXPECT_EQ(asked, (Asked{{lab, kT0 + 4 * kSecond},
+                          {"124117234175811018", kT0 + 3 * kSecond},
+                          {lab, kT0 + 2 * kSecond},
+                          {"124117234175811018", kT0 + kSecond}}))
+      << "newest performed first, this patient's results of this item only";
+  EXPECT_EQ(visited, (std::vector<std::string>{"res-4", "res-2"}))
+      << "only the results the filter let through are handed over";
 }
 
 TEST_P(StoreConformance, CountRetestsByInstitutionAndReasonWithRepeatsWithoutReasonAsZero) {
