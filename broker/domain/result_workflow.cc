@@ -153,12 +153,13 @@ absl::Status ResultWorkflow::Validate(const auth::Principal& caller, const v1::R
 }
 
 v1::RecognitionVerdict ResultWorkflow::VerdictOf(const storage::ResultRow& row,
+                                                 const recognition::Catalogue& catalogue,
                                                  const std::string& requester, Micros now) const {
   v1::ResultRecord body;
   body.ParseFromString(row.body);
   recognition::ResultFacts facts{row.id, row.item_code, row.publisher, row.performed_at,
                                  body.quality_flags_size() > 0};
-  return recognition::Recognize(facts, *catalogue_.Get(), registry_, requester, now);
+  return recognition::Recognize(facts, catalogue, registry_, requester, now);
 }
 
 absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Principal& caller,
@@ -204,7 +205,7 @@ absl::StatusOr<v1::PublishResultResponse> ResultWorkflow::Publish(const auth::Pr
           .recognizable();
     };
     RETURN_IF_ERROR(priors(could_be_recognized, [&](const storage::ResultRow& prior) {
-      if (!VerdictOf(prior, caller.id, performed).recognizable()) return true;
+      if (!VerdictOf(prior, *catalogue, caller.id, performed).recognizable()) return true;
       repeated = prior.id;
       return false;
     }));
@@ -292,7 +293,8 @@ absl::StatusOr<v1::RecognizeResponse> ResultWorkflow::Recognize(const auth::Prin
   ASSIGN_OR_RETURN(auto rows, store_.ListResults(PatientKey(req.patient()), items, 200));
   v1::RecognizeResponse out;
   out.set_catalogue_version(catalogue->version());
-  for (const storage::ResultRow& row : rows) *out.add_verdicts() = VerdictOf(row, caller.id, now);
+  for (const storage::ResultRow& row : rows)
+    *out.add_verdicts() = VerdictOf(row, *catalogue, caller.id, now);
   spdlog::info("recognition query by={} items={} results={}", caller.id, items.size(), rows.size());
   return out;
 }
@@ -381,6 +383,7 @@ absl::StatusOr<std::vector<v1::RecognitionVerdict>> ResultWorkflow::VerdictsFor(
     const std::string& receiver, const std::string& field) {
   std::vector<v1::RecognitionVerdict> out;
   Micros now = clock_.Now();
+  auto catalogue = catalogue_.Get();
   std::string key = PatientKey(patient);
   for (int i = 0; i < result_ids.size(); ++i) {
     std::string at = absl::StrCat(field, "[", i, "]");
@@ -388,7 +391,7 @@ absl::StatusOr<std::vector<v1::RecognitionVerdict>> ResultWorkflow::VerdictsFor(
     if (absl::IsNotFound(row.status())) return Invalid(at, "no such result");
     if (!row.ok()) return row.status();
     if (row->patient_key != key) return Invalid(at, "belongs to another patient");
-    out.push_back(VerdictOf(*row, receiver, now));
+    out.push_back(VerdictOf(*row, *catalogue, receiver, now));
   }
   return out;
 }

@@ -66,7 +66,10 @@ class ResultWorkflow {
   absl::Status Validate(const auth::Principal& caller, const refbroker::v1::ResultRecord& r,
                         Micros now) const;
   bool MayRead(const auth::Principal& caller, const refbroker::v1::ResultRecord& r) const;
+  // The verdict on a stored result under `catalogue`: one snapshot per request, so every
+  // verdict of an answer (and its catalogue_version) comes from the same catalogue.
   refbroker::v1::RecognitionVerdict VerdictOf(const storage::ResultRow& row,
+                                              const recognition::Catalogue& catalogue,
                                               const std::string& requester, Micros now) const;
 
   storage::Store& store_;
