@@ -7,10 +7,12 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/pem.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -182,6 +184,31 @@ absl::StatusOr<TlsMaterial> LoadTlsMaterial(const TlsFiles& files) {
   return m;
 }
 
+int RemoveStaleTlsCopies(const std::string& base) {
+  static constexpr std::string_view kPrefix = "refbroker-tls-";
+  int removed = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(base, ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, kPrefix.size(), kPrefix) != 0) continue;
+    // refbroker-tls-<pid>-XXXXXX: the process that made it.
+    size_t digits_end = name.find('-', kPrefix.size());
+    if (digits_end == std::string::npos || digits_end == kPrefix.size()) continue;
+    std::string digits = name.substr(kPrefix.size(), digits_end - kPrefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+      continue;
+    }
+    pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // running, or not ours to ask
+    std::error_code rm;
+    if (std::filesystem::remove_all(it->path(), rm) > 0 && !rm) removed++;
+  }
+  return removed;
+}
+
 absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::Create(const TlsFiles& files) {
   auto m = LoadTlsMaterial(files);
   if (!m.ok()) return m.status();
@@ -190,7 +217,12 @@ absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::Create(const TlsFiles& fil
   const char* base = std::getenv("RUNTIME_DIRECTORY");
   if (base == nullptr || *base == '\0') base = std::getenv("TMPDIR");
   if (base == nullptr || *base == '\0') base = "/tmp";
-  std::string templ = absl::StrCat(base, "/refbroker-tls-XXXXXX");
+  if (int stale = RemoveStaleTlsCopies(base); stale > 0) {
+    spdlog::warn(
+        "tls: removed {} private copies of the key left in {} by brokers that did not stop", stale,
+        base);
+  }
+  std::string templ = absl::StrCat(base, "/refbroker-tls-", ::getpid(), "-XXXXXX");
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
   if (::mkdtemp(buf.data()) == nullptr) {

@@ -4,11 +4,13 @@
 // the config names, checked, and reloaded on SIGHUP without dropping a connection.
 //
 // gRPC serves from a private copy of the material (a FileWatcherCertificateProvider over a 0700
-// directory the broker owns, polled every second). Reload() reads the configured files again and
-// checks them (each PEM parses, the key matches the certificate, the CRL is signed by the CA)
-// before it replaces the copy, key and certificate in one rename: a half-copied or mismatched
-// file keeps the old material and is an error in the log. Established connections keep their TLS
-// session; new handshakes use the new material within about a second.
+// directory the broker owns, polled every second: $RUNTIME_DIRECTORY, else $TMPDIR, else /tmp,
+// refbroker-tls-<pid>-XXXXXX). The copy goes when the broker stops; one left by a broker that
+// was killed is removed by the next broker that starts (RemoveStaleTlsCopies). Reload() reads the
+// configured files again and checks them (each PEM parses, the key matches the certificate, the CRL
+// is signed by the CA) before it replaces the copy, key and certificate in one rename: a
+// half-copied or mismatched file keeps the old material and is an error in the log. Established
+// connections keep their TLS session; new handshakes use the new material within about a second.
 //
 // Revocation: a client certificate whose serial the CRL lists is refused at the handshake (a
 // certificate verifier) and, on a connection opened before the CRL listed it, at its next call
@@ -54,6 +56,12 @@ absl::StatusOr<TlsMaterial> LoadTlsMaterial(const TlsFiles& files);
 
 // Upper-case hex serial of a certificate ("" if it has none).
 std::string SerialHex(const X509* cert);
+
+// Removes from `base` the private copies (refbroker-tls-<pid>-*, this user's) of brokers that
+// are no longer running: a broker killed, or crashed, before its ServerTls was destroyed left
+// its key there. A copy whose process still runs is kept. Returns how many it removed.
+// ServerTls::Create runs it before it makes its own copy.
+int RemoveStaleTlsCopies(const std::string& base);
 
 class ServerTls {
  public:

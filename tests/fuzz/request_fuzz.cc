@@ -28,6 +28,7 @@
 #include "broker/routing/referral_router.h"
 #include "broker/storage/sqlite_store.h"
 #include "client/sim/synthetic_referral.h"
+#include "tests/support/scratch_dir.h"
 
 namespace {
 
@@ -69,8 +70,7 @@ struct Broker {
     // Strings that are not UTF-8 fail to parse, as they do on the wire; not worth a log line each.
     google::protobuf::SetLogHandler(
         [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
-    dir = (std::filesystem::temp_directory_path() / ("refbroker-fuzz-" + std::to_string(getpid())))
-              .string();
+    dir = (refbroker::testing::ScratchDir() / "fuzz").string();
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     refbroker::storage::SqliteOptions so;

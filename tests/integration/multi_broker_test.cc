@@ -427,10 +427,12 @@ class ComposeEntrypoints : public ::testing::Test {
     std::string port_file = (dir_ / "broker.port").string();
     std::filesystem::remove(port_file);
     std::string out;
-    RunCommand("REFBROKER_BIN=" + std::string(REFBROKER_BINARY) + " REFBROKER_CONFIG=" + config +
-                   " REFBROKER_DB_PASSWORD_FILE=" + password_file + " " + REFBROKER_SOURCE_DIR +
-                   "/deploy/refbroker-entrypoint.sh --port-file " + port_file + " >>" +
-                   (dir_ / "broker.log").string() + " 2>&1 & echo $! >" +
+    // RUNTIME_DIRECTORY: the key's private copy stays in dir_ when StopBroker kills the broker.
+    RunCommand("RUNTIME_DIRECTORY=" + dir_.string() +
+                   " REFBROKER_BIN=" + std::string(REFBROKER_BINARY) +
+                   " REFBROKER_CONFIG=" + config + " REFBROKER_DB_PASSWORD_FILE=" + password_file +
+                   " " + REFBROKER_SOURCE_DIR + "/deploy/refbroker-entrypoint.sh --port-file " +
+                   port_file + " >>" + (dir_ / "broker.log").string() + " 2>&1 & echo $! >" +
                    (dir_ / "broker.pid").string(),
                &out);
     std::ifstream pid_in(dir_ / "broker.pid");

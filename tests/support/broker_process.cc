@@ -150,9 +150,13 @@ absl::Status BrokerProcess::Start() {
   posix_spawn_file_actions_addopen(&actions, 2, log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND,
                                    0644);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  // The broker's private copy of its TLS key goes in the test's directory (as systemd's
+  // RuntimeDirectory= gives it one), so a broker the test kills leaves nothing behind.
+  std::string runtime_dir = "RUNTIME_DIRECTORY=" + dir_;
   std::vector<char*> envp;
+  for (auto& e : config_.env) envp.push_back(e.data());  // first: getenv takes the first
+  envp.push_back(runtime_dir.data());
   for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
-  for (auto& e : config_.env) envp.push_back(e.data());
   envp.push_back(nullptr);
   int rc = posix_spawn(&pid_, REFBROKER_BINARY, &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);

@@ -6,11 +6,13 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/scratch_dir.h"
+
 namespace refbroker::storage::internal {
 namespace {
 
 std::string TempDb(const char* name) {
-  auto dir = std::filesystem::temp_directory_path() / ("refbroker-gcw-" + std::to_string(getpid()));
+  auto dir = refbroker::testing::ScratchDir() / "gcw";
   std::filesystem::create_directories(dir);
   auto path = dir / name;
   std::filesystem::remove(path);

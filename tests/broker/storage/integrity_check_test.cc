@@ -11,13 +11,13 @@
 #include <thread>
 
 #include "broker/storage/sqlite_store.h"
+#include "tests/support/scratch_dir.h"
 
 namespace refbroker::storage::internal {
 namespace {
 
 std::string FreshDir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("refbroker-integrity-" + std::to_string(getpid()) + "-" + name);
+  auto dir = refbroker::testing::ScratchDir() / ("integrity-" + name);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();

@@ -81,6 +81,8 @@ TEST(NoReadahead, ABackupReadsTheStoreWithoutReadahead) {
       {
         uint64_t before = FilesOpenedWithoutReadahead();
         auto out = SqliteBackup(path, copy);
+        // This process ran the test from its start and made a scratch directory of its own.
+        std::filesystem::remove_all(refbroker::testing::ScratchDir());
         std::_Exit(before == 0 && out.ok() && FilesOpenedWithoutReadahead() >= 2 ? 0 : 1);
       },
       ::testing::ExitedWithCode(0), "");

@@ -11,12 +11,14 @@
 #include <string>
 
 #include "broker/storage/internal/sqlite_db.h"
+#include "tests/support/scratch_dir.h"
 
 namespace refbroker::storage::internal {
 
-// `name` in <tmp>/<prefix>-<pid>/, with any file of that name and its -wal and -shm removed.
+// `name` in <prefix>/ of the test's scratch directory, with any file of that name and its -wal
+// and -shm removed.
 inline std::string FreshWalDb(const std::string& prefix, const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / (prefix + "-" + std::to_string(getpid()));
+  auto dir = testing::ScratchDir() / prefix;
   std::filesystem::create_directories(dir);
   auto path = dir / name;
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
