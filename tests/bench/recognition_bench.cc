@@ -3,15 +3,18 @@
 // (ResultWorkflow over SqliteStore, group commit from concurrent publishers), then measures
 // the recognition query (3 items) for random patients, and reports:
 //   - publish rate on an empty store vs with N stored (ratio; target ≥ 0.9), each the median
-//     of three windows of the same workload (patients with earlier results of the same items,
-//     so the repeat-without-reason check does the same work in both)
+//     of three windows of one workload: 20 results per patient in a window, for patients with
+//     earlier results of the same items, so the repeat-without-reason check has work in both
+//   - the full store's rate when every record is about a different patient (the worst case
+//     for an index by patient; no target)
 //   - query latency p50 / p99 (target p99 < 2 ms)
 //   - store size on disk
 //   - per phase, where the time per record went (medians of the windows): the CPU of the single
 //     writer, of the checkpointer and of every other thread (the publishers), from /proc; the
 //     writer's time ready to run but waiting for a core (schedstat); the wall time of COMMIT's
-//     WAL write and fdatasync; and how the commits went (records per WAL sync, WAL frames per
-//     record). The rates of one phase vary by ±15% between runs on this machine.
+//     WAL write and fdatasync; the writer's page reads (read system calls) and how the commits
+//     went (records per WAL sync, WAL frames per record). The rates of one phase vary by ±15%
+//     between runs on this machine.
 //   - how much of the store's file the OS page cache held after the windows (mincore)
 //   recognition_bench [--records N] [--threads T] [--queries Q] [--dir DIR] [--existing]
 
@@ -26,6 +29,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -59,8 +63,10 @@ std::string ResidentId(uint64_t patient) {
   return id;
 }
 
-v1::ResultRecord Record(uint64_t n, uint64_t patients, std::mt19937_64& rng) {
-  uint64_t patient = n % patients;
+// Which patient record n is about.
+using PatientOf = std::function<uint64_t(uint64_t n)>;
+
+v1::ResultRecord Record(uint64_t n, uint64_t patient, std::mt19937_64& rng) {
   v1::ResultRecord r;
   r.set_client_request_id("bench-" + std::to_string(n));
   const char* item = kItems[rng() % 5];
@@ -93,6 +99,7 @@ v1::ResultRecord Record(uint64_t n, uint64_t patients, std::mt19937_64& rng) {
 struct SchedSeconds {
   double cpu = 0;
   double queued = 0;
+  double reads = 0;  // read system calls (/proc/self/task/*/io syscr): SQLite's page reads
 };
 SchedSeconds ThreadSched(const std::string& name) {
   SchedSeconds total;
@@ -105,6 +112,12 @@ SchedSeconds ThreadSched(const std::string& name) {
     if (sched >> run_ns >> wait_ns) {
       total.cpu += static_cast<double>(run_ns) / 1e9;
       total.queued += static_cast<double>(wait_ns) / 1e9;
+    }
+    std::ifstream io(task.path() / "io");
+    std::string key;
+    unsigned long long value = 0;
+    while (io >> key >> value) {
+      if (key == "syscr:") total.reads += static_cast<double>(value);
     }
   }
   return total;
@@ -125,11 +138,12 @@ struct Window {
   double others_us = 0;          // every other thread's CPU per record (the publishers')
   double writer_queued_us = 0;   // the writer's time ready but waiting for a core, per record
   double sync_us = 0;            // wall time writing and syncing the WAL at COMMIT, per record
+  double writer_reads = 0;       // the writer's read system calls per record (pages it read)
 };
 
 // Publishes records [from, to) from `threads` threads.
 Window Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Registry& reg,
-               uint64_t from, uint64_t to, uint64_t patients, int threads) {
+               uint64_t from, uint64_t to, const PatientOf& patient_of, int threads) {
   std::atomic<uint64_t> next{from}, errors{0};
   const auto wal_before = refbroker::storage::internal::GetWalWriteStats();
   const SchedSeconds writer_before = ThreadSched("rb-writer");
@@ -141,7 +155,7 @@ Window Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Reg
     pool.emplace_back([&, t] {
       std::mt19937_64 rng(t * 7919 + from);
       for (uint64_t n = next++; n < to; n = next++) {
-        v1::ResultRecord r = Record(n, patients, rng);
+        v1::ResultRecord r = Record(n, patient_of(n), rng);
         if (!wf.Publish(*reg.Find(r.performing_institution()), r).ok()) errors++;
       }
     });
@@ -156,6 +170,7 @@ Window Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Reg
   const SchedSeconds writer_after = ThreadSched("rb-writer");
   w.writer_us = (writer_after.cpu - writer_before.cpu) * 1e6 / n;
   w.writer_queued_us = (writer_after.queued - writer_before.queued) * 1e6 / n;
+  w.writer_reads = (writer_after.reads - writer_before.reads) / n;
   w.checkpoint_us = (ThreadSched("rb-checkpoint").cpu - checkpoint_before.cpu) * 1e6 / n;
   w.others_us = (ProcessCpuSeconds() - process_before) * 1e6 / n - w.writer_us - w.checkpoint_us;
   uint64_t syncs = wal_after.syncs - wal_before.syncs;
@@ -227,10 +242,19 @@ int main(int argc, char** argv) {
   uint64_t patients = std::max<uint64_t>(1, records / 10);
   uint64_t probe = std::min<uint64_t>(50000, std::max<uint64_t>(records / 20, 1000));
 
-  // Rates are medians of three windows: on three fresh empty stores, and of the last three
-  // windows of the load into the full one (single windows varied by ±20% on this machine).
+  // Rates are medians of three windows: on three fresh empty stores, and of the last windows of
+  // the load into the full one (single windows varied by ±20% on this machine).
+  //
+  // The ratio compares one workload on both stores: a window's `probe` records go to probe/20
+  // patients, 20 each, interleaved (results arrive per patient visit, a panel of items), so the
+  // pages a window touches for a patient are read once and then found in the caches on both
+  // stores; on the full store those patients are drawn at random from every stored patient, and
+  // each already has earlier results. Between those windows the full store also takes windows
+  // in which every record is about a different patient (the load's own pattern): the worst case
+  // for a store indexed by patient, reported beside the ratio, without a target.
   constexpr int kWindows = 3;
-  std::vector<Window> empty_windows, full_windows;
+  const uint64_t visit_patients = std::max<uint64_t>(1, probe / 20);
+  std::vector<Window> empty_windows, full_windows, scattered_windows;
   for (int k = 0; k < kWindows && !existing; ++k) {
     std::string empty_dir = dir + "/empty-" + std::to_string(k);
     std::filesystem::create_directories(empty_dir);
@@ -240,11 +264,10 @@ int main(int argc, char** argv) {
     if (!empty_store.ok()) return 2;
     refbroker::domain::ResultWorkflow ewf(
         **empty_store, **reg, holder, refbroker::SystemClock::Get(), {}, [](const std::string&) {});
-    // The same workload as at the end of the load: there each patient already has about nine
-    // results (~1.8 per item) that the repeat check reads; here `probe` records for probe/20
-    // patients give each record 9.5 earlier ones on average. Only the store's size differs.
-    empty_windows.push_back(
-        Publish(ewf, **reg, 0, probe, std::max<uint64_t>(1, probe / 20), threads));
+    // Each record has 9.5 earlier results of its patient on average (1.9 of its item) for the
+    // repeat check; on the full store ~10 more.
+    empty_windows.push_back(Publish(
+        ewf, **reg, 0, probe, [&](uint64_t n) { return n % visit_patients; }, threads));
     empty_store->reset();
     std::filesystem::remove_all(empty_dir);
   }
@@ -258,13 +281,23 @@ int main(int argc, char** argv) {
     std::printf("integrity check of the existing store: %.1f s (before the windows)\n",
                 std::chrono::duration<double>(SteadyClock::now() - wait_start).count());
   }
-  uint64_t tail = kWindows * probe;
+  uint64_t tail = 2 * kWindows * probe;  // a scattered window, then a visits window, 3 times
   uint64_t bulk_end = existing ? records : (records > tail ? records - tail : 0);
   uint64_t end = existing ? records + tail : std::max(records, tail);
   auto load_start = SteadyClock::now();
-  if (bulk_end > 0 && !existing) Publish(wf, **reg, 0, bulk_end, patients, threads);
-  for (uint64_t from = bulk_end; from < end; from += probe) {
-    full_windows.push_back(Publish(wf, **reg, from, from + probe, patients, threads));
+  const PatientOf scattered = [&](uint64_t n) { return n % patients; };
+  if (bulk_end > 0 && !existing) Publish(wf, **reg, 0, bulk_end, scattered, threads);
+  std::mt19937_64 pick(7);
+  for (uint64_t from = bulk_end; from + 2 * probe <= end; from += 2 * probe) {
+    scattered_windows.push_back(Publish(wf, **reg, from, from + probe, scattered, threads));
+    // Patients with results stored (those of the records before this window), drawn at random.
+    const uint64_t stored = std::max<uint64_t>(1, std::min(patients, from));
+    std::vector<uint64_t> visit(visit_patients);
+    for (auto& p : visit) p = pick() % stored;
+    const uint64_t start = from + probe;
+    full_windows.push_back(Publish(
+        wf, **reg, start, start + probe,
+        [&](uint64_t n) { return visit[(n - start) % visit.size()]; }, threads));
   }
   // The median of one measure over a phase's windows, and the list of them.
   auto median = [](const std::vector<Window>& windows, double Window::*field) {
@@ -283,6 +316,7 @@ int main(int argc, char** argv) {
   };
   double empty_rate = median(empty_windows, &Window::rate);
   double full_rate = median(full_windows, &Window::rate);
+  double scattered_rate = median(scattered_windows, &Window::rate);
   double load_secs = std::chrono::duration<double>(SteadyClock::now() - load_start).count();
   const uint64_t cached_after_load = CachedBytes(so.path);
 
@@ -322,9 +356,16 @@ int main(int argc, char** argv) {
     std::printf("  publish rate, %llu stored   %10.0f /s   ratio %.2f (target >= 0.90)\n",
                 (unsigned long long)bulk_end, full_rate, full_rate / empty_rate);
   }
-  std::printf("    (windows of %llu records: %s)\n", (unsigned long long)probe,
-              rates(full_windows).c_str());
-  // Per record, medians of the windows; the empty store's first when there is one.
+  std::printf("    (windows of %llu records, %llu patients each: %s)\n", (unsigned long long)probe,
+              (unsigned long long)visit_patients, rates(full_windows).c_str());
+  std::printf("  every record a different patient %9.0f /s", scattered_rate);
+  if (!existing)
+    std::printf("   %.2f of the empty store's (worst case, no target)",
+                scattered_rate / empty_rate);
+  std::printf("\n    (windows of %llu records: %s)\n", (unsigned long long)probe,
+              rates(scattered_windows).c_str());
+  // Per record, medians of the windows: the empty store's when there is one, the full store's
+  // (the same workload), the full store's with every record a different patient.
   auto per_record = [&](const char* label, double Window::*field, const char* format) {
     std::string line = std::string("  ") + label;
     line.resize(34, ' ');
@@ -334,13 +375,16 @@ int main(int argc, char** argv) {
       line += std::string(value) + " empty  ";
     }
     std::snprintf(value, sizeof value, format, median(full_windows, field));
-    line += std::string(value) + (existing ? " stored" : " full");
+    line += std::string(value) + (existing ? " stored  " : " full  ");
+    std::snprintf(value, sizeof value, format, median(scattered_windows, field));
+    line += std::string(value) + " scattered";
     std::printf("%s\n", line.c_str());
   };
   per_record("writer CPU per record", &Window::writer_us, "%6.1f us");
   per_record("checkpointer CPU per record", &Window::checkpoint_us, "%6.1f us");
   per_record("other threads' CPU per record", &Window::others_us, "%6.1f us");
   per_record("writer waiting for a core", &Window::writer_queued_us, "%6.1f us");
+  per_record("writer's page reads per record", &Window::writer_reads, "%9.2f");
   per_record("records per commit", &Window::records_per_sync, "%9.1f");
   per_record("WAL frames per record", &Window::frames_per_record, "%9.2f");
   per_record("WAL write+sync per record", &Window::sync_us, "%6.1f us");
