@@ -207,6 +207,8 @@ absl::StatusOr<uint64_t> NewestAuditSequence(Db& db) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
+  // Before anything writes to it (the migrations).
+  RETURN_IF_ERROR(internal::RefuseIfNotedDamaged(options.path));
   ASSIGN_OR_RETURN(auto writer_db, Db::Open(options.path, /*read_only=*/false));
   RETURN_IF_ERROR(Configure(*writer_db));
   RETURN_IF_ERROR(Migrate(*writer_db));
@@ -249,7 +251,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
     if (sequence.ok()) marker->Note(*sequence);
   });
   // The structure is checked behind the open store, not before it: a damaged file found then
-  // is latched (every write DATA_LOSS, Health() failing), so it is not written to further.
+  // is latched (every write DATA_LOSS, Health() failing), so it is not written to further, and
+  // noted beside the store (<db>.damaged), so that it is not opened again until restored.
   ASSIGN_OR_RETURN(auto check_db, Db::Open(options.path, /*read_only=*/true));
   store->integrity_ = std::make_unique<internal::IntegrityCheck>(
       std::move(check_db),
@@ -258,9 +261,15 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
           spdlog::info("storage: integrity check of {} passed in {:.1f} s", path, seconds);
           return;
         }
-        spdlog::critical("{} ({}): writes are refused; restore the latest backup",
-                         std::string(s.message()), path);
         writer->Fail(s);
+        absl::Status noted = internal::NoteDamage(path, s);
+        spdlog::critical(
+            "{} ({}): writes are refused; restore the latest backup. {}", std::string(s.message()),
+            path,
+            noted.ok() ? "Noted in " + internal::DamageNotePath(path) +
+                             ": the broker will not serve this store again until it is restored"
+                       : "The note could not be written (" + std::string(noted.message()) +
+                             "): a restarted broker would serve it until the check finds it again");
       });
   return store;
 }

@@ -1,8 +1,16 @@
 #include "broker/storage/internal/integrity_check.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
@@ -18,6 +26,51 @@ absl::Status QuickCheck(Db& db) {
     return absl::DataLossError(absl::StrCat("storage: integrity check failed: ", first));
   }
   return absl::OkStatus();
+}
+
+std::string DamageNotePath(const std::string& db_path) { return db_path + ".damaged"; }
+
+absl::Status NoteDamage(const std::string& db_path, const absl::Status& finding) {
+  const std::string path = DamageNotePath(db_path);
+  const std::string temp = path + ".new";
+  char when[32] = "";
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  const std::string text = absl::StrCat("found ", when, ": ", finding.message(), "\n");
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("storage: cannot write ", temp, ": ", std::strerror(errno)));
+  }
+  bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                 ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written || ::rename(temp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("storage: cannot write ", path, ": ", std::strerror(errno)));
+  }
+  // The rename is durable once the directory is.
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    (void)::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RefuseIfNotedDamaged(const std::string& db_path) {
+  const std::string path = DamageNotePath(db_path);
+  std::ifstream in(path);
+  if (!in) return absl::OkStatus();
+  std::string line;
+  std::getline(in, line);
+  return absl::DataLossError(absl::StrCat(
+      "storage: ", db_path, " was found damaged (", path, ": ", line,
+      ") and is not served again. Restore the latest backup (OPERATIONS.md, section 5) and move ",
+      path, " aside with the damaged store"));
 }
 
 IntegrityCheck::IntegrityCheck(std::unique_ptr<Db> db, Done done) : db_(std::move(db)) {

@@ -24,6 +24,15 @@ namespace refbroker::storage::internal {
 // quick_check on `db`: OK, or DATA_LOSS with SQLite's first finding.
 absl::Status QuickCheck(Db& db);
 
+// The damage note, "<db>.damaged": what the check found and when, written (and synced) when it
+// fails, so that the store is not served again until it is restored. Without it a restarted
+// broker would serve the damaged file, and acknowledge writes into it, until the check found
+// the damage again (16 s for 4.3 GB): writes that the restore from a backup then loses.
+std::string DamageNotePath(const std::string& db_path);
+absl::Status NoteDamage(const std::string& db_path, const absl::Status& finding);
+// DATA_LOSS naming the note and what it says if there is one, else OK.
+absl::Status RefuseIfNotedDamaged(const std::string& db_path);
+
 class IntegrityCheck {
  public:
   // Called once on the check's thread: the result and the seconds it took.

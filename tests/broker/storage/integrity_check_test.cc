@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -113,9 +114,49 @@ TEST(IntegrityCheck, AnIntactStoreStaysHealthyAfterItsCheck) {
   o.path = StoreFile("healthy", false);
   auto store = SqliteStore::Open(o);
   ASSERT_TRUE(store.ok()) << store.status();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!(*store)->IntegrityCheckFinished() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE((*store)->IntegrityCheckFinished());
   EXPECT_TRUE((*store)->Health().ok());
   EXPECT_TRUE((*store)->EnsureGroup("q/referrals", "his", 1).ok());
+  EXPECT_FALSE(std::filesystem::exists(DamageNotePath(o.path)));
+}
+
+// Found once, the damage is noted beside the store and the store is not opened again: a
+// restarted broker would otherwise serve it, and acknowledge writes into it, until the check
+// found the damage again, and the restore from a backup would lose those writes.
+TEST(IntegrityCheck, AStoreFoundDamagedIsNotOpenedAgainUntilItsNoteIsMovedAside) {
+  SqliteOptions o;
+  o.path = StoreFile("noted", true);
+  {
+    auto store = SqliteStore::Open(o);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while ((*store)->Health().ok() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(absl::IsDataLoss((*store)->Health()));
+  }
+  const std::string note = DamageNotePath(o.path);
+  ASSERT_TRUE(std::filesystem::exists(note));
+  std::ifstream in(note);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("integrity check failed"), std::string::npos) << text;
+
+  const auto written = std::filesystem::last_write_time(o.path);
+  auto again = SqliteStore::Open(o);
+  ASSERT_FALSE(again.ok());
+  EXPECT_TRUE(absl::IsDataLoss(again.status())) << again.status();
+  EXPECT_NE(again.status().message().find(note), std::string::npos) << again.status();
+  EXPECT_NE(again.status().message().find("Restore the latest backup"), std::string::npos);
+  EXPECT_EQ(std::filesystem::last_write_time(o.path), written) << "refused before any write";
+
+  // The restore moves the note aside with the damaged store; the store in place then opens.
+  std::filesystem::rename(note, note + ".broken");
+  auto restored = SqliteStore::Open(o);
+  EXPECT_TRUE(restored.ok()) << restored.status();
 }
 
 }  // namespace
