@@ -184,6 +184,11 @@ absl::StatusOr<TlsMaterial> LoadTlsMaterial(const TlsFiles& files) {
   return m;
 }
 
+namespace {
+// Private copies this process holds now (ServerTls objects alive).
+std::atomic<int> own_copies{0};
+}  // namespace
+
 int RemoveStaleTlsCopies(const std::string& base) {
   static constexpr std::string_view kPrefix = "refbroker-tls-";
   int removed = 0;
@@ -201,8 +206,12 @@ int RemoveStaleTlsCopies(const std::string& base) {
     if (::lstat(it->path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
       continue;
     }
+    // A copy named by this process while it holds none is stale too: a broker in a container
+    // is process 1 after every restart.
     pid_t pid = static_cast<pid_t>(std::stol(digits));
-    if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // running, or not ours to ask
+    bool gone = pid > 0 && (pid == ::getpid() ? own_copies.load() == 0
+                                              : ::kill(pid, 0) != 0 && errno == ESRCH);
+    if (!gone) continue;  // running, or not ours to ask
     std::error_code rm;
     if (std::filesystem::remove_all(it->path(), rm) > 0 && !rm) removed++;
   }
@@ -229,6 +238,7 @@ absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::Create(const TlsFiles& fil
     return absl::InternalError(absl::StrCat("tls: cannot create a private directory in ", base));
   }
   tls->dir_ = buf.data();
+  own_copies.fetch_add(1);
   absl::Status written = tls->WriteCopy(*m);
   if (!written.ok()) return written;
   tls->material_ = std::make_shared<const TlsMaterial>(std::move(*m));
@@ -244,7 +254,10 @@ absl::StatusOr<std::unique_ptr<ServerTls>> ServerTls::Create(const TlsFiles& fil
 ServerTls::~ServerTls() {
   provider_.reset();
   std::error_code ec;
-  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  if (!dir_.empty()) {
+    std::filesystem::remove_all(dir_, ec);
+    own_copies.fetch_sub(1);
+  }
 }
 
 absl::Status ServerTls::WriteCopy(const TlsMaterial& m) {

@@ -59,7 +59,9 @@ std::string SerialHex(const X509* cert);
 
 // Removes from `base` the private copies (refbroker-tls-<pid>-*, this user's) of brokers that
 // are no longer running: a broker killed, or crashed, before its ServerTls was destroyed left
-// its key there. A copy whose process still runs is kept. Returns how many it removed.
+// its key there. A copy whose process still runs is kept; one named by this process is not (a
+// broker in a container has the same process id after every restart). Returns how many it
+// removed.
 // ServerTls::Create runs it before it makes its own copy.
 int RemoveStaleTlsCopies(const std::string& base);
 

@@ -51,6 +51,10 @@ TEST(ServerTls, AKilledBrokersCopyOfItsKeyIsRemovedByTheNextBrokerAndARunningOne
       CopyWithKey(base, "refbroker-tls-" + std::to_string(DeadPid()) + "-a1B2c3");
   const fs::path running =
       CopyWithKey(base, "refbroker-tls-" + std::to_string(::getppid()) + "-d4E5f6");
+  // A container's broker is process 1 after every restart: a copy under this process's own id
+  // was left by an earlier one.
+  const fs::path same_pid =
+      CopyWithKey(base, "refbroker-tls-" + std::to_string(::getpid()) + "-g7H8i9");
   const fs::path not_a_copy = CopyWithKey(base, "refbroker-tls-notes");
   const fs::path unrelated = CopyWithKey(base, "something-else-1");
 
@@ -62,6 +66,7 @@ TEST(ServerTls, AKilledBrokersCopyOfItsKeyIsRemovedByTheNextBrokerAndARunningOne
   ASSERT_TRUE(tls.ok()) << tls.status();
 
   EXPECT_FALSE(fs::exists(killed));
+  EXPECT_FALSE(fs::exists(same_pid));
   EXPECT_TRUE(fs::exists(running / "identity.pem"));
   EXPECT_TRUE(fs::exists(not_a_copy / "identity.pem"));
   EXPECT_TRUE(fs::exists(unrelated / "identity.pem"));
