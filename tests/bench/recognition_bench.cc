@@ -38,6 +38,7 @@
 #include "broker/domain/identifiers.h"
 #include "broker/domain/result_workflow.h"
 #include "broker/recognition/catalogue.h"
+#include "broker/storage/audit_scope.h"
 #include "broker/storage/internal/wal_write_buffer.h"
 #include "broker/storage/sqlite_store.h"
 #include "google/protobuf/util/time_util.h"
@@ -141,9 +142,11 @@ struct Window {
   double writer_reads = 0;       // the writer's read system calls per record (pages it read)
 };
 
-// Publishes records [from, to) from `threads` threads.
-Window Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Registry& reg,
-               uint64_t from, uint64_t to, const PatientOf& patient_of, int threads) {
+// Publishes records [from, to) from `threads` threads, each as the broker's PublishResult call
+// does: inside an audit scope, so that the result and its audit entry commit together.
+Window Publish(refbroker::domain::ResultWorkflow& wf, refbroker::storage::Store& store,
+               const refbroker::auth::Registry& reg, uint64_t from, uint64_t to,
+               const PatientOf& patient_of, int threads) {
   std::atomic<uint64_t> next{from}, errors{0};
   const auto wal_before = refbroker::storage::internal::GetWalWriteStats();
   const SchedSeconds writer_before = ThreadSched("rb-writer");
@@ -156,7 +159,16 @@ Window Publish(refbroker::domain::ResultWorkflow& wf, const refbroker::auth::Reg
       std::mt19937_64 rng(t * 7919 + from);
       for (uint64_t n = next++; n < to; n = next++) {
         v1::ResultRecord r = Record(n, patient_of(n), rng);
-        if (!wf.Publish(*reg.Find(r.performing_institution()), r).ok()) errors++;
+        const refbroker::auth::Principal& who = *reg.Find(r.performing_institution());
+        refbroker::storage::AuditRow base;
+        base.at = refbroker::SystemClock::Get().Now();
+        base.actor = who.id;
+        base.alliance = who.alliance;
+        base.action = "PublishResult";
+        base.peer = "ipv4:127.0.0.1:50000";
+        refbroker::storage::AuditScope audit(store, base);
+        absl::Status s = wf.Publish(who, r).status();
+        if (!audit.Finish(s.code()).ok() || !s.ok()) errors++;
       }
     });
   }
@@ -267,7 +279,8 @@ int main(int argc, char** argv) {
     // Each record has 9.5 earlier results of its patient on average (1.9 of its item) for the
     // repeat check; on the full store ~10 more.
     empty_windows.push_back(Publish(
-        ewf, **reg, 0, probe, [&](uint64_t n) { return n % visit_patients; }, threads));
+        ewf, **empty_store, **reg, 0, probe, [&](uint64_t n) { return n % visit_patients; },
+        threads));
     empty_store->reset();
     std::filesystem::remove_all(empty_dir);
   }
@@ -286,17 +299,18 @@ int main(int argc, char** argv) {
   uint64_t end = existing ? records + tail : std::max(records, tail);
   auto load_start = SteadyClock::now();
   const PatientOf scattered = [&](uint64_t n) { return n % patients; };
-  if (bulk_end > 0 && !existing) Publish(wf, **reg, 0, bulk_end, scattered, threads);
+  if (bulk_end > 0 && !existing) Publish(wf, **store, **reg, 0, bulk_end, scattered, threads);
   std::mt19937_64 pick(7);
   for (uint64_t from = bulk_end; from + 2 * probe <= end; from += 2 * probe) {
-    scattered_windows.push_back(Publish(wf, **reg, from, from + probe, scattered, threads));
+    scattered_windows.push_back(
+        Publish(wf, **store, **reg, from, from + probe, scattered, threads));
     // Patients with results stored (those of the records before this window), drawn at random.
     const uint64_t stored = std::max<uint64_t>(1, std::min(patients, from));
     std::vector<uint64_t> visit(visit_patients);
     for (auto& p : visit) p = pick() % stored;
     const uint64_t start = from + probe;
     full_windows.push_back(Publish(
-        wf, **reg, start, start + probe,
+        wf, **store, **reg, start, start + probe,
         [&](uint64_t n) { return visit[(n - start) % visit.size()]; }, threads));
   }
   // The median of one measure over a phase's windows, and the list of them.
