@@ -261,8 +261,10 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
           spdlog::info("storage: integrity check of {} passed in {:.1f} s", path, seconds);
           return;
         }
-        writer->Fail(s);
+        // Noted first: once the store reports itself unhealthy the note is there, and a broker
+        // that dies in between does not serve the file again either.
         absl::Status noted = internal::NoteDamage(path, s);
+        writer->Fail(s);
         spdlog::critical(
             "{} ({}): writes are refused; restore the latest backup. {}", std::string(s.message()),
             path,

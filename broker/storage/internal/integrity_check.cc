@@ -10,7 +10,6 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
@@ -46,10 +45,15 @@ absl::Status NoteDamage(const std::string& db_path, const absl::Status& finding)
   }
   bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
                  ::fsync(fd) == 0;
+  int error = errno;  // of the write or the fsync; close may change errno
   ::close(fd);
-  if (!written || ::rename(temp.c_str(), path.c_str()) != 0) {
+  if (written && ::rename(temp.c_str(), path.c_str()) != 0) {
+    written = false;
+    error = errno;
+  }
+  if (!written) {
     return absl::InternalError(
-        absl::StrCat("storage: cannot write ", path, ": ", std::strerror(errno)));
+        absl::StrCat("storage: cannot write ", path, ": ", std::strerror(error)));
   }
   // The rename is durable once the directory is.
   std::string dir = std::filesystem::path(path).parent_path().string();
