@@ -16,6 +16,7 @@
 #include "client/refclient/referral_client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/support/broker_process.h"
+#include "tests/support/files.h"
 #include "tests/support/test_clients.h"
 
 namespace refbroker::testing {
@@ -23,24 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace v1 = refbroker::v1;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-int64_t SqlInt(const std::string& db_path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  sqlite3_open(db_path.c_str(), &db);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
-  int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
-}
 
 grpc::health::v1::HealthCheckResponse::ServingStatus Health(refclient::Connection& conn) {
   auto stub = grpc::health::v1::Health::NewStub(conn.channel());
@@ -77,17 +60,9 @@ TEST(DamagedStore, IsNotServedAgainAfterARestartUntilItIsRestored) {
   // overwritten: the file opens and the broker serves; only the check finds it.
   ASSERT_EQ(broker.ExecSql("CREATE TABLE ballast(v BLOB); WITH RECURSIVE c(i) AS (SELECT 1 UNION "
                            "ALL SELECT i+1 FROM c WHERE i<3000) INSERT INTO ballast SELECT "
-                           "randomblob(300) FROM c; PRAGMA wal_checkpoint(TRUNCATE);"),
+                           "randomblob(300) FROM c;"),
             "");
-  int64_t root = SqlInt(db, "SELECT rootpage FROM sqlite_master WHERE name='ballast'");
-  int64_t page = SqlInt(db, "PRAGMA page_size");
-  ASSERT_GT(root, 1);
-  {
-    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp((root - 1) * page);
-    std::string junk(static_cast<size_t>(page), '\xA5');
-    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
-  }
+  OverwriteRootPage(db, "ballast");
 
   ASSERT_TRUE(broker.Start().ok()) << broker.log_path();
   auto clinic = ConnectAs(broker.address(), "xiyangdian-thc");

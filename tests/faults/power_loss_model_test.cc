@@ -10,19 +10,13 @@
 #include <sstream>
 
 #include "tests/faults/power_loss.h"
+#include "tests/support/files.h"
 #include "tests/support/test_clients.h"
 
 namespace refbroker::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 TEST(PowerLossModel, OnlyWhatWasSyncedSurvivesTheCut) {
   std::string dir = fs::temp_directory_path() / ("power-loss-" + std::to_string(getpid()));
@@ -35,8 +29,8 @@ TEST(PowerLossModel, OnlyWhatWasSyncedSurvivesTheCut) {
   // Synced: "durable-part". Then, unsynced: an overwrite inside it and an append after it.
   ASSERT_EQ(RunCommand(shim + "sh -c 'printf durable-part | dd of=" + file +
                            " conv=fsync status=none && printf XX | dd of=" + file +
-                           " bs=1 seek=2 conv=notrunc status=none && printf %s -tail | dd of=" + file +
-                           " bs=1 seek=12 conv=notrunc status=none'",
+                           " bs=1 seek=2 conv=notrunc status=none && printf %s -tail | dd of=" +
+                           file + " bs=1 seek=12 conv=notrunc status=none'",
                        &out),
             0)
       << out;

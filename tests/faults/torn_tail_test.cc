@@ -11,6 +11,7 @@
 
 #include "client/refclient/referral_client.h"
 #include "tests/support/broker_process.h"
+#include "tests/support/files.h"
 #include "tests/support/test_clients.h"
 
 namespace refbroker::testing {
@@ -18,13 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace v1 = refbroker::v1;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // A broker whose WAL is not checkpointed during the test, so that the last transactions live
 // only in the WAL's tail; `count` referrals acknowledged; then SIGKILL.

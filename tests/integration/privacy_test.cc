@@ -8,17 +8,11 @@
 #include <sstream>
 
 #include "tests/support/broker_process.h"
+#include "tests/support/files.h"
 #include "tests/support/test_clients.h"
 
 namespace refbroker::testing {
 namespace {
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 TEST(Privacy, AfterAFullScenarioTheLogsNameNoPatient) {
   BrokerConfig config;

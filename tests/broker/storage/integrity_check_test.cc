@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
-#include <iterator>
 #include <string>
 #include <thread>
 
 #include "broker/storage/sqlite_store.h"
+#include "tests/support/files.h"
 #include "tests/support/scratch_dir.h"
 
 namespace refbroker::storage::internal {
@@ -34,17 +34,6 @@ void Sql(const std::string& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
-int64_t SqlInt(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
-  int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
-}
-
 // A store with 3,000 queued messages (so `messages` is a tree of several levels), the WAL
 // folded into the file. With `damage`, the root page of `messages` is then overwritten: the
 // file still opens (the schema, the audit log and the migrations are elsewhere), but its
@@ -62,16 +51,17 @@ std::string StoreFile(const std::string& name, bool damage) {
       "INSERT INTO messages(queue,priority,subject_id,payload,enqueued_at) "
       "SELECT 'q/referrals', 2, 'ref-' || i, randomblob(300), i FROM c;"
       "PRAGMA wal_checkpoint(TRUNCATE);");
-  if (damage) {
-    int64_t root = SqlInt(path, "SELECT rootpage FROM sqlite_master WHERE name='messages'");
-    int64_t page = SqlInt(path, "PRAGMA page_size");
-    EXPECT_GT(root, 1);
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp((root - 1) * page);
-    std::string junk(static_cast<size_t>(page), '\xA5');
-    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
-  }
+  if (damage) refbroker::testing::OverwriteRootPage(path, "messages");
   return path;
+}
+
+// Waits up to 30 s for `condition` to turn false (the check runs on its own thread).
+template <typename Condition>
+void WaitWhile(Condition condition) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (condition() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 absl::Status CheckOf(const std::string& path) {
@@ -99,10 +89,7 @@ TEST(IntegrityCheck, AStoreOpenedOnADamagedFileRefusesWritesOnceTheCheckHasFound
   o.path = StoreFile("latched", true);
   auto store = SqliteStore::Open(o);
   ASSERT_TRUE(store.ok()) << store.status();
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while ((*store)->Health().ok() && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  WaitWhile([&] { return (*store)->Health().ok(); });
   absl::Status health = (*store)->Health();
   EXPECT_TRUE(absl::IsDataLoss(health)) << health;
   absl::Status write = (*store)->EnsureGroup("q/referrals", "his", 1);
@@ -114,10 +101,7 @@ TEST(IntegrityCheck, AnIntactStoreStaysHealthyAfterItsCheck) {
   o.path = StoreFile("healthy", false);
   auto store = SqliteStore::Open(o);
   ASSERT_TRUE(store.ok()) << store.status();
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!(*store)->IntegrityCheckFinished() && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  WaitWhile([&] { return !(*store)->IntegrityCheckFinished(); });
   EXPECT_TRUE((*store)->IntegrityCheckFinished());
   EXPECT_TRUE((*store)->Health().ok());
   EXPECT_TRUE((*store)->EnsureGroup("q/referrals", "his", 1).ok());
@@ -133,16 +117,12 @@ TEST(IntegrityCheck, AStoreFoundDamagedIsNotOpenedAgainUntilItsNoteIsMovedAside)
   {
     auto store = SqliteStore::Open(o);
     ASSERT_TRUE(store.ok()) << store.status();
-    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while ((*store)->Health().ok() && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    WaitWhile([&] { return (*store)->Health().ok(); });
     ASSERT_TRUE(absl::IsDataLoss((*store)->Health()));
   }
   const std::string note = DamageNotePath(o.path);
   ASSERT_TRUE(std::filesystem::exists(note));
-  std::ifstream in(note);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = refbroker::testing::ReadAll(note);
   EXPECT_NE(text.find("integrity check failed"), std::string::npos) << text;
 
   const auto written = std::filesystem::last_write_time(o.path);
