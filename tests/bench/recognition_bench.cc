@@ -17,6 +17,7 @@
 //     between runs on this machine.
 //   - how much of the store's file the OS page cache held after the windows (mincore)
 //   recognition_bench [--records N] [--threads T] [--queries Q] [--dir DIR] [--existing]
+//                     [--no-audit]
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -142,6 +143,10 @@ struct Window {
   double writer_reads = 0;       // the writer's read system calls per record (pages it read)
 };
 
+// --no-audit: the workflow alone, without the audit entry (as this benchmark measured before
+// 2026-11-25), to tell the audit's share apart. Set once in main, before any publisher runs.
+bool with_audit = true;
+
 // Publishes records [from, to) from `threads` threads, each as the broker's PublishResult call
 // does: inside an audit scope, so that the result and its audit entry commit together.
 Window Publish(refbroker::domain::ResultWorkflow& wf, refbroker::storage::Store& store,
@@ -160,6 +165,10 @@ Window Publish(refbroker::domain::ResultWorkflow& wf, refbroker::storage::Store&
       for (uint64_t n = next++; n < to; n = next++) {
         v1::ResultRecord r = Record(n, patient_of(n), rng);
         const refbroker::auth::Principal& who = *reg.Find(r.performing_institution());
+        if (!with_audit) {
+          if (!wf.Publish(who, r).ok()) errors++;
+          continue;
+        }
         refbroker::storage::AuditRow base;
         base.at = refbroker::SystemClock::Get().Now();
         base.actor = who.id;
@@ -222,12 +231,17 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "concurrent publishers");
   app.add_option("--queries", queries, "recognition queries to time");
   app.add_option("--dir", dir, "data directory (default: a temporary one, removed after)");
+  bool no_audit = false;
+  app.add_flag("--no-audit", no_audit,
+               "publish without the audit entry the broker writes with each result (the "
+               "workflow alone), to tell the audit's share apart");
   bool existing = false;
   app.add_flag("--existing", existing,
                "the store in --dir already holds --records records: only publish more to it "
                "(the full-store rate, once the store's integrity check is done) and query; for "
                "profiling one phase");
   CLI11_PARSE(app, argc, argv);
+  with_audit = !no_audit;
   spdlog::set_level(spdlog::level::warn);  // one info line per record would be the benchmark
   bool temporary = dir.empty();
   if (temporary) {
@@ -355,9 +369,10 @@ int main(int argc, char** argv) {
   std::sort(latencies.begin(), latencies.end());
   auto pct = [&](double p) { return latencies[static_cast<size_t>(p * (latencies.size() - 1))]; };
   uint64_t size = DirSize(dir);
-  std::printf("recognition_bench: %llu records, %llu patients, %d publishers, %u cores\n",
+  std::printf("recognition_bench: %llu records, %llu patients, %d publishers, %u cores, %s\n",
               (unsigned long long)records, (unsigned long long)patients, threads,
-              std::thread::hardware_concurrency());
+              std::thread::hardware_concurrency(),
+              with_audit ? "each publish with its audit entry" : "no audit entries (--no-audit)");
   if (existing) {
     // No empty store was measured: a ratio would compare the phase with itself.
     std::printf(
