@@ -6,11 +6,8 @@
 // with everything the backup held.
 
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "client/refclient/referral_client.h"

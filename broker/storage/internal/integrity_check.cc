@@ -67,10 +67,12 @@ absl::Status NoteDamage(const std::string& db_path, const absl::Status& finding)
 
 absl::Status RefuseIfNotedDamaged(const std::string& db_path) {
   const std::string path = DamageNotePath(db_path);
+  // The note's presence refuses the store, readable or not; what it says is for the message.
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec) && !ec) return absl::OkStatus();
   std::ifstream in(path);
-  if (!in) return absl::OkStatus();
-  std::string line;
-  std::getline(in, line);
+  std::string line = "unreadable";
+  if (in) std::getline(in, line);
   return absl::DataLossError(absl::StrCat(
       "storage: ", db_path, " was found damaged (", path, ": ", line,
       ") and is not served again. Restore the latest backup (OPERATIONS.md, section 5) and move ",
