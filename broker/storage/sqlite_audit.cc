@@ -6,6 +6,7 @@
 #include "broker/storage/audit_chain.h"
 #include "broker/storage/audit_scope.h"
 #include "broker/storage/internal/list_query.h"
+#include "broker/storage/internal/patient_no.h"
 #include "broker/storage/sqlite_store.h"
 
 namespace refbroker::storage {
@@ -35,8 +36,8 @@ absl::Status SqliteInsertAudit(Db& db, std::vector<AuditRow>& rows) {
     }
   }
   ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT INTO audit_log(seq, at, actor, alliance, action, "
-                                        "subject, patient_key, peer, outcome, prev_hash, hash) "
-                                        "VALUES(?,?,?,?,?,?,?,?,?,?,?)"));
+                                        "subject, patient_key, peer, outcome, prev_hash, hash, "
+                                        "patient_no) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
   for (AuditRow& row : rows) {
     row.seq = ++seq;
     row.prev_hash = prev;
@@ -44,6 +45,7 @@ absl::Status SqliteInsertAudit(Db& db, std::vector<AuditRow>& rows) {
     ins->Bind(1, static_cast<int64_t>(row.seq)).Bind(2, row.at).Bind(3, row.actor);
     ins->Bind(4, row.alliance).Bind(5, row.action).Bind(6, row.subject).Bind(7, row.patient_key);
     ins->Bind(8, row.peer).Bind(9, row.outcome).Bind(10, row.prev_hash).Bind(11, row.hash);
+    ins->Bind(12, row.patient_key.empty() ? 0 : internal::PatientNo(row.patient_key));
     RETURN_IF_ERROR(ins->Run());
     prev = row.hash;
   }
@@ -100,6 +102,7 @@ absl::StatusOr<std::vector<AuditRow>> SqliteStore::ListAudit(const AuditQuery& q
     st->Bind(1, static_cast<int64_t>(q.after_seq)).Bind(2, q.alliance).Bind(3, q.actor);
     st->Bind(4, q.subject).Bind(5, q.from).Bind(6, q.to).Bind(7, q.patient_key);
     st->Bind(8, static_cast<int64_t>(q.limit));
+    st->Bind(9, q.patient_key.empty() ? 0 : internal::PatientNo(q.patient_key));
     return st->ForEachRow([&](const Stmt& row) { out.push_back(ReadAudit(row)); });
   }));
   return out;

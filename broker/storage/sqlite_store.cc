@@ -47,7 +47,8 @@ absl::Status Migrate(Db& db) {
                                                       kSchemaVersion, ")"));
   }
   if (version == 0) RETURN_IF_ERROR(db.Exec("PRAGMA auto_vacuum=INCREMENTAL; VACUUM"));
-  // v7 numbers the stored results' patients with it (internal/patient_no.h).
+  // v7 and v9 number the stored results' and audit entries' patients with it
+  // (internal/patient_no.h).
   if (int rc = internal::RegisterPatientNoFunction(db.raw()); rc != SQLITE_OK) {
     return internal::SqliteError(rc, db.raw(), "register patient_no");
   }

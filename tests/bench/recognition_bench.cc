@@ -68,9 +68,14 @@ std::string ResidentId(uint64_t patient) {
 // Which patient record n is about.
 using PatientOf = std::function<uint64_t(uint64_t n)>;
 
+// The prefix of the records' client request ids. An --existing run adds its start time, so that
+// runs on one store with the same --records (the same patients) publish new records rather than
+// replay earlier ones.
+std::string request_id_prefix = "bench-";
+
 v1::ResultRecord Record(uint64_t n, uint64_t patient, std::mt19937_64& rng) {
   v1::ResultRecord r;
-  r.set_client_request_id("bench-" + std::to_string(n));
+  r.set_client_request_id(request_id_prefix + std::to_string(n));
   const char* item = kItems[rng() % 5];
   r.set_kind(item[0] == 'E' ? v1::ECG : v1::LAB);
   auto* id = r.mutable_patient()->add_identifiers();
@@ -237,11 +242,12 @@ int main(int argc, char** argv) {
                "workflow alone), to tell the audit's share apart");
   bool existing = false;
   app.add_flag("--existing", existing,
-               "the store in --dir already holds --records records: only publish more to it "
+               "the store in --dir was loaded with --records records: only publish more to it "
                "(the full-store rate, once the store's integrity check is done) and query; for "
                "profiling one phase");
   CLI11_PARSE(app, argc, argv);
   with_audit = !no_audit;
+  if (existing) request_id_prefix = "bench-" + std::to_string(std::time(nullptr)) + "-";
   spdlog::set_level(spdlog::level::warn);  // one info line per record would be the benchmark
   bool temporary = dir.empty();
   if (temporary) {

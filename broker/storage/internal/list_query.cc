@@ -119,7 +119,8 @@ std::string ConsultListSql(const ConsultQuery& q, const char* columns) {
 }
 
 // Parameters: ?1 after sequence, ?2 alliance, ?3 actor, ?4 subject, ?5 from, ?6 to, ?7 patient,
-// ?8 limit.
+// ?8 limit, ?9 the patient's number (internal/patient_no.h; the index is by it, and the full key
+// on the row tells apart two patients whose numbers collide).
 std::string AuditListSql(const AuditQuery& q, const char* columns) {
   std::vector<std::string> where = {"seq>?1"};
   if (!q.alliance.empty()) where.push_back("alliance=?2");
@@ -131,8 +132,9 @@ std::string AuditListSql(const AuditQuery& q, const char* columns) {
     // The patient's entries, and every entry about a subject one of them names (a delivery of
     // the patient's referral names the referral, not the patient).
     where.push_back(
-        "((patient_key=?7 AND patient_key<>'') OR (subject<>'' AND subject IN (SELECT subject "
-        "FROM audit_log WHERE patient_key=?7 AND patient_key<>'' AND subject<>'')))");
+        "((patient_no=?9 AND patient_key=?7 AND patient_key<>'') OR (subject<>'' AND subject IN "
+        "(SELECT subject FROM audit_log WHERE patient_no=?9 AND patient_key=?7 AND "
+        "patient_key<>'' AND subject<>'')))");
   }
   return absl::StrCat("SELECT ", columns, " FROM audit_log WHERE ", absl::StrJoin(where, " AND "),
                       " ORDER BY seq LIMIT ?8");

@@ -118,10 +118,12 @@ TEST_F(ResultsIndex, AStoreFromBeforeTheNumbersIsNumberedWhenItOpens) {
     Publish(*store, Result("res-b1", "pk-b", kT0 - 2));
     Publish(*store, Result("res-a2", "pk-a", kT0 - 1));
   }
-  // The store as schema v6 left it: no numbers, the index by the full key.
+  // The store as schema v6 left it: no numbers, the indexes by the full key.
   Exec(
       "DROP INDEX results_prior; ALTER TABLE results DROP COLUMN patient_no;"
       "CREATE INDEX results_patient_item ON results(patient_key, item_code, performed_at);"
+      "DROP INDEX audit_log_patient; ALTER TABLE audit_log DROP COLUMN patient_no;"
+      "CREATE INDEX audit_log_patient ON audit_log(patient_key) WHERE patient_key <> '';"
       "PRAGMA user_version = 6;");
   auto store = Open();
   ASSERT_NE(store, nullptr);
