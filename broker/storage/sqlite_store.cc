@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -53,8 +54,16 @@ absl::Status Migrate(Db& db) {
     return internal::SqliteError(rc, db.raw(), "register patient_no");
   }
   for (int v = version; v < kSchemaVersion; ++v) {
+    // An upgrade's migration of a large store takes minutes (OPERATIONS.md, section 6): say
+    // what the broker is doing before it serves, and how long each step took.
+    if (version > 0) spdlog::info("storage: migrating the schema to v{}", v + 1);
+    const auto start = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(db.Exec(absl::StrCat("BEGIN IMMEDIATE;", schema::kMigrations[v],
                                          "PRAGMA user_version=", v + 1, ";COMMIT;")));
+    if (version > 0) {
+      spdlog::info("storage: schema v{} in {:.1f} s", v + 1,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
   }
   return absl::OkStatus();
 }
