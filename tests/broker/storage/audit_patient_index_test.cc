@@ -10,30 +10,20 @@
 #include <string>
 #include <vector>
 
-#include "broker/storage/audit_chain.h"
 #include "broker/storage/internal/list_query.h"
 #include "broker/storage/internal/patient_no.h"
 #include "broker/storage/sqlite_store.h"
+#include "tests/support/audit_entries.h"
 #include "tests/support/scratch_dir.h"
 #include "tests/support/sqlite_plan.h"
 
 namespace refbroker::storage {
 namespace {
 
-constexpr Micros kT0 = 1'700'000'000'000'000;
-
+// An entry of the principal the tests act as.
 AuditRow Entry(const std::string& action, const std::string& subject,
                const std::string& patient_key) {
-  AuditRow r;
-  r.at = kT0;
-  r.actor = "124117234175811018";
-  r.alliance = "pingyu";
-  r.action = action;
-  r.subject = subject;
-  r.patient_key = patient_key;
-  r.peer = "ipv4:127.0.0.1:50000";
-  r.outcome = "OK";
-  return r;
+  return testing::AuditEntry("124117234175811018", action, subject, patient_key);
 }
 
 std::vector<std::string> Subjects(const std::vector<AuditRow>& rows) {
@@ -97,12 +87,7 @@ class AuditPatientIndex : public ::testing::Test {
     auto rows = store.ListAudit(all);
     ASSERT_TRUE(rows.ok());
     ASSERT_FALSE(rows->empty());
-    std::string prev;
-    for (const AuditRow& r : *rows) {
-      EXPECT_EQ(r.prev_hash, prev) << r.seq;
-      EXPECT_EQ(r.hash, AuditChainHash(r.prev_hash, r)) << r.seq;
-      prev = r.hash;
-    }
+    testing::ExpectHashChained(*rows);
   }
 
   std::filesystem::path dir_;

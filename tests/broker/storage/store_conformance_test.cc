@@ -11,16 +11,17 @@
 #include <functional>
 #include <sstream>
 
-#include "broker/storage/audit_chain.h"
 #include "broker/storage/audit_scope.h"
 #include "broker/storage/postgres_store.h"
 #include "broker/storage/sqlite_store.h"
 #include "broker/storage/store.h"
+#include "tests/support/audit_entries.h"
 #include "tests/support/pg_cluster.h"
 
 namespace refbroker::storage {
 namespace {
 
+using refbroker::testing::AuditEntry;
 using refbroker::testing::TestClusterConninfo;
 
 struct StoreFactory {
@@ -1145,20 +1146,7 @@ TEST_P(StoreConformance, CountRetestsByInstitutionAndReasonWithRepeatsWithoutRea
 
 // --- the audit trail -----------------------------------------------------------------------
 
-AuditRow AuditEntry(const std::string& actor, const std::string& action,
-                    const std::string& subject = "", const std::string& patient_key = "",
-                    Micros at = kT0) {
-  AuditRow row;
-  row.at = at;
-  row.actor = actor;
-  row.alliance = "pingyu";
-  row.action = action;
-  row.subject = subject;
-  row.patient_key = patient_key;
-  row.peer = "ipv4:127.0.0.1:5000";
-  row.outcome = "OK";
-  return row;
-}
+static_assert(testing::kAuditAt == kT0);
 
 std::vector<AuditRow> AllAudit(Store& store) {
   AuditQuery q;
@@ -1177,13 +1165,7 @@ TEST_P(StoreConformance, AuditEntriesAreNumberedAndHashChainedInOrder) {
   Reopen();
   auto rows = AllAudit(*store_);
   ASSERT_EQ(rows.size(), 3u);
-  std::string prev;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    EXPECT_EQ(rows[i].seq, i + 1);
-    EXPECT_EQ(rows[i].prev_hash, prev);
-    EXPECT_EQ(rows[i].hash, AuditChainHash(prev, rows[i]));
-    prev = rows[i].hash;
-  }
+  testing::ExpectHashChained(rows);
   EXPECT_EQ(rows[2].actor, "c");
 }
 
