@@ -16,8 +16,9 @@
 //     went (records per WAL sync, WAL frames per record). The rates of one phase vary by ±15%
 //     between runs on this machine.
 //   - how much of the store's file the OS page cache held after the windows (mincore)
+// The empty stores' windows alternate with the full store's, after the load.
 //   recognition_bench [--records N] [--threads T] [--queries Q] [--dir DIR] [--existing]
-//                     [--no-audit]
+//                     [--no-audit] [--pause-ms MS]
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -245,6 +247,9 @@ int main(int argc, char** argv) {
                "the store in --dir was loaded with --records records: only publish more to it "
                "(the full-store rate, once the store's integrity check is done) and query; for "
                "profiling one phase");
+  int pause_ms = 2000;
+  app.add_option("--pause-ms", pause_ms,
+                 "pause before each measured window, for the previous one's checkpoint to end");
   CLI11_PARSE(app, argc, argv);
   with_audit = !no_audit;
   if (existing) request_id_prefix = "bench-" + std::to_string(std::time(nullptr)) + "-";
@@ -275,7 +280,11 @@ int main(int argc, char** argv) {
   uint64_t probe = std::min<uint64_t>(50000, std::max<uint64_t>(records / 20, 1000));
 
   // Rates are medians of three windows: on three fresh empty stores, and of the last windows of
-  // the load into the full one (single windows varied by ±20% on this machine).
+  // the load into the full one (single windows varied by ±20% on this machine). The empty
+  // stores' windows alternate with the full store's, each after a pause in which the previous
+  // window's checkpoint ends, so that both sizes are measured in the same minutes of a machine
+  // whose speed drifts (the ratio of runs that measured the empty stores first, before the
+  // load, moved between 0.60 and 0.72 at 1M records).
   //
   // The ratio compares one workload on both stores: a window's `probe` records go to probe/20
   // patients, 20 each, interleaved (results arrive per patient visit, a panel of items), so the
@@ -287,23 +296,27 @@ int main(int argc, char** argv) {
   constexpr int kWindows = 3;
   const uint64_t visit_patients = std::max<uint64_t>(1, probe / 20);
   std::vector<Window> empty_windows, full_windows, scattered_windows;
-  for (int k = 0; k < kWindows && !existing; ++k) {
+  const auto pause = [&] { std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms)); };
+  // One window on a fresh empty store (removed after).
+  auto empty_window = [&](int k) -> std::optional<Window> {
     std::string empty_dir = dir + "/empty-" + std::to_string(k);
     std::filesystem::create_directories(empty_dir);
     refbroker::storage::SqliteOptions eo;
     eo.path = empty_dir + "/store.db";
     auto empty_store = refbroker::storage::SqliteStore::Open(eo);
-    if (!empty_store.ok()) return 2;
+    if (!empty_store.ok()) return std::nullopt;
     refbroker::domain::ResultWorkflow ewf(
         **empty_store, **reg, holder, refbroker::SystemClock::Get(), {}, [](const std::string&) {});
+    pause();
     // Each record has 9.5 earlier results of its patient on average (1.9 of its item) for the
     // repeat check; on the full store ~10 more.
-    empty_windows.push_back(Publish(
+    Window w = Publish(
         ewf, **empty_store, **reg, 0, probe, [&](uint64_t n) { return n % visit_patients; },
-        threads));
+        threads);
     empty_store->reset();
     std::filesystem::remove_all(empty_dir);
-  }
+    return w;
+  };
   if (existing) {
     // The integrity check Open starts reads the whole file and keeps the WAL from being
     // checkpointed: the windows would measure it (a 6 GB store: ~126 commits/s instead of ~429).
@@ -321,7 +334,16 @@ int main(int argc, char** argv) {
   const PatientOf scattered = [&](uint64_t n) { return n % patients; };
   if (bulk_end > 0 && !existing) Publish(wf, **store, **reg, 0, bulk_end, scattered, threads);
   std::mt19937_64 pick(7);
+  double empty_secs = 0;  // the empty stores' windows, taken out of the load time
   for (uint64_t from = bulk_end; from + 2 * probe <= end; from += 2 * probe) {
+    if (!existing) {
+      auto empty_start = SteadyClock::now();
+      std::optional<Window> w = empty_window(static_cast<int>(empty_windows.size()));
+      if (!w) return 2;
+      empty_windows.push_back(*w);
+      empty_secs += std::chrono::duration<double>(SteadyClock::now() - empty_start).count();
+    }
+    pause();
     scattered_windows.push_back(
         Publish(wf, **store, **reg, from, from + probe, scattered, threads));
     // Patients with results stored (those of the records before this window), drawn at random.
@@ -329,6 +351,7 @@ int main(int argc, char** argv) {
     std::vector<uint64_t> visit(visit_patients);
     for (auto& p : visit) p = pick() % stored;
     const uint64_t start = from + probe;
+    pause();
     full_windows.push_back(Publish(
         wf, **store, **reg, start, start + probe,
         [&](uint64_t n) { return visit[(n - start) % visit.size()]; }, threads));
@@ -351,7 +374,8 @@ int main(int argc, char** argv) {
   double empty_rate = median(empty_windows, &Window::rate);
   double full_rate = median(full_windows, &Window::rate);
   double scattered_rate = median(scattered_windows, &Window::rate);
-  double load_secs = std::chrono::duration<double>(SteadyClock::now() - load_start).count();
+  double load_secs =
+      std::chrono::duration<double>(SteadyClock::now() - load_start).count() - empty_secs;
   const uint64_t cached_after_load = CachedBytes(so.path);
 
   std::mt19937_64 rng(42);
