@@ -58,6 +58,13 @@ class AuditPatientIndex : public ::testing::Test {
             .ok());
   }
 
+  // The entries of Fill, in a store closed afterwards (for a test to change its file).
+  void FillAndClose() {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    Fill(*store);
+  }
+
   std::vector<std::string> OfPatient(SqliteStore& store, const std::string& patient_key) {
     AuditQuery q;
     q.patient_key = patient_key;
@@ -115,11 +122,7 @@ TEST_F(AuditPatientIndex, APatientsEntriesAreFoundByTheirNumber) {
 }
 
 TEST_F(AuditPatientIndex, PatientsWhoseNumbersCollideAreToldApartByTheirKeys) {
-  {
-    auto store = Open();
-    ASSERT_NE(store, nullptr);
-    Fill(*store);
-  }
+  ASSERT_NO_FATAL_FAILURE(FillAndClose());
   ASSERT_NE(internal::PatientNo("pk-a"), internal::PatientNo("pk-b"));
   // What two patients with the same number would look like: b's entry under a's number.
   EXPECT_EQ(Exec("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET patient_no = " +
@@ -134,11 +137,7 @@ TEST_F(AuditPatientIndex, PatientsWhoseNumbersCollideAreToldApartByTheirKeys) {
 }
 
 TEST_F(AuditPatientIndex, AStoreFromBeforeTheNumbersIsNumberedWhenItOpensAndStaysImmutable) {
-  {
-    auto store = Open();
-    ASSERT_NE(store, nullptr);
-    Fill(*store);
-  }
+  ASSERT_NO_FATAL_FAILURE(FillAndClose());
   // The store as schema v8 left it: no numbers, the index by the full key.
   EXPECT_EQ(Exec("DROP INDEX audit_log_patient; ALTER TABLE audit_log DROP COLUMN patient_no;"
                  "CREATE INDEX audit_log_patient ON audit_log(patient_key) WHERE patient_key <> '';"
