@@ -16,9 +16,13 @@
 //     went (records per WAL sync, WAL frames per record). The rates of one phase vary by ±15%
 //     between runs on this machine.
 //   - how much of the store's file the OS page cache held after the windows (mincore)
+//   - the same workload through the real broker: the refbroker binary on the full store, and on
+//     fresh empty stores, each on a loopback port with mTLS (certificates made for the run),
+//     `threads` callers publishing with PublishResult; its rate on both (ratio; the publish
+//     rate a hospital sees), the broker's CPU and its writer's per publish, call latency
 // The empty stores' windows alternate with the full store's, after the load.
 //   recognition_bench [--records N] [--threads T] [--queries Q] [--dir DIR] [--existing]
-//                     [--no-audit] [--pause-ms MS]
+//                     [--no-audit] [--no-broker] [--pause-ms MS]
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -32,8 +36,10 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -44,7 +50,10 @@
 #include "broker/storage/audit_scope.h"
 #include "broker/storage/internal/wal_write_buffer.h"
 #include "broker/storage/sqlite_store.h"
+#include "client/refclient/connection.h"
+#include "client/refclient/result_client.h"
 #include "google/protobuf/util/time_util.h"
+#include "tests/support/broker_process.h"
 #include "tests/support/page_cache.h"
 
 namespace {
@@ -110,9 +119,9 @@ struct SchedSeconds {
   double queued = 0;
   double reads = 0;  // read system calls (/proc/self/task/*/io syscr): SQLite's page reads
 };
-SchedSeconds ThreadSched(const std::string& name) {
+SchedSeconds ThreadSched(const std::string& name, const std::string& proc = "/proc/self") {
   SchedSeconds total;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+  for (const auto& task : std::filesystem::directory_iterator(proc + "/task")) {
     std::ifstream comm_file(task.path() / "comm");
     std::string comm;
     if (!std::getline(comm_file, comm) || comm != name) continue;
@@ -210,6 +219,109 @@ Window Publish(refbroker::domain::ResultWorkflow& wf, refbroker::storage::Store&
   return w;
 }
 
+// A window of the same workload through the real broker: the refbroker binary (mTLS, its
+// default store settings: fsync before every answer) on a loopback port, `threads` callers each
+// making one PublishResult call at a time over the performing institution's own channel. What
+// a publishing hospital sees; the store's share of each publish is smaller than in-process.
+struct BrokerWindow {
+  double rate = 0;                // publishes answered OK per second
+  double broker_us = 0;           // the broker process's CPU per publish
+  double writer_us = 0;           // its writer thread's CPU per publish
+  double p50_ms = 0, p99_ms = 0;  // one call, as the caller waits for it
+  uint64_t errors = 0;
+};
+
+using Connections = std::map<std::string, std::unique_ptr<refclient::Connection>>;
+
+double ProcessCpuSeconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+BrokerWindow PublishThroughBroker(const refbroker::testing::BrokerProcess& broker,
+                                  const std::string& certs, const refbroker::auth::Registry& reg,
+                                  uint64_t from, uint64_t to, const PatientOf& patient_of,
+                                  int threads) {
+  Connections connections;
+  for (const char* code : kPerformers) {
+    auto conn = refclient::Connection::Create(
+        refclient::CertDirOptions({broker.address()}, certs, reg.Find(code)->cert));
+    if (!conn.ok()) {
+      std::fprintf(stderr, "connection: %s\n", conn.status().ToString().c_str());
+      std::exit(2);
+    }
+    connections[code] = std::move(*conn);
+  }
+  const std::string proc = "/proc/" + std::to_string(broker.pid());
+  std::atomic<uint64_t> next{from}, errors{0};
+  std::vector<std::vector<double>> latencies(threads);
+  const double cpu_before = ProcessCpuSeconds(broker.pid());
+  const SchedSeconds writer_before = ThreadSched("rb-writer", proc);
+  auto start = SteadyClock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      std::mt19937_64 rng(t * 7919 + from);
+      for (uint64_t n = next++; n < to; n = next++) {
+        v1::ResultRecord r = Record(n, patient_of(n), rng);
+        refclient::ResultClient client(*connections[r.performing_institution()]);
+        auto t0 = SteadyClock::now();
+        auto out = client.Publish(r);
+        latencies[t].push_back(
+            std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
+        if (!out.ok() && errors++ == 0) {
+          std::fprintf(stderr, "publish through the broker: %s\n", out.status().ToString().c_str());
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  double secs = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  const double n = static_cast<double>(to - from);
+  BrokerWindow w;
+  w.errors = errors;
+  w.rate = (n - static_cast<double>(errors)) / secs;
+  w.broker_us = (ProcessCpuSeconds(broker.pid()) - cpu_before) * 1e6 / n;
+  w.writer_us = (ThreadSched("rb-writer", proc).cpu - writer_before.cpu) * 1e6 / n;
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  if (!all.empty()) {
+    w.p50_ms = all[all.size() / 2];
+    w.p99_ms = all[static_cast<size_t>(0.99 * static_cast<double>(all.size() - 1))];
+  }
+  return w;
+}
+
+// Waits until the broker's background integrity check of its store (its thread rb-integrity)
+// has ended: while it runs, its read transaction keeps the WAL from being checkpointed, which
+// a window would measure. Returns the seconds waited.
+double WaitForIntegrityCheck(pid_t pid) {
+  auto start = SteadyClock::now();
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (;;) {
+    bool running = false;
+    for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+      std::ifstream comm_file(task.path() / "comm");
+      std::string comm;
+      if (std::getline(comm_file, comm) && comm == "rb-integrity") running = true;
+    }
+    if (!running) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return std::chrono::duration<double>(SteadyClock::now() - start).count();
+}
+
 // How much of `path` the OS page cache holds, in bytes. On this machine the page cache of an
 // idle file shrinks by ~20 MB/s with most of the memory free, so a large store is partly read
 // from the disk again.
@@ -247,6 +359,9 @@ int main(int argc, char** argv) {
                "the store in --dir was loaded with --records records: only publish more to it "
                "(the full-store rate, once the store's integrity check is done) and query; for "
                "profiling one phase");
+  bool no_broker = false;
+  app.add_flag("--no-broker", no_broker,
+               "skip the windows through the real broker (refbroker and mTLS callers)");
   int pause_ms = 2000;
   app.add_option("--pause-ms", pause_ms,
                  "pause before each measured window, for the previous one's checkpoint to end");
@@ -399,6 +514,61 @@ int main(int argc, char** argv) {
   std::sort(latencies.begin(), latencies.end());
   auto pct = [&](double p) { return latencies[static_cast<size_t>(p * (latencies.size() - 1))]; };
   uint64_t size = DirSize(dir);
+
+  // The same workload through the real broker, its windows alternating in the same way: one
+  // broker on the full store for all of them, a broker on a fresh store for each empty window.
+  std::vector<BrokerWindow> broker_empty, broker_full;
+  double integrity_wait = 0;
+  if (!no_broker && !existing) {
+    store->reset();  // the broker opens the file now
+    const std::string certs = dir + "/certs";
+    const std::string make = std::string(REFBROKER_SOURCE_DIR) +
+                             "/certs/make-dev-certs.sh --registry " + REFBROKER_SOURCE_DIR +
+                             "/deploy/registry.toml --out " + certs + " >/dev/null";
+    if (std::system(make.c_str()) != 0) {
+      std::fprintf(stderr, "certificates: %s failed\n", make.c_str());
+      return 2;
+    }
+    auto config = [&](const std::string& path) {
+      refbroker::testing::BrokerConfig c;
+      c.postgres = false;
+      c.sqlite_path = path;
+      c.tls_dir = certs;
+      c.log_level = "warn";  // the info level logs a line per publish
+      c.extra_toml = "[limits]\ncalls_per_second = 1000000\nburst = 1000000\n";
+      return c;
+    };
+    refbroker::testing::BrokerProcess full(config(so.path));
+    if (absl::Status s = full.Start(); !s.ok()) {
+      std::fprintf(stderr, "broker on the full store: %s\n", s.ToString().c_str());
+      return 2;
+    }
+    integrity_wait = WaitForIntegrityCheck(full.pid());
+    uint64_t next_record = end;  // request ids after every record published so far
+    for (int k = 0; k < kWindows; ++k) {
+      {
+        refbroker::testing::BrokerProcess empty(config(""));
+        if (absl::Status s = empty.Start(); !s.ok()) {
+          std::fprintf(stderr, "broker on an empty store: %s\n", s.ToString().c_str());
+          return 2;
+        }
+        pause();
+        broker_empty.push_back(PublishThroughBroker(
+            empty, certs, **reg, 0, probe, [&](uint64_t n) { return n % visit_patients; },
+            threads));
+        empty.Stop();
+      }
+      std::vector<uint64_t> visit(visit_patients);
+      for (auto& p : visit) p = pick() % patients;
+      const uint64_t start = next_record;
+      next_record += probe;
+      pause();
+      broker_full.push_back(PublishThroughBroker(
+          full, certs, **reg, start, start + probe,
+          [&](uint64_t n) { return visit[(n - start) % visit.size()]; }, threads));
+    }
+    full.Stop();
+  }
   std::printf("recognition_bench: %llu records, %llu patients, %d publishers, %u cores, %s\n",
               (unsigned long long)records, (unsigned long long)patients, threads,
               std::thread::hardware_concurrency(),
@@ -455,7 +625,53 @@ int main(int argc, char** argv) {
               pct(0.5) / 1000, pct(0.99) / 1000);
   std::printf("  store size on disk              %10.1f MiB (%.0f bytes/record)\n",
               size / 1048576.0, static_cast<double>(size) / records);
+  uint64_t broker_errors = 0;
+  if (!broker_full.empty()) {
+    auto bmedian = [](const std::vector<BrokerWindow>& windows, double BrokerWindow::*field) {
+      std::vector<double> v;
+      for (const BrokerWindow& w : windows) v.push_back(w.*field);
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    auto brates = [](const std::vector<BrokerWindow>& windows) {
+      std::string out;
+      for (const BrokerWindow& w : windows) {
+        out += (out.empty() ? "" : " ") + std::to_string(static_cast<int>(w.rate));
+      }
+      return out;
+    };
+    for (const auto* phase : {&broker_empty, &broker_full}) {
+      for (const BrokerWindow& w : *phase) broker_errors += w.errors;
+    }
+    const double empty_b = bmedian(broker_empty, &BrokerWindow::rate);
+    const double full_b = bmedian(broker_full, &BrokerWindow::rate);
+    std::printf(
+        "  through the broker (refbroker on loopback, mTLS, %d callers, one call each at "
+        "a time; the same workload, windows alternating):\n",
+        threads);
+    std::printf("    publish rate, empty store     %10.0f /s   (windows: %s)\n", empty_b,
+                brates(broker_empty).c_str());
+    std::printf(
+        "    publish rate, %llu stored %10.0f /s   ratio %.2f (target >= 0.90)  "
+        "(windows: %s)\n",
+        (unsigned long long)bulk_end, full_b, full_b / empty_b, brates(broker_full).c_str());
+    std::printf("    broker CPU per publish        %8.1f us empty  %8.1f us full\n",
+                bmedian(broker_empty, &BrokerWindow::broker_us),
+                bmedian(broker_full, &BrokerWindow::broker_us));
+    std::printf("    its writer's CPU per publish  %8.1f us empty  %8.1f us full\n",
+                bmedian(broker_empty, &BrokerWindow::writer_us),
+                bmedian(broker_full, &BrokerWindow::writer_us));
+    std::printf(
+        "    publish p50 / p99             %.2f / %.2f ms empty  %.2f / %.2f ms full\n",
+        bmedian(broker_empty, &BrokerWindow::p50_ms), bmedian(broker_empty, &BrokerWindow::p99_ms),
+        bmedian(broker_full, &BrokerWindow::p50_ms), bmedian(broker_full, &BrokerWindow::p99_ms));
+    std::printf("    the full store's integrity check at the broker's start: waited %.1f s\n",
+                integrity_wait);
+    if (broker_errors > 0) {
+      std::printf("    publishes refused: %llu\n", (unsigned long long)broker_errors);
+    }
+  }
   store->reset();
   if (temporary) std::filesystem::remove_all(dir);
-  return 0;
+  return broker_errors > 0 ? 1 : 0;
 }

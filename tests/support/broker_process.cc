@@ -114,7 +114,7 @@ void BrokerProcess::WriteConfig() {
               ? "[storage]\nengine = \"postgres\"\nconninfo = \"" +
                     (config_.pg_conninfo.empty() ? TestClusterConninfo() : config_.pg_conninfo) +
                     "\"\nschema = \"" + pg_schema_ + "\"\n"
-              : std::string("[storage]\npath = \"refbroker.db\"\n"))
+              : "[storage]\npath = \"" + db_path() + "\"\n")
       << config_.storage_toml << "[recognition]\ncatalogue = \"" << REFBROKER_SOURCE_DIR
       << "/deploy/recognition.toml\"\n"
       << "max_waveform_kb = 64\n"

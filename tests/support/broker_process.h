@@ -42,6 +42,9 @@ struct BrokerConfig {
   // ctest registrations of the suites that run on both) a schema of its own on the test
   // cluster. Brokers that share a database name the same pg_schema.
   bool postgres = TestStoreIsPostgres();
+  // SQLite: the store's file; empty = refbroker.db in the broker's directory (a benchmark points
+  // a broker at a store it loaded itself).
+  std::string sqlite_path;
   std::string pg_schema;    // empty = one derived from the broker's directory
   std::string pg_conninfo;  // empty = the shared test cluster's
   static bool TestStoreIsPostgres();
@@ -73,7 +76,9 @@ class BrokerProcess {
   int metrics_port() const { return metrics_port_; }
   int status_port() const { return status_port_; }
   const std::string& dir() const { return dir_; }
-  std::string db_path() const { return dir_ + "/refbroker.db"; }
+  std::string db_path() const {
+    return config_.sqlite_path.empty() ? dir_ + "/refbroker.db" : config_.sqlite_path;
+  }
   // Rows of `table` in the broker's store, read beside the running broker (-1 on error);
   // `table` may carry a condition ("group_messages WHERE state < 2").
   int64_t CountRows(const char* table) const;
