@@ -274,7 +274,7 @@ BrokerWindow PublishThroughBroker(const refbroker::testing::BrokerProcess& broke
       std::mt19937_64 rng(t * 7919 + from);
       for (uint64_t n = next++; n < to; n = next++) {
         v1::ResultRecord r = Record(n, patient_of(n), rng);
-        refclient::ResultClient client(*connections[r.performing_institution()]);
+        refclient::ResultClient client(*connections.at(r.performing_institution()));
         auto t0 = SteadyClock::now();
         auto out = client.Publish(r);
         latencies[t].push_back(
