@@ -76,6 +76,36 @@ std::string ResidentId(uint64_t patient) {
   return id;
 }
 
+// The recognition query the benchmark times: three items of one patient.
+v1::RecognizeRequest QueryFor(uint64_t patient) {
+  v1::RecognizeRequest req;
+  req.mutable_patient()->set_type(v1::RESIDENT_ID);
+  req.mutable_patient()->set_value(ResidentId(patient));
+  req.add_item_codes("LAB-GLU");
+  req.add_item_codes("LAB-HBA1C");
+  req.add_item_codes("ECG-12");
+  return req;
+}
+
+// The median of one measure over a phase's windows (in-process or through the broker), and the
+// list of their rates.
+template <typename W>
+double Median(const std::vector<W>& windows, double W::*field) {
+  std::vector<double> v;
+  for (const W& w : windows) v.push_back(w.*field);
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+template <typename W>
+std::string Rates(const std::vector<W>& windows) {
+  std::string out;
+  for (const W& w : windows) {
+    out += (out.empty() ? "" : " ") + std::to_string(static_cast<int>(w.rate));
+  }
+  return out;
+}
+
 // Which patient record n is about.
 using PatientOf = std::function<uint64_t(uint64_t n)>;
 
@@ -321,12 +351,7 @@ std::vector<double> QueryThroughBroker(const refbroker::testing::BrokerProcess& 
   std::mt19937_64 rng(seed);
   std::vector<double> ms;
   for (int q = 0; q < queries; ++q) {
-    v1::RecognizeRequest req;
-    req.mutable_patient()->set_type(v1::RESIDENT_ID);
-    req.mutable_patient()->set_value(ResidentId(rng() % patients));
-    req.add_item_codes("LAB-GLU");
-    req.add_item_codes("LAB-HBA1C");
-    req.add_item_codes("ECG-12");
+    v1::RecognizeRequest req = QueryFor(rng() % patients);
     auto t0 = SteadyClock::now();
     auto out = client.Recognize(req);
     ms.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
@@ -507,24 +532,9 @@ int main(int argc, char** argv) {
         wf, **store, **reg, start, start + probe,
         [&](uint64_t n) { return visit[(n - start) % visit.size()]; }, threads));
   }
-  // The median of one measure over a phase's windows, and the list of them.
-  auto median = [](const std::vector<Window>& windows, double Window::*field) {
-    std::vector<double> v;
-    for (const Window& w : windows) v.push_back(w.*field);
-    if (v.empty()) return 0.0;
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
-  auto rates = [](const std::vector<Window>& windows) {
-    std::string out;
-    for (const Window& w : windows) {
-      out += (out.empty() ? "" : " ") + std::to_string(static_cast<int>(w.rate));
-    }
-    return out;
-  };
-  double empty_rate = median(empty_windows, &Window::rate);
-  double full_rate = median(full_windows, &Window::rate);
-  double scattered_rate = median(scattered_windows, &Window::rate);
+  double empty_rate = Median(empty_windows, &Window::rate);
+  double full_rate = Median(full_windows, &Window::rate);
+  double scattered_rate = Median(scattered_windows, &Window::rate);
   double load_secs =
       std::chrono::duration<double>(SteadyClock::now() - load_start).count() - empty_secs;
   const uint64_t cached_after_load = CachedBytes(so.path);
@@ -533,12 +543,7 @@ int main(int argc, char** argv) {
   std::vector<double> latencies;
   auto* clinic = (*reg)->Find("12411723417580001B");
   for (int q = 0; q < queries; ++q) {
-    v1::RecognizeRequest req;
-    req.mutable_patient()->set_type(v1::RESIDENT_ID);
-    req.mutable_patient()->set_value(ResidentId(rng() % patients));
-    req.add_item_codes("LAB-GLU");
-    req.add_item_codes("LAB-HBA1C");
-    req.add_item_codes("ECG-12");
+    v1::RecognizeRequest req = QueryFor(rng() % patients);
     auto t0 = SteadyClock::now();
     auto out = wf.Recognize(*clinic, req);
     latencies.push_back(std::chrono::duration<double, std::micro>(SteadyClock::now() - t0).count());
@@ -622,18 +627,18 @@ int main(int argc, char** argv) {
   } else {
     std::printf("  publish rate, empty store       %10.0f /s\n", empty_rate);
     std::printf("    (windows of %llu records: %s)\n", (unsigned long long)probe,
-                rates(empty_windows).c_str());
+                Rates(empty_windows).c_str());
     std::printf("  publish rate, %llu stored   %10.0f /s   ratio %.2f (target >= 0.90)\n",
                 (unsigned long long)bulk_end, full_rate, full_rate / empty_rate);
   }
   std::printf("    (windows of %llu records, %llu patients each: %s)\n", (unsigned long long)probe,
-              (unsigned long long)visit_patients, rates(full_windows).c_str());
+              (unsigned long long)visit_patients, Rates(full_windows).c_str());
   std::printf("  every record a different patient %9.0f /s", scattered_rate);
   if (!existing)
     std::printf("   %.2f of the empty store's (worst case, no target)",
                 scattered_rate / empty_rate);
   std::printf("\n    (windows of %llu records: %s)\n", (unsigned long long)probe,
-              rates(scattered_windows).c_str());
+              Rates(scattered_windows).c_str());
   // Per record, medians of the windows: the empty store's when there is one, the full store's
   // (the same workload), the full store's with every record a different patient.
   auto per_record = [&](const char* label, double Window::*field, const char* format) {
@@ -641,12 +646,12 @@ int main(int argc, char** argv) {
     line.resize(34, ' ');
     char value[32];
     if (!existing) {
-      std::snprintf(value, sizeof value, format, median(empty_windows, field));
+      std::snprintf(value, sizeof value, format, Median(empty_windows, field));
       line += std::string(value) + " empty  ";
     }
-    std::snprintf(value, sizeof value, format, median(full_windows, field));
+    std::snprintf(value, sizeof value, format, Median(full_windows, field));
     line += std::string(value) + (existing ? " stored  " : " full  ");
-    std::snprintf(value, sizeof value, format, median(scattered_windows, field));
+    std::snprintf(value, sizeof value, format, Median(scattered_windows, field));
     line += std::string(value) + " scattered";
     std::printf("%s\n", line.c_str());
   };
@@ -668,44 +673,31 @@ int main(int argc, char** argv) {
               size / 1048576.0, static_cast<double>(size) / records);
   uint64_t broker_errors = 0;
   if (!broker_full.empty()) {
-    auto bmedian = [](const std::vector<BrokerWindow>& windows, double BrokerWindow::*field) {
-      std::vector<double> v;
-      for (const BrokerWindow& w : windows) v.push_back(w.*field);
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
-    auto brates = [](const std::vector<BrokerWindow>& windows) {
-      std::string out;
-      for (const BrokerWindow& w : windows) {
-        out += (out.empty() ? "" : " ") + std::to_string(static_cast<int>(w.rate));
-      }
-      return out;
-    };
     for (const auto* phase : {&broker_empty, &broker_full}) {
       for (const BrokerWindow& w : *phase) broker_errors += w.errors;
     }
-    const double empty_b = bmedian(broker_empty, &BrokerWindow::rate);
-    const double full_b = bmedian(broker_full, &BrokerWindow::rate);
+    const double empty_b = Median(broker_empty, &BrokerWindow::rate);
+    const double full_b = Median(broker_full, &BrokerWindow::rate);
     std::printf(
         "  through the broker (refbroker on loopback, mTLS, %d callers, one call each at "
         "a time; the same workload, windows alternating):\n",
         threads);
     std::printf("    publish rate, empty store     %10.0f /s   (windows: %s)\n", empty_b,
-                brates(broker_empty).c_str());
+                Rates(broker_empty).c_str());
     std::printf(
         "    publish rate, %llu stored %10.0f /s   ratio %.2f (target >= 0.90)  "
         "(windows: %s)\n",
-        (unsigned long long)bulk_end, full_b, full_b / empty_b, brates(broker_full).c_str());
+        (unsigned long long)bulk_end, full_b, full_b / empty_b, Rates(broker_full).c_str());
     std::printf("    broker CPU per publish        %8.1f us empty  %8.1f us full\n",
-                bmedian(broker_empty, &BrokerWindow::broker_us),
-                bmedian(broker_full, &BrokerWindow::broker_us));
+                Median(broker_empty, &BrokerWindow::broker_us),
+                Median(broker_full, &BrokerWindow::broker_us));
     std::printf("    its writer's CPU per publish  %8.1f us empty  %8.1f us full\n",
-                bmedian(broker_empty, &BrokerWindow::writer_us),
-                bmedian(broker_full, &BrokerWindow::writer_us));
+                Median(broker_empty, &BrokerWindow::writer_us),
+                Median(broker_full, &BrokerWindow::writer_us));
     std::printf(
         "    publish p50 / p99             %.2f / %.2f ms empty  %.2f / %.2f ms full\n",
-        bmedian(broker_empty, &BrokerWindow::p50_ms), bmedian(broker_empty, &BrokerWindow::p99_ms),
-        bmedian(broker_full, &BrokerWindow::p50_ms), bmedian(broker_full, &BrokerWindow::p99_ms));
+        Median(broker_empty, &BrokerWindow::p50_ms), Median(broker_empty, &BrokerWindow::p99_ms),
+        Median(broker_full, &BrokerWindow::p50_ms), Median(broker_full, &BrokerWindow::p99_ms));
     auto at = [](const std::vector<double>& v, double p) {
       return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
     };
