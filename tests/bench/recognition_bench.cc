@@ -193,42 +193,49 @@ struct Window {
 // 2026-11-25), to tell the audit's share apart. Set once in main, before any publisher runs.
 bool with_audit = true;
 
-// Publishes records [from, to) from `threads` threads, each as the broker's PublishResult call
-// does: inside an audit scope, so that the result and its audit entry commit together.
-Window Publish(refbroker::domain::ResultWorkflow& wf, refbroker::storage::Store& store,
-               const refbroker::auth::Registry& reg, uint64_t from, uint64_t to,
-               const PatientOf& patient_of, int threads) {
-  std::atomic<uint64_t> next{from}, errors{0};
-  const auto wal_before = refbroker::storage::internal::GetWalWriteStats();
-  const SchedSeconds writer_before = ThreadSched("rb-writer");
-  const SchedSeconds checkpoint_before = ThreadSched("rb-checkpoint");
-  const double process_before = ProcessCpuSeconds();
+// Hands records [from, to) to `threads` threads, each record to `publish` (with the thread's
+// index) on one of them; returns the seconds until all are done.
+double RunPublishers(uint64_t from, uint64_t to, const PatientOf& patient_of, int threads,
+                     const std::function<void(int, const v1::ResultRecord&)>& publish) {
+  std::atomic<uint64_t> next{from};
   auto start = SteadyClock::now();
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       std::mt19937_64 rng(t * 7919 + from);
-      for (uint64_t n = next++; n < to; n = next++) {
-        v1::ResultRecord r = Record(n, patient_of(n), rng);
-        const refbroker::auth::Principal& who = *reg.Find(r.performing_institution());
-        if (!with_audit) {
-          if (!wf.Publish(who, r).ok()) errors++;
-          continue;
-        }
-        refbroker::storage::AuditRow base;
-        base.at = refbroker::SystemClock::Get().Now();
-        base.actor = who.id;
-        base.alliance = who.alliance;
-        base.action = "PublishResult";
-        base.peer = "ipv4:127.0.0.1:50000";
-        refbroker::storage::AuditScope audit(store, base);
-        absl::Status s = wf.Publish(who, r).status();
-        if (!audit.Finish(s.code()).ok() || !s.ok()) errors++;
-      }
+      for (uint64_t n = next++; n < to; n = next++) publish(t, Record(n, patient_of(n), rng));
     });
   }
   for (auto& th : pool) th.join();
-  double secs = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  return std::chrono::duration<double>(SteadyClock::now() - start).count();
+}
+
+// Publishes records [from, to) from `threads` threads, each as the broker's PublishResult call
+// does: inside an audit scope, so that the result and its audit entry commit together.
+Window Publish(refbroker::domain::ResultWorkflow& wf, refbroker::storage::Store& store,
+               const refbroker::auth::Registry& reg, uint64_t from, uint64_t to,
+               const PatientOf& patient_of, int threads) {
+  std::atomic<uint64_t> errors{0};
+  const auto wal_before = refbroker::storage::internal::GetWalWriteStats();
+  const SchedSeconds writer_before = ThreadSched("rb-writer");
+  const SchedSeconds checkpoint_before = ThreadSched("rb-checkpoint");
+  const double process_before = ProcessCpuSeconds();
+  double secs = RunPublishers(from, to, patient_of, threads, [&](int, const v1::ResultRecord& r) {
+    const refbroker::auth::Principal& who = *reg.Find(r.performing_institution());
+    if (!with_audit) {
+      if (!wf.Publish(who, r).ok()) errors++;
+      return;
+    }
+    refbroker::storage::AuditRow base;
+    base.at = refbroker::SystemClock::Get().Now();
+    base.actor = who.id;
+    base.alliance = who.alliance;
+    base.action = "PublishResult";
+    base.peer = "ipv4:127.0.0.1:50000";
+    refbroker::storage::AuditScope audit(store, base);
+    absl::Status s = wf.Publish(who, r).status();
+    if (!audit.Finish(s.code()).ok() || !s.ok()) errors++;
+  });
   if (errors > 0) std::fprintf(stderr, "publish errors: %llu\n", (unsigned long long)errors.load());
   const auto wal_after = refbroker::storage::internal::GetWalWriteStats();
   const double n = static_cast<double>(to - from);
@@ -293,30 +300,20 @@ BrokerWindow PublishThroughBroker(const refbroker::testing::BrokerProcess& broke
     connections[code] = std::move(*conn);
   }
   const std::string proc = "/proc/" + std::to_string(broker.pid());
-  std::atomic<uint64_t> next{from}, errors{0};
+  std::atomic<uint64_t> errors{0};
   std::vector<std::vector<double>> latencies(threads);
   const double cpu_before = ProcessCpuSeconds(broker.pid());
   const SchedSeconds writer_before = ThreadSched("rb-writer", proc);
-  auto start = SteadyClock::now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      std::mt19937_64 rng(t * 7919 + from);
-      for (uint64_t n = next++; n < to; n = next++) {
-        v1::ResultRecord r = Record(n, patient_of(n), rng);
-        refclient::ResultClient client(*connections.at(r.performing_institution()));
-        auto t0 = SteadyClock::now();
-        auto out = client.Publish(r);
-        latencies[t].push_back(
-            std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
-        if (!out.ok() && errors++ == 0) {
-          std::fprintf(stderr, "publish through the broker: %s\n", out.status().ToString().c_str());
-        }
-      }
-    });
-  }
-  for (auto& th : pool) th.join();
-  double secs = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  double secs = RunPublishers(from, to, patient_of, threads, [&](int t, const v1::ResultRecord& r) {
+    refclient::ResultClient client(*connections.at(r.performing_institution()));
+    auto t0 = SteadyClock::now();
+    auto out = client.Publish(r);
+    latencies[t].push_back(
+        std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
+    if (!out.ok() && errors++ == 0) {
+      std::fprintf(stderr, "publish through the broker: %s\n", out.status().ToString().c_str());
+    }
+  });
   const double n = static_cast<double>(to - from);
   BrokerWindow w;
   w.errors = errors;
