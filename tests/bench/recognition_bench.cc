@@ -97,6 +97,10 @@ double Median(const std::vector<W>& windows, double W::*field) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
+// The value at fraction p (0.5: the median) of sorted values.
+double Percentile(const std::vector<double>& sorted, double p) {
+  return sorted[static_cast<size_t>(p * static_cast<double>(sorted.size() - 1))];
+}
 template <typename W>
 std::string Rates(const std::vector<W>& windows) {
   std::string out;
@@ -324,8 +328,8 @@ BrokerWindow PublishThroughBroker(const refbroker::testing::BrokerProcess& broke
   for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
   if (!all.empty()) {
-    w.p50_ms = all[all.size() / 2];
-    w.p99_ms = all[static_cast<size_t>(0.99 * static_cast<double>(all.size() - 1))];
+    w.p50_ms = Percentile(all, 0.5);
+    w.p99_ms = Percentile(all, 0.99);
   }
   return w;
 }
@@ -550,7 +554,6 @@ int main(int argc, char** argv) {
     }
   }
   std::sort(latencies.begin(), latencies.end());
-  auto pct = [&](double p) { return latencies[static_cast<size_t>(p * (latencies.size() - 1))]; };
   uint64_t size = DirSize(dir);
 
   // The same workload through the real broker, its windows alternating in the same way: one
@@ -665,7 +668,7 @@ int main(int argc, char** argv) {
               cached_after_load / 1048576.0,
               static_cast<double>(std::filesystem::file_size(so.path)) / 1048576.0);
   std::printf("  recognition query (3 items)     p50 %.3f ms   p99 %.3f ms (target p99 < 2 ms)\n",
-              pct(0.5) / 1000, pct(0.99) / 1000);
+              Percentile(latencies, 0.5) / 1000, Percentile(latencies, 0.99) / 1000);
   std::printf("  store size on disk              %10.1f MiB (%.0f bytes/record)\n",
               size / 1048576.0, static_cast<double>(size) / records);
   uint64_t broker_errors = 0;
@@ -695,15 +698,12 @@ int main(int argc, char** argv) {
         "    publish p50 / p99             %.2f / %.2f ms empty  %.2f / %.2f ms full\n",
         Median(broker_empty, &BrokerWindow::p50_ms), Median(broker_empty, &BrokerWindow::p99_ms),
         Median(broker_full, &BrokerWindow::p50_ms), Median(broker_full, &BrokerWindow::p99_ms));
-    auto at = [](const std::vector<double>& v, double p) {
-      return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
-    };
     std::printf(
         "    recognition query (3 items), one call at a time: p50 %.3f ms  p99 %.3f ms "
         "(%llu stored; target p99 < 2 ms); on a store of one window p50 %.3f ms  "
         "p99 %.3f ms\n",
-        at(full_queries, 0.5), at(full_queries, 0.99), (unsigned long long)bulk_end,
-        at(empty_queries, 0.5), at(empty_queries, 0.99));
+        Percentile(full_queries, 0.5), Percentile(full_queries, 0.99), (unsigned long long)bulk_end,
+        Percentile(empty_queries, 0.5), Percentile(empty_queries, 0.99));
     std::printf("    the full store's integrity check at the broker's start: waited %.1f s\n",
                 integrity_wait);
     if (broker_errors > 0) {
