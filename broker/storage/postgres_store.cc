@@ -545,104 +545,113 @@ absl::StatusOr<uint64_t> PostgresStore::Replay(const std::string& queue, const s
 
 absl::StatusOr<LeaseResult> PostgresStore::Lease(const LeaseRequest& req) {
   LeaseResult result;
-  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
-    result = LeaseResult();
-    // Expired leases that used up their attempts become dead letters (rows another broker is
-    // leasing right now are skipped: it decides them).
-    RETURN_IF_ERROR(
-        tx.conn
-            .Run("UPDATE group_messages SET state=3, state_at=$1::bigint, last_error=CASE WHEN "
-                 "last_error='' THEN 'ack deadline exceeded' ELSE last_error END WHERE "
-                 "(queue, grp, seq) IN (SELECT queue, grp, seq FROM group_messages WHERE "
-                 "queue=$2 AND grp=$3 AND state=1 AND visible_at<=$1::bigint AND "
-                 "attempts>=$4::integer FOR UPDATE SKIP LOCKED)",
-                 PgParams().Add(req.now).Add(req.queue).Add(req.group).Add(
-                     static_cast<int64_t>(req.max_attempts)))
-            .status());
-    ASSIGN_OR_RETURN(
-        PgResult r,
-        tx.conn.Run("WITH picked AS (SELECT alliance, seq FROM group_messages WHERE queue=$1 "
-                    "AND grp=$2 AND state<2 AND visible_at<=$3::bigint ORDER BY priority, seq "
-                    "LIMIT $4::bigint FOR UPDATE SKIP LOCKED) "
-                    "UPDATE group_messages gm SET state=1, attempts=gm.attempts+1, "
-                    "visible_at=$5::bigint, state_at=$3::bigint FROM picked, messages m WHERE "
-                    "gm.alliance=picked.alliance AND gm.queue=$1 AND gm.grp=$2 AND "
-                    "gm.seq=picked.seq AND m.alliance=gm.alliance AND m.seq=gm.seq "
-                    "RETURNING gm.seq, gm.priority, gm.attempts, m.subject_id, m.payload, "
-                    "m.enqueued_at",
-                    PgParams()
-                        .Add(req.queue)
-                        .Add(req.group)
-                        .Add(req.now)
-                        .Add(static_cast<int64_t>(req.max_messages))
-                        .Add(req.lease_until)));
-    for (int i = 0; i < r.rows(); ++i) result.messages.push_back(ReadLeased(r, i, req));
-    std::sort(result.messages.begin(), result.messages.end(),
-              [](const LeasedMessage& a, const LeasedMessage& b) {
-                return a.priority != b.priority ? a.priority < b.priority : a.sequence < b.sequence;
-              });
-    if (!req.reader.empty()) {
-      for (const LeasedMessage& m : result.messages) {
-        AuditRow row;
-        row.at = req.now;
-        row.actor = req.reader;
-        row.alliance = req.reader_alliance;
-        row.action = "DELIVER";
-        row.subject = m.subject_id;
-        row.peer = req.reader_peer;
-        row.outcome = "OK";
-        tx.audit.push_back(std::move(row));
-      }
-    }
-    ASSIGN_OR_RETURN(PgResult next,
-                     tx.conn.Run("SELECT MIN(visible_at) FROM group_messages WHERE queue=$1 AND "
-                                 "grp=$2 AND state<2 AND visible_at>$3::bigint",
-                                 PgParams().Add(req.queue).Add(req.group).Add(req.now)));
-    if (next.rows() > 0 && !next.IsNull(0, 0)) result.next_visible_at = next.Int(0, 0);
-    return absl::OkStatus();
-  }));
+  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) { return LeaseIn(tx, req, result); }));
   return result;
+}
+
+absl::StatusOr<AckLeaseResult> PostgresStore::AckThenLease(const std::vector<uint64_t>& sequences,
+                                                           const AckFollowUp& follow_up,
+                                                           const LeaseRequest& lease) {
+  AckLeaseResult out;
+  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
+    RETURN_IF_ERROR(AckIn(tx, lease.queue, lease.group, sequences, lease.now, follow_up, out.acks));
+    return LeaseIn(tx, lease, out.leased);
+  }));
+  return out;
+}
+
+absl::Status PostgresStore::LeaseIn(PgTx& tx, const LeaseRequest& req, LeaseResult& result) {
+  result = LeaseResult();  // the request may run again
+  // Expired leases that used up their attempts become dead letters (rows another broker is
+  // leasing right now are skipped: it decides them).
+  RETURN_IF_ERROR(
+      tx.conn
+          .Run("UPDATE group_messages SET state=3, state_at=$1::bigint, last_error=CASE WHEN "
+               "last_error='' THEN 'ack deadline exceeded' ELSE last_error END WHERE "
+               "(queue, grp, seq) IN (SELECT queue, grp, seq FROM group_messages WHERE "
+               "queue=$2 AND grp=$3 AND state=1 AND visible_at<=$1::bigint AND "
+               "attempts>=$4::integer FOR UPDATE SKIP LOCKED)",
+               PgParams().Add(req.now).Add(req.queue).Add(req.group).Add(
+                   static_cast<int64_t>(req.max_attempts)))
+          .status());
+  ASSIGN_OR_RETURN(
+      PgResult r,
+      tx.conn.Run("WITH picked AS (SELECT alliance, seq FROM group_messages WHERE queue=$1 "
+                  "AND grp=$2 AND state<2 AND visible_at<=$3::bigint ORDER BY priority, seq "
+                  "LIMIT $4::bigint FOR UPDATE SKIP LOCKED) "
+                  "UPDATE group_messages gm SET state=1, attempts=gm.attempts+1, "
+                  "visible_at=$5::bigint, state_at=$3::bigint FROM picked, messages m WHERE "
+                  "gm.alliance=picked.alliance AND gm.queue=$1 AND gm.grp=$2 AND "
+                  "gm.seq=picked.seq AND m.alliance=gm.alliance AND m.seq=gm.seq "
+                  "RETURNING gm.seq, gm.priority, gm.attempts, m.subject_id, m.payload, "
+                  "m.enqueued_at",
+                  PgParams()
+                      .Add(req.queue)
+                      .Add(req.group)
+                      .Add(req.now)
+                      .Add(static_cast<int64_t>(req.max_messages))
+                      .Add(req.lease_until)));
+  for (int i = 0; i < r.rows(); ++i) result.messages.push_back(ReadLeased(r, i, req));
+  std::sort(result.messages.begin(), result.messages.end(),
+            [](const LeasedMessage& a, const LeasedMessage& b) {
+              return a.priority != b.priority ? a.priority < b.priority : a.sequence < b.sequence;
+            });
+  if (!req.reader.empty()) {
+    for (const LeasedMessage& m : result.messages) {
+      tx.audit.push_back(DeliverAuditRow(req, m.subject_id));
+    }
+  }
+  ASSIGN_OR_RETURN(PgResult next,
+                   tx.conn.Run("SELECT MIN(visible_at) FROM group_messages WHERE queue=$1 AND "
+                               "grp=$2 AND state<2 AND visible_at>$3::bigint",
+                               PgParams().Add(req.queue).Add(req.group).Add(req.now)));
+  if (next.rows() > 0 && !next.IsNull(0, 0)) result.next_visible_at = next.Int(0, 0);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<AckResult>> PostgresStore::AckBatch(
     const std::string& queue, const std::string& group, const std::vector<uint64_t>& sequences,
     Micros now, const AckFollowUp& follow_up) {
   std::vector<AckResult> results;
-  RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
-    results.clear();  // the request may run again
-    for (uint64_t sequence : sequences) {
-      AckResult& result = results.emplace_back();
-      result.sequence = sequence;
-      // The previous state comes from the row locked by the update (old values by self-join).
-      ASSIGN_OR_RETURN(
-          PgResult r,
-          tx.conn.Run(
-              "WITH old AS (SELECT gm.state, m.subject_id FROM group_messages gm JOIN "
-              "messages m ON m.seq=gm.seq WHERE gm.queue=$1 AND gm.grp=$2 AND "
-              "gm.seq=$3::bigint FOR UPDATE OF gm), up AS (UPDATE group_messages SET "
-              "state=2, state_at=$4::bigint WHERE queue=$1 AND grp=$2 AND "
-              "seq=$3::bigint AND state<>2 AND EXISTS(SELECT 1 FROM old) RETURNING 1) "
-              "SELECT old.state, old.subject_id, (SELECT COUNT(*) FROM up) FROM old",
-              PgParams().Add(queue).Add(group).Add(static_cast<int64_t>(sequence)).Add(now)));
-      if (r.rows() == 0) {
-        result.found = false;
-        continue;
-      }
-      result.subject_id = r.Bytes(0, 1);
-      result.first_ack = r.Int(0, 2) > 0;
-      if (result.first_ack && follow_up && !result.subject_id.empty()) {
-        // Locked: another broker's change to this referral waits for this transaction.
-        ASSIGN_OR_RETURN(PgResult got, tx.conn.Run("SELECT " REFERRAL_COLUMNS
-                                                   " FROM referrals WHERE id=$1 FOR UPDATE",
-                                                   PgParams().Add(result.subject_id)));
-        if (got.rows() == 0) continue;
-        result.follow_up = follow_up(ReadReferral(got, 0));
-        if (result.follow_up) RETURN_IF_ERROR(WriteChange(tx.conn, *result.follow_up));
-      }
-    }
-    return absl::OkStatus();
-  }));
+  RETURN_IF_ERROR(WriteTxn(
+      [&](PgTx& tx) { return AckIn(tx, queue, group, sequences, now, follow_up, results); }));
   return results;
+}
+
+absl::Status PostgresStore::AckIn(PgTx& tx, const std::string& queue, const std::string& group,
+                                  const std::vector<uint64_t>& sequences, Micros now,
+                                  const AckFollowUp& follow_up, std::vector<AckResult>& results) {
+  results.clear();  // the request may run again
+  for (uint64_t sequence : sequences) {
+    AckResult& result = results.emplace_back();
+    result.sequence = sequence;
+    // The previous state comes from the row locked by the update (old values by self-join).
+    ASSIGN_OR_RETURN(
+        PgResult r,
+        tx.conn.Run("WITH old AS (SELECT gm.state, m.subject_id FROM group_messages gm JOIN "
+                    "messages m ON m.seq=gm.seq WHERE gm.queue=$1 AND gm.grp=$2 AND "
+                    "gm.seq=$3::bigint FOR UPDATE OF gm), up AS (UPDATE group_messages SET "
+                    "state=2, state_at=$4::bigint WHERE queue=$1 AND grp=$2 AND "
+                    "seq=$3::bigint AND state<>2 AND EXISTS(SELECT 1 FROM old) RETURNING 1) "
+                    "SELECT old.state, old.subject_id, (SELECT COUNT(*) FROM up) FROM old",
+                    PgParams().Add(queue).Add(group).Add(static_cast<int64_t>(sequence)).Add(now)));
+    if (r.rows() == 0) {
+      result.found = false;
+      continue;
+    }
+    result.subject_id = r.Bytes(0, 1);
+    result.first_ack = r.Int(0, 2) > 0;
+    if (result.first_ack && follow_up && !result.subject_id.empty()) {
+      // Locked: another broker's change to this referral waits for this transaction.
+      ASSIGN_OR_RETURN(PgResult got, tx.conn.Run("SELECT " REFERRAL_COLUMNS
+                                                 " FROM referrals WHERE id=$1 FOR UPDATE",
+                                                 PgParams().Add(result.subject_id)));
+      if (got.rows() == 0) continue;
+      result.follow_up = follow_up(ReadReferral(got, 0));
+      if (result.follow_up) RETURN_IF_ERROR(WriteChange(tx.conn, *result.follow_up));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PostgresStore::Nack(const std::string& queue, const std::string& group,

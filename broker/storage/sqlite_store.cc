@@ -537,56 +537,61 @@ absl::StatusOr<uint64_t> SqliteStore::Replay(const std::string& queue, const std
 
 absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
   LeaseResult result;
-  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
-    result.messages.clear();
-    RETURN_IF_ERROR(DeadLetterExpired(db, req));
-    ASSIGN_OR_RETURN(auto pick,
-                     db.Prepare("SELECT gm.seq, gm.priority, gm.attempts, m.subject_id, "
-                                "m.payload, m.enqueued_at FROM group_messages gm INDEXED BY "
-                                "group_messages_pending JOIN messages m ON m.seq=gm.seq "
-                                "WHERE gm.queue=? AND gm.grp=? AND gm.state<2 AND "
-                                "gm.visible_at<=? ORDER BY gm.priority, gm.seq LIMIT ?"));
-    pick->Bind(1, req.queue).Bind(2, req.group).Bind(3, req.now);
-    pick->Bind(4, static_cast<int64_t>(req.max_messages));
-    RETURN_IF_ERROR(pick->ForEachRow([&](const Stmt& row) {
-      LeasedMessage m;
-      m.sequence = static_cast<uint64_t>(row.Int(0));
-      m.queue = req.queue;
-      m.priority = static_cast<int>(row.Int(1));
-      m.attempt = static_cast<uint32_t>(row.Int(2)) + 1;
-      m.subject_id = row.Text(3);
-      m.payload = row.Text(4);
-      m.enqueued_at = row.Int(5);
-      m.lease_until = req.lease_until;
-      result.messages.push_back(std::move(m));
-    }));
-    ASSIGN_OR_RETURN(auto take,
-                     db.Prepare("UPDATE group_messages SET state=1, attempts=attempts+1, "
-                                "visible_at=?, state_at=? WHERE queue=? AND grp=? AND seq=?"));
-    for (const LeasedMessage& m : result.messages) {
-      take->Bind(1, req.lease_until).Bind(2, req.now).Bind(3, req.queue).Bind(4, req.group);
-      take->Bind(5, static_cast<int64_t>(m.sequence));
-      RETURN_IF_ERROR(take->Run());
-    }
-    if (!req.reader.empty() && !result.messages.empty()) {
-      std::vector<AuditRow> audit;
-      for (const LeasedMessage& m : result.messages) {
-        AuditRow row;
-        row.at = req.now;
-        row.actor = req.reader;
-        row.alliance = req.reader_alliance;
-        row.action = "DELIVER";
-        row.subject = m.subject_id;
-        row.peer = req.reader_peer;
-        row.outcome = "OK";
-        audit.push_back(std::move(row));
-      }
-      RETURN_IF_ERROR(SqliteInsertAudit(db, audit));
-    }
-    ASSIGN_OR_RETURN(result.next_visible_at, NextVisibleAt(db, req.queue, req.group, req.now));
-    return absl::OkStatus();
-  }));
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) { return LeaseIn(db, req, result); }));
   return result;
+}
+
+absl::StatusOr<AckLeaseResult> SqliteStore::AckThenLease(const std::vector<uint64_t>& sequences,
+                                                         const AckFollowUp& follow_up,
+                                                         const LeaseRequest& lease) {
+  AckLeaseResult out;
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
+    RETURN_IF_ERROR(AckIn(db, lease.queue, lease.group, sequences, lease.now, follow_up, out.acks));
+    return LeaseIn(db, lease, out.leased);
+  }));
+  return out;
+}
+
+absl::Status SqliteStore::LeaseIn(Db& db, const LeaseRequest& req, LeaseResult& result) {
+  result = LeaseResult();  // the transaction may run again
+  RETURN_IF_ERROR(DeadLetterExpired(db, req));
+  ASSIGN_OR_RETURN(auto pick,
+                   db.Prepare("SELECT gm.seq, gm.priority, gm.attempts, m.subject_id, "
+                              "m.payload, m.enqueued_at FROM group_messages gm INDEXED BY "
+                              "group_messages_pending JOIN messages m ON m.seq=gm.seq "
+                              "WHERE gm.queue=? AND gm.grp=? AND gm.state<2 AND "
+                              "gm.visible_at<=? ORDER BY gm.priority, gm.seq LIMIT ?"));
+  pick->Bind(1, req.queue).Bind(2, req.group).Bind(3, req.now);
+  pick->Bind(4, static_cast<int64_t>(req.max_messages));
+  RETURN_IF_ERROR(pick->ForEachRow([&](const Stmt& row) {
+    LeasedMessage m;
+    m.sequence = static_cast<uint64_t>(row.Int(0));
+    m.queue = req.queue;
+    m.priority = static_cast<int>(row.Int(1));
+    m.attempt = static_cast<uint32_t>(row.Int(2)) + 1;
+    m.subject_id = row.Text(3);
+    m.payload = row.Text(4);
+    m.enqueued_at = row.Int(5);
+    m.lease_until = req.lease_until;
+    result.messages.push_back(std::move(m));
+  }));
+  ASSIGN_OR_RETURN(auto take,
+                   db.Prepare("UPDATE group_messages SET state=1, attempts=attempts+1, "
+                              "visible_at=?, state_at=? WHERE queue=? AND grp=? AND seq=?"));
+  for (const LeasedMessage& m : result.messages) {
+    take->Bind(1, req.lease_until).Bind(2, req.now).Bind(3, req.queue).Bind(4, req.group);
+    take->Bind(5, static_cast<int64_t>(m.sequence));
+    RETURN_IF_ERROR(take->Run());
+  }
+  if (!req.reader.empty() && !result.messages.empty()) {
+    std::vector<AuditRow> audit;
+    for (const LeasedMessage& m : result.messages) {
+      audit.push_back(DeliverAuditRow(req, m.subject_id));
+    }
+    RETURN_IF_ERROR(SqliteInsertAudit(db, audit));
+  }
+  ASSIGN_OR_RETURN(result.next_visible_at, NextVisibleAt(db, req.queue, req.group, req.now));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<AckResult>> SqliteStore::AckBatch(const std::string& queue,
@@ -595,41 +600,46 @@ absl::StatusOr<std::vector<AckResult>> SqliteStore::AckBatch(const std::string& 
                                                              Micros now,
                                                              const AckFollowUp& follow_up) {
   std::vector<AckResult> results;
-  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
-    results.clear();  // the transaction may run again
-    ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT gm.state, m.subject_id FROM group_messages gm "
-                                        "JOIN messages m ON m.seq=gm.seq WHERE gm.queue=? AND "
-                                        "gm.grp=? AND gm.seq=?"));
-    ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE group_messages SET state=2, state_at=? WHERE "
-                                         "queue=? AND grp=? AND seq=?"));
-    for (uint64_t sequence : sequences) {
-      AckResult& result = results.emplace_back();
-      result.sequence = sequence;
-      q->Reset();
-      q->Bind(1, queue).Bind(2, group).Bind(3, static_cast<int64_t>(sequence));
-      ASSIGN_OR_RETURN(bool row, q->Step());
-      if (!row) {
-        result.found = false;
-        continue;
-      }
-      result.subject_id = q->Text(1);
-      if (q->Int(0) == kAcked) continue;
-      up->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(sequence));
-      RETURN_IF_ERROR(up->Run());
-      result.first_ack = true;
-      if (follow_up && !result.subject_id.empty()) {
-        ASSIGN_OR_RETURN(auto get, db.Prepare(ReferralByIdSql()));
-        get->Bind(1, result.subject_id);
-        ASSIGN_OR_RETURN(bool found, get->Step());
-        if (!found) continue;
-        result.follow_up = follow_up(ReadReferral(*get));
-        get->Reset();
-        if (result.follow_up) RETURN_IF_ERROR(WriteChange(db, *result.follow_up));
-      }
-    }
-    return absl::OkStatus();
-  }));
+  RETURN_IF_ERROR(WriteTxn(
+      [&](Db& db) { return AckIn(db, queue, group, sequences, now, follow_up, results); }));
   return results;
+}
+
+absl::Status SqliteStore::AckIn(Db& db, const std::string& queue, const std::string& group,
+                                const std::vector<uint64_t>& sequences, Micros now,
+                                const AckFollowUp& follow_up, std::vector<AckResult>& results) {
+  results.clear();  // the transaction may run again
+  ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT gm.state, m.subject_id FROM group_messages gm "
+                                      "JOIN messages m ON m.seq=gm.seq WHERE gm.queue=? AND "
+                                      "gm.grp=? AND gm.seq=?"));
+  ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE group_messages SET state=2, state_at=? WHERE "
+                                       "queue=? AND grp=? AND seq=?"));
+  for (uint64_t sequence : sequences) {
+    AckResult& result = results.emplace_back();
+    result.sequence = sequence;
+    q->Reset();
+    q->Bind(1, queue).Bind(2, group).Bind(3, static_cast<int64_t>(sequence));
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) {
+      result.found = false;
+      continue;
+    }
+    result.subject_id = q->Text(1);
+    if (q->Int(0) == kAcked) continue;
+    up->Bind(1, now).Bind(2, queue).Bind(3, group).Bind(4, static_cast<int64_t>(sequence));
+    RETURN_IF_ERROR(up->Run());
+    result.first_ack = true;
+    if (follow_up && !result.subject_id.empty()) {
+      ASSIGN_OR_RETURN(auto get, db.Prepare(ReferralByIdSql()));
+      get->Bind(1, result.subject_id);
+      ASSIGN_OR_RETURN(bool found, get->Step());
+      if (!found) continue;
+      result.follow_up = follow_up(ReadReferral(*get));
+      get->Reset();
+      if (result.follow_up) RETURN_IF_ERROR(WriteChange(db, *result.follow_up));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SqliteStore::Nack(const std::string& queue, const std::string& group,

@@ -71,6 +71,9 @@ class SqliteStore final : public Store {
                                                   const std::vector<uint64_t>& sequences,
                                                   Micros now,
                                                   const AckFollowUp& follow_up) override;
+  absl::StatusOr<AckLeaseResult> AckThenLease(const std::vector<uint64_t>& sequences,
+                                              const AckFollowUp& follow_up,
+                                              const LeaseRequest& lease) override;
   absl::Status Nack(const std::string& queue, const std::string& group, uint64_t sequence,
                     const std::string& reason, uint32_t max_attempts, Micros retry_at,
                     Micros now) override;
@@ -136,6 +139,12 @@ class SqliteStore final : public Store {
   // Runs `fn` in the next group commit, with the calling thread's pending audit entries
   // (AuditScope) in the same transaction; returns when it is durable.
   absl::Status WriteTxn(std::function<absl::Status(internal::Db&)> fn);
+  // The bodies of Lease and AckBatch, inside a transaction WriteTxn runs (AckThenLease runs
+  // both in one).
+  absl::Status LeaseIn(internal::Db& tx, const LeaseRequest& req, LeaseResult& result);
+  absl::Status AckIn(internal::Db& tx, const std::string& queue, const std::string& group,
+                     const std::vector<uint64_t>& sequences, Micros now,
+                     const AckFollowUp& follow_up, std::vector<AckResult>& results);
 
   std::unique_ptr<internal::AckMarker> marker_;  // used by the writer thread: outlives it
   // Read by the writer connection's WAL hook: outlives it.

@@ -154,6 +154,11 @@ struct AckResult {
 // transaction (perhaps on its writer thread): it must only compute.
 using AckFollowUp = std::function<std::optional<ReferralChange>(const ReferralRecord&)>;
 
+struct AckLeaseResult {
+  std::vector<AckResult> acks;  // as AckBatch returns them
+  LeaseResult leased;           // as Lease returns it
+};
+
 struct GroupStats {
   std::string group;
   uint64_t ready = 0;
@@ -368,6 +373,19 @@ struct AuditRow {
   std::string hash;
 };
 
+// The audit entry of one message leased to `req.reader` (the lease writes one per message).
+inline AuditRow DeliverAuditRow(const LeaseRequest& req, const std::string& subject) {
+  AuditRow row;
+  row.at = req.now;
+  row.actor = req.reader;
+  row.alliance = req.reader_alliance;
+  row.action = "DELIVER";
+  row.subject = subject;
+  row.peer = req.reader_peer;
+  row.outcome = "OK";
+  return row;
+}
+
 // Which audit entries to list (oldest first). Empty/zero fields do not filter.
 struct AuditQuery {
   std::string alliance;
@@ -447,6 +465,12 @@ class Store {
                                                           const std::vector<uint64_t>& sequences,
                                                           Micros now,
                                                           const AckFollowUp& follow_up) = 0;
+  // AckBatch's acks (of lease.queue and lease.group, at lease.now) and then Lease(lease), in
+  // one transaction: a subscriber's window refills in the commit that frees it, not in a
+  // second commit after it. A failure writes neither.
+  virtual absl::StatusOr<AckLeaseResult> AckThenLease(const std::vector<uint64_t>& sequences,
+                                                      const AckFollowUp& follow_up,
+                                                      const LeaseRequest& lease) = 0;
   // One ack. NotFound if the group never had the message.
   absl::StatusOr<AckResult> Ack(const std::string& queue, const std::string& group,
                                 uint64_t sequence, Micros now);

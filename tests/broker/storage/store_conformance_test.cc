@@ -147,8 +147,8 @@ class StoreConformance : public ::testing::TestWithParam<StoreFactory> {
     ASSERT_FALSE(res->duplicate);
   }
 
-  LeaseResult Lease(const std::string& group, size_t n, Micros now, Micros deadline = 30,
-                    uint32_t max_attempts = 3) {
+  static LeaseRequest RequestFor(const std::string& group, size_t n, Micros now,
+                                 Micros deadline = 30, uint32_t max_attempts = 3) {
     LeaseRequest req;
     req.queue = kQueue;
     req.group = group;
@@ -156,7 +156,12 @@ class StoreConformance : public ::testing::TestWithParam<StoreFactory> {
     req.now = now;
     req.lease_until = now + deadline * kSecond;
     req.max_attempts = max_attempts;
-    auto r = store_->Lease(req);
+    return req;
+  }
+
+  LeaseResult Lease(const std::string& group, size_t n, Micros now, Micros deadline = 30,
+                    uint32_t max_attempts = 3) {
+    auto r = store_->Lease(RequestFor(group, n, now, deadline, max_attempts));
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : LeaseResult{};
   }
@@ -584,6 +589,50 @@ TEST_P(StoreConformance, AckBatchAcksTheKnownOnesAndNamesTheUnknown) {
   auto after = Lease("his", 10, kT0 + 3600 * kSecond).messages;
   ASSERT_EQ(after.size(), 1u);
   EXPECT_EQ(after[0].subject_id, "ref-3");
+}
+
+// A subscriber's acks and the lease that refills its window: one transaction, one commit.
+TEST_P(StoreConformance, AckThenLeaseWritesBothInOneCommit) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  for (const char* id : {"ref-1", "ref-2", "ref-3", "ref-4"}) Submit(id);
+  auto leased = Lease("his", 2, kT0).messages;
+  ASSERT_EQ(leased.size(), 2u);
+  LeaseRequest req = RequestFor("his", 10, kT0 + kSecond);
+  uint64_t commits = store_->commits();
+  auto both = store_->AckThenLease({leased[0].sequence, leased[1].sequence, 999999}, nullptr, req);
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(store_->commits(), commits + 1);
+  ASSERT_EQ(both->acks.size(), 3u);
+  EXPECT_TRUE(both->acks[0].first_ack);
+  EXPECT_TRUE(both->acks[1].first_ack);
+  EXPECT_FALSE(both->acks[2].found);
+  // The lease sees the acks: the acked messages are not leased again, the next two are.
+  EXPECT_EQ(Subjects(both->leased), (std::vector<std::string>{"ref-3", "ref-4"}));
+  EXPECT_EQ(both->leased.messages[0].attempt, 1u);
+  // Both are durable: after a reopen the acks hold and the new leases hide their messages.
+  Reopen();
+  EXPECT_TRUE(Lease("his", 10, kT0 + 2 * kSecond).messages.empty());
+  EXPECT_EQ(Subjects(Lease("his", 10, kT0 + 3600 * kSecond)),
+            (std::vector<std::string>{"ref-3", "ref-4"}));
+}
+
+// A failure in the acks' part leaves the lease unwritten too.
+TEST_P(StoreConformance, AckThenLeaseWhoseFollowUpFailsWritesNeither) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  Submit("ref-1");
+  Submit("ref-2");
+  auto leased = Lease("his", 1, kT0).messages;
+  ASSERT_EQ(leased.size(), 1u);
+  AckFollowUp stale = [&](const ReferralRecord& r) -> std::optional<ReferralChange> {
+    return ChangeOf(r, r.version + 5, 2, "");  // a version the row does not have
+  };
+  EXPECT_FALSE(
+      store_->AckThenLease({leased[0].sequence}, stale, RequestFor("his", 10, kT0 + kSecond)).ok());
+  EXPECT_EQ(Subjects(Lease("his", 10, kT0 + kSecond)), (std::vector<std::string>{"ref-2"}))
+      << "the failed request's lease was written";
+  auto retry = store_->AckBatch(kQueue, "his", {leased[0].sequence}, kT0 + kSecond, nullptr);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE((*retry)[0].first_ack) << "the failed request's ack was written";
 }
 
 TEST_P(StoreConformance, AckIsDurableIdempotentAndChecked) {
