@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "broker/delivery/delivery_engine.h"
@@ -59,40 +60,56 @@ void Subscription::Wake() {
 
 void Subscription::Pump() {
   if (closed_ || !started_) return;
+  std::optional<storage::LeaseRequest> req = NextLease({});
+  if (!req) return;
+  auto leased = engine_.store().Lease(*req);
+  if (!leased.ok()) {
+    FailAndClose(leased.status());
+    return;
+  }
+  Deliver(*leased);
+}
+
+std::optional<storage::LeaseRequest> Subscription::NextLease(
+    const std::vector<uint64_t>& being_acked) {
   if (reader_.still_allowed) {
     if (absl::Status allowed = reader_.still_allowed(); !allowed.ok()) {
       FailAndClose(allowed);
-      return;
+      return std::nullopt;
     }
   }
   Micros now = engine_.clock().Now();
   for (auto it = inflight_.begin(); it != inflight_.end();) {
     it = it->second <= now ? inflight_.erase(it) : std::next(it);
   }
-  if (inflight_.size() >= window_) return;
+  size_t held = inflight_.size();
+  std::set<uint64_t> counted;
+  for (uint64_t sequence : being_acked) {
+    if (inflight_.count(sequence) > 0 && counted.insert(sequence).second) --held;
+  }
+  if (held >= window_) return std::nullopt;
   const EngineOptions& opt = engine_.options();
   storage::LeaseRequest req;
   req.queue = queue_text_;
   req.group = group_;
-  req.max_messages = window_ - inflight_.size();
+  req.max_messages = window_ - held;
   req.now = now;
   req.lease_until = req.now + static_cast<Micros>(opt.ack_deadline_ms) * 1000;
   req.max_attempts = opt.max_attempts;
   req.reader = reader_.id;
   req.reader_alliance = reader_.alliance;
   req.reader_peer = reader_.peer;
-  auto leased = engine_.store().Lease(req);
-  if (!leased.ok()) {
-    FailAndClose(leased.status());
-    return;
-  }
-  for (const storage::LeasedMessage& m : leased->messages) {
+  return req;
+}
+
+void Subscription::Deliver(const storage::LeaseResult& leased) {
+  for (const storage::LeasedMessage& m : leased.messages) {
     inflight_[m.sequence] = m.lease_until;
     sink_->Send(ToDelivery(m));
     engine_.counters().delivered++;
     if (m.attempt > 1) engine_.counters().redelivered++;
   }
-  ArmTimer(leased->next_visible_at);
+  ArmTimer(leased.next_visible_at);
 }
 
 void Subscription::ArmTimer(std::optional<Micros> next_visible_at) {
@@ -137,14 +154,34 @@ void Subscription::FlushAcks() {
     ack_flush_queued_ = false;
   }
   if (closed_ || batch.empty()) return;
-  auto results =
-      engine_.store().AckBatch(queue_text_, group_, batch, engine_.clock().Now(), ack_follow_up_);
-  if (!results.ok()) {
-    FailAndClose(results.status());
-    return;
+  // The acks free room in the window: the lease that fills it again goes in the same
+  // transaction (one commit per round of the window, not two). No room, or a reader no longer
+  // allowed (NextLease closes the stream): the acks alone, which are kept either way.
+  std::optional<storage::LeaseRequest> lease = NextLease(batch);
+  std::vector<storage::AckResult> acks;
+  storage::LeaseResult leased;
+  if (lease) {
+    auto both = engine_.store().AckThenLease(batch, ack_follow_up_, *lease);
+    if (!both.ok()) {
+      FailAndClose(both.status());
+      return;
+    }
+    acks = std::move(both->acks);
+    leased = std::move(both->leased);
+  } else {
+    auto results =
+        engine_.store().AckBatch(queue_text_, group_, batch, engine_.clock().Now(), ack_follow_up_);
+    if (!results.ok()) {
+      if (!closed_) FailAndClose(results.status());
+      return;
+    }
+    acks = std::move(*results);
   }
-  for (const storage::AckResult& r : *results) {
+  for (const storage::AckResult& r : acks) {
     if (!r.found) {
+      if (closed_) return;
+      // What was leased with it is in flight until Shutdown gives it back.
+      for (const storage::LeasedMessage& m : leased.messages) inflight_[m.sequence] = m.lease_until;
       FailAndClose(absl::InvalidArgumentError(absl::StrCat("ack.sequence: sequence ", r.sequence,
                                                            " is not in group '", group_, "' of ",
                                                            queue_text_)));
@@ -154,7 +191,12 @@ void Subscription::FlushAcks() {
     inflight_.erase(r.sequence);
     engine_.RunAckHook(queue_, r);
   }
-  Pump();
+  if (closed_) return;  // NextLease refused the reader: its acks are written, nothing more sent
+  if (lease) {
+    Deliver(leased);
+  } else {
+    Pump();
+  }
 }
 
 void Subscription::Nack(uint64_t sequence, std::string reason) {

@@ -65,7 +65,13 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   std::string queue_text() const { return queue_text_; }
 
  private:
-  void Pump();                                           // on strand
+  void Pump();  // on strand
+  // The lease that fills the window once the acks in `being_acked` are written (they no longer
+  // count against it); nullopt when the window stays full, or when the reader is no longer
+  // allowed (the stream is then closed). On strand.
+  std::optional<storage::LeaseRequest> NextLease(const std::vector<uint64_t>& being_acked);
+  // Sends what was leased and arms the timer for what becomes visible next. On strand.
+  void Deliver(const storage::LeaseResult& leased);
   void FlushAcks();                                      // on strand
   void ArmTimer(std::optional<Micros> next_visible_at);  // on strand
   void FailAndClose(const absl::Status& status);         // on strand
