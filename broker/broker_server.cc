@@ -83,6 +83,7 @@ absl::Status BrokerServer::Init() {
   eo.max_attempts = static_cast<uint32_t>(options_.delivery.max_attempts);
   eo.nack_retry_delay_ms = options_.delivery.nack_retry_delay_ms;
   eo.workers = options_.server.workers;
+  eo.delivery_workers = options_.delivery.workers;
   engine_ = std::make_unique<delivery::DeliveryEngine>(*store_, SystemClock::Get(), eo);
   engine_->SetAckHook([this](const QueueName& q, const storage::AckResult& r) { OnAck(q, r); });
   // The receiver's ack of a new referral and its DELIVERED transition commit together.

@@ -114,6 +114,7 @@ absl::StatusOr<BrokerOptions> BrokerOptions::LoadString(const std::string& text,
   GetInt(t, "delivery", "retention_seconds", o.delivery.retention_seconds, ints);
   GetInt(t, "delivery", "prune_interval_s", o.delivery.prune_interval_s, ints);
   GetInt(t, "delivery", "max_window", o.delivery.max_window, ints);
+  GetInt(t, "delivery", "workers", o.delivery.workers, ints);
   GetInt(t, "audit", "retention_days", o.audit.retention_days, ints);
   if (const toml::table* l = t["limits"].as_table()) {
     if (auto v = (*l)["calls_per_second"].value<double>()) o.limits.calls_per_second = *v;
@@ -228,6 +229,7 @@ absl::Status BrokerOptions::Validate() const {
       Range("delivery.retention_seconds", delivery.retention_seconds, 0, 24 * 3650 * 3600));
   RETURN_IF_ERROR(Range("delivery.prune_interval_s", delivery.prune_interval_s, 1, 86400));
   RETURN_IF_ERROR(Range("delivery.max_window", delivery.max_window, 1, 100000));
+  RETURN_IF_ERROR(Range("delivery.workers", delivery.workers, 1, 256));
   RETURN_IF_ERROR(Range("audit.retention_days", audit.retention_days, 183, 36500));
   if (!(limits.calls_per_second >= 1 && limits.calls_per_second <= 1e6)) {
     return absl::InvalidArgumentError("config limits.calls_per_second: outside 1..1000000");

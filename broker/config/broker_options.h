@@ -51,6 +51,9 @@ struct DeliveryOptions {
   int retention_seconds = 0;       // when set, replaces retention_hours (small deployments, tests)
   int prune_interval_s = 300;
   int max_window = 1000;  // largest window a subscriber may ask for
+  // Threads that run the subscriptions' store calls, apart from server.workers: a delivery
+  // never waits behind the calls queued there.
+  int workers = 4;
 };
 
 // Where an escalated referral is re-routed: from a receiver, for a specialty ("" = any).

@@ -6,7 +6,11 @@ namespace refbroker::delivery {
 
 DeliveryEngine::DeliveryEngine(storage::Store& store, const Clock& clock,
                                const EngineOptions& options)
-    : store_(store), clock_(clock), options_(options), pool_(options.workers) {}
+    : store_(store),
+      clock_(clock),
+      options_(options),
+      pool_(options.workers),
+      delivery_pool_(options.delivery_workers) {}
 
 DeliveryEngine::~DeliveryEngine() { Shutdown(); }
 
@@ -89,7 +93,9 @@ void DeliveryEngine::FailAll(const absl::Status& status) {
 
 void DeliveryEngine::Shutdown() {
   pool_.stop();
+  delivery_pool_.stop();
   pool_.join();
+  delivery_pool_.join();
 }
 
 }  // namespace refbroker::delivery

@@ -22,7 +22,8 @@ struct EngineOptions {
   int ack_deadline_ms = 30000;
   uint32_t max_attempts = 5;
   int nack_retry_delay_ms = 1000;
-  int workers = 32;
+  int workers = 32;          // the pool for the API's blocking calls
+  int delivery_workers = 4;  // the subscriptions' own pool
 };
 
 // Counters the engine keeps for metrics.
@@ -79,6 +80,9 @@ class DeliveryEngine {
   const EngineOptions& options() const { return options_; }
   EngineCounters& counters() { return counters_; }
   boost::asio::thread_pool& pool() { return pool_; }
+  // Where the subscriptions' strands run: their store calls (acks, leases) never queue behind
+  // the API's calls waiting in pool() (a pipelined submit stream queues hundreds there).
+  boost::asio::thread_pool& delivery_pool() { return delivery_pool_; }
 
  private:
   friend class Subscription;
@@ -97,6 +101,7 @@ class DeliveryEngine {
   AckFollowUpSource ack_follow_up_for_;
   EngineCounters counters_;
   boost::asio::thread_pool pool_;
+  boost::asio::thread_pool delivery_pool_;
   mutable std::mutex mu_;
   std::map<std::string, std::set<std::shared_ptr<Subscription>>> by_queue_;  // guarded by mu_
 };

@@ -29,7 +29,7 @@ Subscription::Subscription(DeliveryEngine& engine, QueueName queue, std::string 
       sink_(std::move(sink)),
       reader_(std::move(reader)),
       ack_follow_up_(engine.AckFollowUpFor(queue_)),
-      strand_(boost::asio::make_strand(engine.pool().get_executor())),
+      strand_(boost::asio::make_strand(engine.delivery_pool().get_executor())),
       timer_(strand_) {}
 
 void Subscription::Start(uint64_t replay_from) {

@@ -42,6 +42,19 @@ TEST(BrokerOptions, AnOutOfRangeDeadlineNamesItsKey) {
   EXPECT_NE(s.message().find("consult.report.ECG_READING.emergency_s"), std::string::npos) << s;
 }
 
+TEST(BrokerOptions, DeliveryWorkersAreReadAndCheckedByName) {
+  const std::string head = "[server]\nlisten='127.0.0.1:0'\n[tls]\nca='a'\ncert='b'\nkey='c'\n";
+  auto o = BrokerOptions::LoadString(head + "[delivery]\nworkers = 2\n", "/tmp");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->delivery.workers, 2);
+  EXPECT_TRUE(o->Validate().ok());
+  auto zero = BrokerOptions::LoadString(head + "[delivery]\nworkers = 0\n", "/tmp");
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  absl::Status s = zero->Validate();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("delivery.workers"), std::string::npos) << s;
+}
+
 // Found by config_fuzz: a float where an integer belongs was cast by the TOML library (undefined
 // behaviour for 2.5e33), and an integer too large for an int field wrapped around.
 TEST(BrokerOptions, AnIntegerKeyRefusesAFloatAndAnIntegerTooLarge) {

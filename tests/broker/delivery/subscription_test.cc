@@ -181,5 +181,31 @@ TEST_F(SubscriptionTest, AReaderNoLongerAllowedHasItsAcksWrittenAndIsSentNothing
       << "the acked message is deliverable again";
 }
 
+// The API's blocking calls and the subscriptions run on separate pools: with every API worker
+// busy (a pipelined submit stream keeps hundreds of calls queued there), a subscription still
+// starts, leases and delivers.
+TEST_F(SubscriptionTest, DeliveryDoesNotWaitBehindTheCallsQueuedForTheApiWorkers) {
+  Enqueue(2);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  const int workers = EngineOptions{}.workers;
+  for (int i = 0; i < workers + 8; ++i) {
+    engine_->RunBlocking([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return release; });
+    });
+  }
+  auto sink = std::make_shared<CollectingSink>();
+  auto sub = Subscribe(10, sink);
+  auto got = sink->WaitFor(2);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  EXPECT_EQ(got.size(), 2u) << "the subscription waited for the API's workers";
+}
+
 }  // namespace
 }  // namespace refbroker::delivery
