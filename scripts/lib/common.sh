@@ -8,7 +8,7 @@ REFBROKER_BUILD_PACKAGES=(
   cmake ninja-build g++ pkg-config openssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libabsl-dev libboost-dev libssl-dev libsqlite3-dev libpq-dev
-  libspdlog-dev libtomlplusplus-dev libcli11-dev prometheus-cpp-dev libsystemd-dev
+  libspdlog-dev libtomlplusplus-dev libcli11-dev prometheus-cpp-dev libsystemd-dev libjemalloc-dev
 )
 # The status page's browser test drives headless Chromium (client certificate from an NSS
 # database made with libnss3-tools); curl checks refusals; systemd-analyze verifies the unit.
