@@ -180,8 +180,9 @@ void Subscription::FlushAcks() {
   for (const storage::AckResult& r : acks) {
     if (!r.found) {
       if (closed_) return;
-      // What was leased with it is in flight until Shutdown gives it back.
-      for (const storage::LeasedMessage& m : leased.messages) inflight_[m.sequence] = m.lease_until;
+      // What was leased with it (and recorded as delivered) goes out before the stream ends;
+      // Shutdown then gives it back to the group.
+      Deliver(leased);
       FailAndClose(absl::InvalidArgumentError(absl::StrCat("ack.sequence: sequence ", r.sequence,
                                                            " is not in group '", group_, "' of ",
                                                            queue_text_)));

@@ -181,6 +181,36 @@ TEST_F(SubscriptionTest, AReaderNoLongerAllowedHasItsAcksWrittenAndIsSentNothing
       << "the acked message is deliverable again";
 }
 
+// An ack of a sequence the group never had ends the stream with INVALID_ARGUMENT naming the
+// field; what the same transaction leased (and recorded as delivered) is sent before the
+// stream ends, then given back to the group with the rest.
+TEST_F(SubscriptionTest, AnAckOfAnUnknownSequenceEndsTheStreamAndKeepsTheOthers) {
+  Enqueue(2);
+  auto sink = std::make_shared<CollectingSink>();
+  auto sub = Subscribe(4, sink);
+  auto first = sink->WaitFor(2);
+  ASSERT_EQ(first.size(), 2u);
+  SettledCommits();
+  // Two more, without a wake-up: the window has room, so the ack's transaction leases them.
+  Enqueue(2);
+  sub->Ack(999999);
+  absl::Status failed = sink->WaitForFailure();
+  EXPECT_EQ(failed.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(failed.message().find("ack.sequence"), std::string::npos) << failed;
+  SettledCommits();
+  EXPECT_EQ(sink->count(), 4u) << "what the ack's transaction leased was not sent";
+  // Nothing was acked: all four are deliverable again once the stream's leases are released.
+  storage::LeaseRequest req;
+  req.queue = kQueue;
+  req.group = "his";
+  req.max_messages = 10;
+  req.now = SystemClock::Get().Now();
+  req.lease_until = req.now + 1000000;
+  auto left = store_->Lease(req);
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_EQ(left->messages.size(), 4u);
+}
+
 // The API's blocking calls and the subscriptions run on separate pools: with every API worker
 // busy (a pipelined submit stream keeps hundreds of calls queued there), a subscription still
 // starts, leases and delivers.
