@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -112,6 +113,36 @@ struct BacklogFigures {
   size_t queued = 0;  // acknowledged by the broker in this phase, all undelivered
 };
 
+// Dirty and under-writeback page cache, MiB (/proc/meminfo): what the kernel still has to
+// write of what was written before.
+double UnwrittenMiB() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kib = 0, total = 0;
+  std::string unit;
+  while (in >> key >> kib) {
+    std::getline(in, unit);
+    if (key == "Dirty:" || key == "Writeback:") total += kib;
+  }
+  return total / 1024;
+}
+
+// Waits until the writes of what ran before have reached the disk (at most 60 s), then 2 s
+// more: a window measures the store in its state, not the tail of the previous phase's writes
+// (the fill writes gigabytes in minutes). Prints what it waited for.
+void Settle(const std::string& before_what) {
+  auto start = std::chrono::steady_clock::now();
+  double at_start = UnwrittenMiB();
+  while (UnwrittenMiB() > 64 &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::printf(
+      "  (settled before %s: %.1f s, %.0f MiB unwritten at the start)\n", before_what.c_str(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), at_start);
+}
+
 bool MeasureBacklog(const LoadOptions& base, const std::string& broker, int broker_pid,
                     size_t backlog, const std::string& tag, BacklogFigures& out) {
   LoadOptions o = base;
@@ -132,12 +163,14 @@ bool MeasureBacklog(const LoadOptions& base, const std::string& broker, int brok
     return r;
   };
   std::printf("backlog: %zu referrals queued for the hospital, nobody consuming them\n", backlog);
+  Settle("the window before");
   LoadResult before = run(Mode::kConcurrent, "before");
   o.max_submits = backlog;
   o.seconds = 3600 * 24;
   LoadResult fill = run(Mode::kStream, "fill");
   o.max_submits = 0;
   o.seconds = base.seconds;
+  Settle("the window with the backlog");
   LoadResult with = run(Mode::kConcurrent, "with the backlog");
   out.before_per_second = before.per_second;
   out.with_per_second = with.per_second;
