@@ -117,6 +117,23 @@ class SubscriptionTest : public ::testing::Test {
     return seen;
   }
 
+  // The sequences of the group's messages deliverable now (leased, as another member would).
+  std::vector<uint64_t> Deliverable() {
+    storage::LeaseRequest req;
+    req.queue = kQueue;
+    req.group = "his";
+    req.max_messages = 10;
+    req.now = SystemClock::Get().Now();
+    req.lease_until = req.now + 1000000;
+    auto leased = store_->Lease(req);
+    EXPECT_TRUE(leased.ok()) << leased.status();
+    std::vector<uint64_t> out;
+    if (leased.ok()) {
+      for (const auto& m : leased->messages) out.push_back(m.sequence);
+    }
+    return out;
+  }
+
   std::filesystem::path dir_;
   std::unique_ptr<storage::SqliteStore> store_;
   std::unique_ptr<DeliveryEngine> engine_;
@@ -166,16 +183,7 @@ TEST_F(SubscriptionTest, AReaderNoLongerAllowedHasItsAcksWrittenAndIsSentNothing
   SettledCommits();
   EXPECT_EQ(sink->count(), 2u);
   // The ack was written; the other lease went back to the group.
-  storage::LeaseRequest req;
-  req.queue = kQueue;
-  req.group = "his";
-  req.max_messages = 10;
-  req.now = SystemClock::Get().Now();
-  req.lease_until = req.now + 1000000;
-  auto left = store_->Lease(req);
-  ASSERT_TRUE(left.ok()) << left.status();
-  std::vector<uint64_t> sequences;
-  for (const auto& m : left->messages) sequences.push_back(m.sequence);
+  std::vector<uint64_t> sequences = Deliverable();
   EXPECT_EQ(sequences.size(), 3u);
   EXPECT_EQ(std::count(sequences.begin(), sequences.end(), first[0].sequence()), 0)
       << "the acked message is deliverable again";
@@ -200,15 +208,7 @@ TEST_F(SubscriptionTest, AnAckOfAnUnknownSequenceEndsTheStreamAndKeepsTheOthers)
   SettledCommits();
   EXPECT_EQ(sink->count(), 4u) << "what the ack's transaction leased was not sent";
   // Nothing was acked: all four are deliverable again once the stream's leases are released.
-  storage::LeaseRequest req;
-  req.queue = kQueue;
-  req.group = "his";
-  req.max_messages = 10;
-  req.now = SystemClock::Get().Now();
-  req.lease_until = req.now + 1000000;
-  auto left = store_->Lease(req);
-  ASSERT_TRUE(left.ok()) << left.status();
-  EXPECT_EQ(left->messages.size(), 4u);
+  EXPECT_EQ(Deliverable().size(), 4u);
 }
 
 // The API's blocking calls and the subscriptions run on separate pools: with every API worker
@@ -216,24 +216,28 @@ TEST_F(SubscriptionTest, AnAckOfAnUnknownSequenceEndsTheStreamAndKeepsTheOthers)
 // starts, leases and delivers.
 TEST_F(SubscriptionTest, DeliveryDoesNotWaitBehindTheCallsQueuedForTheApiWorkers) {
   Enqueue(2);
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false;
+  // Shared with the blocked tasks, which may still be waking up when the test body returns.
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+  };
+  auto gate = std::make_shared<Gate>();
   const int workers = EngineOptions{}.workers;
   for (int i = 0; i < workers + 8; ++i) {
-    engine_->RunBlocking([&] {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return release; });
+    engine_->RunBlocking([gate] {
+      std::unique_lock<std::mutex> lock(gate->mu);
+      gate->cv.wait(lock, [&] { return gate->open; });
     });
   }
   auto sink = std::make_shared<CollectingSink>();
   auto sub = Subscribe(10, sink);
   auto got = sink->WaitFor(2);
   {
-    std::lock_guard<std::mutex> lock(mu);
-    release = true;
+    std::lock_guard<std::mutex> lock(gate->mu);
+    gate->open = true;
   }
-  cv.notify_all();
+  gate->cv.notify_all();
   EXPECT_EQ(got.size(), 2u) << "the subscription waited for the API's workers";
 }
 
