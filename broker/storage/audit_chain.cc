@@ -23,4 +23,17 @@ std::string AuditChainHash(const std::string& prev_hash, const AuditRow& row) {
   return Sha256Hex(input);
 }
 
+bool ExtendsArchivablePrefix(const AuditRow* previous, const AuditRow& row, Micros cutoff) {
+  return row.at < cutoff && (previous == nullptr || row.seq == previous->seq + 1);
+}
+
+size_t ArchivablePrefix(const std::vector<AuditRow>& head, Micros cutoff) {
+  size_t n = 0;
+  while (n < head.size() &&
+         ExtendsArchivablePrefix(n == 0 ? nullptr : &head[n - 1], head[n], cutoff)) {
+    ++n;
+  }
+  return n;
+}
+
 }  // namespace refbroker::storage

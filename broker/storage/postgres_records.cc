@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
+#include "broker/storage/audit_chain.h"
 #include "broker/storage/postgres_store.h"
 #include "broker/storage/postgres_store_internal.h"
 
@@ -667,22 +668,14 @@ absl::StatusOr<uint64_t> PostgresStore::ArchiveAudit(Micros cutoff, Micros now, 
     archived = 0;
     // The head is locked first: no broker appends while a prefix of the chain leaves.
     RETURN_IF_ERROR(tx.conn.Run("SELECT 1 FROM audit_head WHERE id=1 FOR UPDATE").status());
-    ASSIGN_OR_RETURN(
-        PgResult r,
-        tx.conn.Run("SELECT " AUDIT_COLUMNS " FROM audit_log WHERE at<$1::bigint ORDER BY seq "
-                    "LIMIT $2::bigint",
-                    PgParams().Add(cutoff).Add(static_cast<int64_t>(limit))));
+    // The chain's head by sequence, not a search by time (ArchivablePrefix).
+    ASSIGN_OR_RETURN(PgResult r, tx.conn.Run("SELECT " AUDIT_COLUMNS
+                                             " FROM audit_log ORDER BY seq LIMIT $1::bigint",
+                                             PgParams().Add(static_cast<int64_t>(limit))));
     std::vector<AuditRow> rows;
     for (int i = 0; i < r.rows(); ++i) rows.push_back(ReadAudit(r, i));
-    // Only a prefix of the chain leaves: stop at the first entry newer than the cutoff.
-    ASSIGN_OR_RETURN(PgResult first, tx.conn.Run("SELECT MIN(seq) FROM audit_log"));
-    if (rows.empty() || first.IsNull(0, 0) ||
-        static_cast<uint64_t>(first.Int(0, 0)) != rows.front().seq) {
-      return absl::OkStatus();
-    }
-    size_t n = 1;
-    while (n < rows.size() && rows[n].seq == rows[n - 1].seq + 1) ++n;
-    rows.resize(n);
+    rows.resize(ArchivablePrefix(rows, cutoff));
+    if (rows.empty()) return absl::OkStatus();
     ASSIGN_OR_RETURN(std::string file, sink(rows));
     RETURN_IF_ERROR(tx.conn
                         .Run("INSERT INTO audit_archives(upto_seq, last_hash, file, archived_at) "

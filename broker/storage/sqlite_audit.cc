@@ -130,21 +130,22 @@ absl::StatusOr<uint64_t> SqliteStore::ArchiveAudit(Micros cutoff, Micros now, si
   uint64_t archived = 0;
   RETURN_IF_ERROR(writer_->Write([&](Db& db) -> absl::Status {
     archived = 0;
+    // The chain's head, read entry by entry until the first one not to archive: a search by
+    // time (WHERE at<?) read every entry when none was old enough (ArchivablePrefix).
     static const std::string sql =
-        absl::StrCat("SELECT ", kAuditColumns, " FROM audit_log WHERE at<? ORDER BY seq LIMIT ?");
+        absl::StrCat("SELECT ", kAuditColumns, " FROM audit_log ORDER BY seq LIMIT ?");
     ASSIGN_OR_RETURN(auto st, db.Prepare(sql.c_str()));
-    st->Bind(1, cutoff).Bind(2, static_cast<int64_t>(limit));
+    st->Bind(1, static_cast<int64_t>(limit));
     std::vector<AuditRow> rows;
-    RETURN_IF_ERROR(st->ForEachRow([&](const Stmt& row) { rows.push_back(ReadAudit(row)); }));
-    // Only a prefix of the chain leaves: stop at the first entry newer than the cutoff.
-    ASSIGN_OR_RETURN(auto first, db.Prepare("SELECT MIN(seq) FROM audit_log"));
-    ASSIGN_OR_RETURN(bool any, first->Step());
-    if (!any || rows.empty() || static_cast<uint64_t>(first->Int(0)) != rows.front().seq) {
-      return absl::OkStatus();
-    }
-    size_t n = 1;
-    while (n < rows.size() && rows[n].seq == rows[n - 1].seq + 1) ++n;
-    rows.resize(n);
+    RETURN_IF_ERROR(st->ForEachRowWhile([&](const Stmt& row) {
+      AuditRow next = ReadAudit(row);
+      if (!ExtendsArchivablePrefix(rows.empty() ? nullptr : &rows.back(), next, cutoff)) {
+        return false;
+      }
+      rows.push_back(std::move(next));
+      return true;
+    }));
+    if (rows.empty()) return absl::OkStatus();
     ASSIGN_OR_RETURN(std::string file, sink(rows));
     ASSIGN_OR_RETURN(auto mark, db.Prepare("INSERT INTO audit_archives(upto_seq, last_hash, file, "
                                            "archived_at) VALUES(?,?,?,?)"));

@@ -1329,6 +1329,28 @@ TEST_P(StoreConformance, AuditEntriesLeaveOnlyThroughAnArchiveThatKeepsTheChain)
   EXPECT_EQ(AllAudit(*store_).back().seq, 8u);
 }
 
+// Only a prefix of the chain leaves: after the clock stepped back, an entry not old enough
+// ends the archive although older ones follow it, until it is old enough too.
+TEST_P(StoreConformance, AnAuditEntryNotOldEnoughEndsTheArchiveEvenWhenOlderOnesFollowIt) {
+  auto at = [](Micros t) { return AuditEntry("a", "GetReferral", "", "", t); };
+  ASSERT_TRUE(
+      store_->AppendAudit({at(kT0 - 50), at(kT0 - 40), at(kT0), at(kT0 - 30), at(kT0 - 20)}).ok());
+  std::vector<AuditRow> archived;
+  auto sink = [&archived](const std::vector<AuditRow>& batch) -> absl::StatusOr<std::string> {
+    archived.insert(archived.end(), batch.begin(), batch.end());
+    return std::string("archive-") + std::to_string(batch.back().seq);
+  };
+  auto n = store_->ArchiveAudit(kT0 - 10, kT0, 100, sink);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 2u);
+  ASSERT_EQ(archived.size(), 2u);
+  EXPECT_EQ(archived.back().seq, 2u);
+  EXPECT_EQ(*store_->ArchiveAudit(kT0 - 10, kT0, 100, sink), 0u);
+  EXPECT_EQ(*store_->ArchiveAudit(kT0 + 1, kT0, 100, sink), 3u);
+  EXPECT_EQ(archived.back().seq, 5u);
+  EXPECT_EQ(store_->GetAuditAnchor()->upto_seq, 5u);
+}
+
 TEST_P(StoreConformance, PruneResultsRemovesOnlyResultsReceivedBeforeTheCutoff) {
   auto publish = [this](const std::string& id, Micros received) {
     ResultRow row;
