@@ -325,7 +325,8 @@ absl::Status BrokerServer::InitConsults() {
 
 // A store written by a version whose DELIVERED transition followed the ack in a transaction of
 // its own may hold SUBMITTED referrals whose delivery was acked before a crash: record DELIVERED
-// for them now, so the sender gets its update. (An ack now commits its transition with it.)
+// for them now, so the sender gets its update. (An ack now commits its transition with it, so
+// once a sweep finds nothing the store says so, and later starts read nothing for it.)
 void BrokerServer::RecordLostDeliveries() {
   for (;;) {
     auto pending = store_->ListAckedButUndelivered(500);
@@ -333,7 +334,11 @@ void BrokerServer::RecordLostDeliveries() {
       spdlog::warn("start-up delivery sweep failed: {}", pending.status().ToString());
       return;
     }
-    if (pending->empty()) return;
+    if (pending->empty()) {
+      absl::Status done = store_->FinishDeliverySweep();
+      if (!done.ok()) spdlog::warn("start-up delivery sweep not marked done: {}", done.ToString());
+      return;
+    }
     size_t recorded = 0;
     for (const auto& [id, receiver] : *pending) {
       if (workflow_->MarkDelivered(id, receiver).ok()) recorded++;

@@ -252,6 +252,12 @@ CREATE TRIGGER audit_archives_no_change BEFORE UPDATE OR DELETE ON audit_archive
 CREATE INDEX referrals_undecided ON referrals(alliance, submitted_at) WHERE state IN (1, 2, 8);
 CREATE INDEX consults_open ON consults(alliance, requested_at) WHERE state IN (1, 2, 4);
 )sql",
+    // v3: as SQLite's v10: the escalated referrals apart, and the start-up sweep's mark.
+    R"sql(
+CREATE INDEX referrals_escalated ON referrals(alliance, submitted_at) WHERE state = 8;
+CREATE TABLE pending_sweeps(name TEXT PRIMARY KEY);
+INSERT INTO pending_sweeps VALUES('acked_but_undelivered');
+)sql",
 };
 
 }  // namespace refbroker::storage::postgres_schema

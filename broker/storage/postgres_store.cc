@@ -472,6 +472,9 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
 PostgresStore::ListAckedButUndelivered(size_t limit) {
   std::vector<std::pair<std::string, std::string>> out;
   RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    ASSIGN_OR_RETURN(PgResult pending, c.Run("SELECT 1 FROM pending_sweeps WHERE "
+                                             "name='acked_but_undelivered'"));
+    if (pending.rows() == 0) return absl::OkStatus();
     ASSIGN_OR_RETURN(PgResult r,
                      c.Run("SELECT r.id, r.receiver FROM referrals r WHERE r.decision_due_at IS "
                            "NOT NULL AND r.state=1 AND EXISTS(SELECT 1 FROM messages m JOIN "
@@ -482,6 +485,12 @@ PostgresStore::ListAckedButUndelivered(size_t limit) {
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::Status PostgresStore::FinishDeliverySweep() {
+  return writer_->Write([](PgTx& tx) {
+    return tx.conn.Run("DELETE FROM pending_sweeps WHERE name='acked_but_undelivered'").status();
+  });
 }
 
 absl::StatusOr<std::optional<Micros>> PostgresStore::NextDecisionDue() {

@@ -232,6 +232,18 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 DROP INDEX audit_log_patient;
 CREATE INDEX audit_log_patient ON audit_log(patient_no) WHERE patient_key <> '';
 )sql",
+    // v10: the escalated referrals in an index of their own. `refctl queues` and the status
+    // page count each receiver's escalated referrals; through referrals_undecided (v6) that read
+    // every referral still waiting for a decision, and with a million queued undelivered it ran
+    // past refctl's 15 s deadline. And the start-up sweep's mark (Store::ListAckedButUndelivered):
+    // a store written before an ack committed its referral's DELIVERED transition with it is swept
+    // once, at the first start that reaches this version, until the sweep finds nothing; the
+    // sweep read every acked message at every start (15 s with a million queued).
+    R"sql(
+CREATE INDEX referrals_escalated ON referrals(alliance, submitted_at) WHERE state = 8;
+CREATE TABLE pending_sweeps(name TEXT PRIMARY KEY) WITHOUT ROWID;
+INSERT INTO pending_sweeps VALUES('acked_but_undelivered');
+)sql",
 };
 
 }  // namespace refbroker::storage::sqlite_schema

@@ -465,10 +465,16 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
 SqliteStore::ListAckedButUndelivered(size_t limit) {
   std::vector<std::pair<std::string, std::string>> out;
   RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
-    // Runs once at start. From the acked side: one pass over the group messages, and a
-    // message and a referral looked up by key for each acked one. (From the SUBMITTED
-    // referrals, each needed a scan of its queue's messages, for there is no index by subject:
-    // with 36,000 referrals queued undelivered the start-up sweep took more than ten minutes.)
+    ASSIGN_OR_RETURN(auto pending, db.Prepare("SELECT 1 FROM pending_sweeps WHERE "
+                                              "name='acked_but_undelivered'"));
+    ASSIGN_OR_RETURN(bool sweep, pending->Step());
+    pending->Reset();
+    if (!sweep) return absl::OkStatus();
+    // Runs at start, until it finds nothing (FinishDeliverySweep). From the acked side: one pass
+    // over the group messages, and a message and a referral looked up by key for each acked one.
+    // (From the SUBMITTED referrals, each needed a scan of its queue's messages, for there is no
+    // index by subject: with 36,000 referrals queued undelivered the start-up sweep took more than
+    // ten minutes.)
     ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT DISTINCT r.id, r.receiver FROM group_messages g "
                                          "JOIN messages m ON m.seq=g.seq JOIN referrals r ON "
                                          "r.id=m.subject_id WHERE g.state=2 AND r.state=1 AND "
@@ -479,6 +485,12 @@ SqliteStore::ListAckedButUndelivered(size_t limit) {
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::Status SqliteStore::FinishDeliverySweep() {
+  return WriteTxn([](Db& db) {
+    return db.Exec("DELETE FROM pending_sweeps WHERE name='acked_but_undelivered'");
+  });
 }
 
 absl::StatusOr<std::optional<Micros>> SqliteStore::NextDecisionDue() {

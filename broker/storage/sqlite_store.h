@@ -62,6 +62,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::optional<Micros>> NextDecisionDue() override;
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListAckedButUndelivered(
       size_t limit) override;
+  absl::Status FinishDeliverySweep() override;
   absl::Status EnsureGroup(const std::string& queue, const std::string& group, Micros now) override;
   absl::StatusOr<uint64_t> Replay(const std::string& queue, const std::string& group,
                                   uint64_t from_sequence, Micros now) override;

@@ -438,10 +438,15 @@ class Store {
   virtual absl::StatusOr<std::vector<ReferralRecord>> ListDueReferrals(Micros now,
                                                                        size_t limit) = 0;
   // SUBMITTED referrals whose REFERRALS message to their current receiver some group has
-  // acked: the DELIVERED transition that follows an ack is a separate commit, so a crash in
-  // between leaves these behind. Returns (referral id, receiver) pairs.
+  // acked: a version whose DELIVERED transition followed the ack in a commit of its own left
+  // these behind when it crashed in between. Returns (referral id, receiver) pairs; none, without
+  // reading anything, once FinishDeliverySweep was called (an ack now commits the transition
+  // with it, so a store this version wrote holds none, and the search reads every acked message).
   virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListAckedButUndelivered(
       size_t limit) = 0;
+  // The start-up sweep found nothing more: later starts skip it (schema v10 marks a store
+  // migrated from before it, and a new one, as still to be swept).
+  virtual absl::Status FinishDeliverySweep() = 0;
   // The earliest pending decision deadline, if any.
   virtual absl::StatusOr<std::optional<Micros>> NextDecisionDue() = 0;
 

@@ -67,6 +67,8 @@ std::string ReferralListSql(const ReferralQuery& q, const char* columns) {
   if (journey) {
     sql.Through("referrals_journey");
     sql.Where("journey_id=?9");
+  } else if (q.state == kEscalated) {
+    sql.Through("referrals_escalated");  // v10: few, and counted by every queue listing
   } else if (undecided) {
     sql.Through("referrals_undecided");
     sql.Where("state IN (1, 2, 8)");

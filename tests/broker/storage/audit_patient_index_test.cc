@@ -14,6 +14,7 @@
 #include "broker/storage/internal/patient_no.h"
 #include "broker/storage/sqlite_store.h"
 #include "tests/support/audit_entries.h"
+#include "tests/support/schema_versions.h"
 #include "tests/support/scratch_dir.h"
 #include "tests/support/sqlite_plan.h"
 
@@ -139,7 +140,8 @@ TEST_F(AuditPatientIndex, PatientsWhoseNumbersCollideAreToldApartByTheirKeys) {
 TEST_F(AuditPatientIndex, AStoreFromBeforeTheNumbersIsNumberedWhenItOpensAndStaysImmutable) {
   ASSERT_NO_FATAL_FAILURE(FillAndClose());
   // The store as schema v8 left it: no numbers, the index by the full key.
-  EXPECT_EQ(Exec("DROP INDEX audit_log_patient; ALTER TABLE audit_log DROP COLUMN patient_no;"
+  EXPECT_EQ(Exec(std::string(testing::kUndoSchemaV10) +
+                 "DROP INDEX audit_log_patient; ALTER TABLE audit_log DROP COLUMN patient_no;"
                  "CREATE INDEX audit_log_patient ON audit_log(patient_key) WHERE patient_key <> '';"
                  "PRAGMA user_version = 8;"),
             "");

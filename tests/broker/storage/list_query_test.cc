@@ -95,15 +95,18 @@ TEST_F(ListQueryPlan, ReferralListingsSearchTheIndexOfTheirFilter) {
 // alliance or an institution still waiting for a decision, and the open consults: they read
 // those rows only, not every row of the alliance or the institution.
 TEST_F(ListQueryPlan, TheLateViewsReadOnlyTheUndecidedReferralsAndTheOpenConsults) {
+  // ESCALATED through an index of its escalated referrals alone (v10): every queue listing
+  // counts them, and through the undecided ones it read every referral waiting for a decision.
   for (int state : {1, 2, 8}) {  // SUBMITTED, DELIVERED, ESCALATED
+    const char* index = state == 8 ? "referrals_escalated" : "referrals_undecided";
     ReferralQuery undecided;
     undecided.state = state;
     undecided.limit = 500;
     undecided.alliance = "pingyu";
-    ExpectUses(ReferralListSql(undecided, "id, submitted_at"), "referrals_undecided");
+    ExpectUses(ReferralListSql(undecided, "id, submitted_at"), index);
     undecided.alliance.clear();
     undecided.party = "12411723417580001B";
-    ExpectUses(ReferralListSql(undecided, "id, submitted_at"), "referrals_undecided");
+    ExpectUses(ReferralListSql(undecided, "id, submitted_at"), index);
   }
   for (int state : {1, 2, 4}) {  // REQUESTED, ACCEPTED, SCHEDULED
     ConsultQuery open;

@@ -11,6 +11,7 @@
 
 #include "broker/storage/internal/patient_no.h"
 #include "broker/storage/sqlite_store.h"
+#include "tests/support/schema_versions.h"
 #include "tests/support/sqlite_plan.h"
 
 namespace refbroker::storage {
@@ -119,12 +120,12 @@ TEST_F(ResultsIndex, AStoreFromBeforeTheNumbersIsNumberedWhenItOpens) {
     Publish(*store, Result("res-a2", "pk-a", kT0 - 1));
   }
   // The store as schema v6 left it: no numbers, the indexes by the full key.
-  Exec(
-      "DROP INDEX results_prior; ALTER TABLE results DROP COLUMN patient_no;"
-      "CREATE INDEX results_patient_item ON results(patient_key, item_code, performed_at);"
-      "DROP INDEX audit_log_patient; ALTER TABLE audit_log DROP COLUMN patient_no;"
-      "CREATE INDEX audit_log_patient ON audit_log(patient_key) WHERE patient_key <> '';"
-      "PRAGMA user_version = 6;");
+  Exec(std::string(testing::kUndoSchemaV10) +
+       "DROP INDEX results_prior; ALTER TABLE results DROP COLUMN patient_no;"
+       "CREATE INDEX results_patient_item ON results(patient_key, item_code, performed_at);"
+       "DROP INDEX audit_log_patient; ALTER TABLE audit_log DROP COLUMN patient_no;"
+       "CREATE INDEX audit_log_patient ON audit_log(patient_key) WHERE patient_key <> '';"
+       "PRAGMA user_version = 6;");
   auto store = Open();
   ASSERT_NE(store, nullptr);
   auto a = store->ListResults("pk-a", {}, 10);
