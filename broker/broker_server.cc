@@ -142,7 +142,7 @@ absl::Status BrokerServer::Init() {
     m.SyncCounter("deadline_breaches", "referral and consult deadlines missed (escalations)",
                   c.deadline_breaches.load());
     Micros now = SystemClock::Get().Now();
-    auto stats = store_->ListQueueStats(now);
+    auto stats = store_->ListQueueStats();
     if (!stats.ok()) return;
     std::vector<observability::Metrics::QueueRow> rows;
     for (const storage::QueueStats& q : *stats) {

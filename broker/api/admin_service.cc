@@ -50,7 +50,7 @@ absl::Status AdminServiceImpl::DoListQueues(const auth::Principal& who,
     if (absl::Status s = ctx_.policy.CanInspect(who, request.owner(), "owner"); !s.ok()) return s;
   }
   Micros now = ctx_.engine.clock().Now();
-  auto stats = ctx_.engine.store().ListQueueStats(now);
+  auto stats = ctx_.engine.store().ListQueueStats();
   if (!stats.ok()) return stats.status();
   // Deadline breaches by owner: escalated referrals still waiting for a decision, escalated
   // consults not yet reported.

@@ -712,7 +712,7 @@ absl::Status PostgresStore::Release(const std::string& queue, const std::string&
   });
 }
 
-absl::StatusOr<std::vector<QueueStats>> PostgresStore::ListQueueStats(Micros now) {
+absl::StatusOr<std::vector<QueueStats>> PostgresStore::ListQueueStats() {
   std::map<std::string, QueueStats> by_queue;
   RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
     ASSIGN_OR_RETURN(PgResult msgs, c.Run("SELECT queue, COUNT(*), MIN(enqueued_at) FROM "
@@ -726,13 +726,11 @@ absl::StatusOr<std::vector<QueueStats>> PostgresStore::ListQueueStats(Micros now
     }
     ASSIGN_OR_RETURN(
         PgResult groups,
-        c.Run("SELECT cg.queue, cg.grp, "
-              "COUNT(*) FILTER (WHERE gm.state=0 OR (gm.state=1 AND gm.visible_at<=$1::bigint)), "
-              "COUNT(*) FILTER (WHERE gm.state=1 AND gm.visible_at>$1::bigint), "
+        c.Run("SELECT cg.queue, cg.grp, COUNT(*) FILTER (WHERE gm.state=0), "
+              "COUNT(*) FILTER (WHERE gm.state=1), "
               "COUNT(*) FILTER (WHERE gm.state=3), MIN(m.enqueued_at) FILTER (WHERE gm.state<2) "
               "FROM consumer_groups cg LEFT JOIN group_messages gm ON gm.queue=cg.queue AND "
-              "gm.grp=cg.grp LEFT JOIN messages m ON m.seq=gm.seq GROUP BY cg.queue, cg.grp",
-              PgParams().Add(now)));
+              "gm.grp=cg.grp LEFT JOIN messages m ON m.seq=gm.seq GROUP BY cg.queue, cg.grp"));
     for (int i = 0; i < groups.rows(); ++i) {
       QueueStats& q = by_queue[groups.Bytes(i, 0)];
       q.queue = groups.Bytes(i, 0);

@@ -161,8 +161,9 @@ struct AckLeaseResult {
 
 struct GroupStats {
   std::string group;
-  uint64_t ready = 0;
-  uint64_t in_flight = 0;
+  uint64_t ready = 0;  // waiting to be leased (a nacked one too, before its retry time)
+  uint64_t in_flight =
+      0;  // leased, not acked; one whose lease ran out counts here until leased again
   uint64_t dead = 0;
   Micros oldest_enqueued_at = 0;  // of ready or in-flight messages; 0 when none
 };
@@ -488,7 +489,9 @@ class Store {
   virtual absl::Status Release(const std::string& queue, const std::string& group,
                                const std::vector<uint64_t>& sequences, Micros now) = 0;
 
-  virtual absl::StatusOr<std::vector<QueueStats>> ListQueueStats(Micros now) = 0;
+  // Every queue with messages or groups, groups sorted by name. Asked by every metrics scrape,
+  // status page and queue listing: SQLite answers from counts its triggers keep (schema v11).
+  virtual absl::StatusOr<std::vector<QueueStats>> ListQueueStats() = 0;
   virtual absl::StatusOr<std::vector<DeadLetterRecord>> ListDeadLetters(
       const DeadLetterFilter& filter) = 0;
   // Dead letters back to ready with attempts reset; sequence 0 = all of the queue and group.

@@ -133,7 +133,7 @@ class WorkflowFixture : public ::testing::Test {
   // Retained messages per queue.
   std::map<std::string, uint64_t> Messages() {
     std::map<std::string, uint64_t> out;
-    auto stats = store_->ListQueueStats(clock_.Now());
+    auto stats = store_->ListQueueStats();
     EXPECT_TRUE(stats.ok());
     for (const auto& q : *stats) out[q.queue] = q.retained;
     return out;

@@ -14,7 +14,7 @@
 #include "broker/storage/audit_chain.h"
 #include "broker/storage/sqlite_store.h"
 #include "tests/support/audit_entries.h"
-#include "tests/support/scratch_dir.h"
+#include "tests/support/sqlite_store_file.h"
 
 namespace refbroker::storage {
 namespace {
@@ -42,24 +42,7 @@ AuditRow At(Micros at) {
   return testing::AuditEntry("124117234175811018", "GetReferral", "", "", at);
 }
 
-class AuditArchive : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = testing::ScratchDir() / "audit-archive";
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    options_.path = (dir_ / "refbroker.db").string();
-  }
-
-  std::unique_ptr<SqliteStore> Open() {
-    auto store = SqliteStore::Open(options_);
-    EXPECT_TRUE(store.ok()) << store.status();
-    return store.ok() ? std::move(*store) : nullptr;
-  }
-
-  std::filesystem::path dir_;
-  SqliteOptions options_;
-};
+using AuditArchive = testing::SqliteStoreFile;
 
 AuditArchiveSink Keep(std::vector<AuditRow>& archived) {
   return [&archived](const std::vector<AuditRow>& rows) -> absl::StatusOr<std::string> {

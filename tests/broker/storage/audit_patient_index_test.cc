@@ -15,8 +15,8 @@
 #include "broker/storage/sqlite_store.h"
 #include "tests/support/audit_entries.h"
 #include "tests/support/schema_versions.h"
-#include "tests/support/scratch_dir.h"
 #include "tests/support/sqlite_plan.h"
+#include "tests/support/sqlite_store_file.h"
 
 namespace refbroker::storage {
 namespace {
@@ -33,21 +33,8 @@ std::vector<std::string> Subjects(const std::vector<AuditRow>& rows) {
   return out;
 }
 
-class AuditPatientIndex : public ::testing::Test {
+class AuditPatientIndex : public testing::SqliteStoreFile {
  protected:
-  void SetUp() override {
-    dir_ = testing::ScratchDir() / "audit-patient-index";
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    options_.path = (dir_ / "refbroker.db").string();
-  }
-
-  std::unique_ptr<SqliteStore> Open() {
-    auto store = SqliteStore::Open(options_);
-    EXPECT_TRUE(store.ok()) << store.status();
-    return store.ok() ? std::move(*store) : nullptr;
-  }
-
   // Two patients' entries and one about nobody; pk-a's referral is delivered later under its
   // subject alone.
   void Fill(SqliteStore& store) {
@@ -75,19 +62,6 @@ class AuditPatientIndex : public ::testing::Test {
     return rows.ok() ? Subjects(*rows) : std::vector<std::string>{};
   }
 
-  // Runs `sql` on the store's file with a plain connection (the store closed); returns SQLite's
-  // error message, empty when it ran.
-  std::string Exec(const std::string& sql) {
-    sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open(options_.path.c_str(), &db), SQLITE_OK);
-    char* error = nullptr;
-    sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-    std::string out = error != nullptr ? error : "";
-    sqlite3_free(error);
-    sqlite3_close(db);
-    return out;
-  }
-
   // Every entry's hash is its chain hash over the one before it.
   void ExpectChainHolds(SqliteStore& store) {
     AuditQuery all;
@@ -97,9 +71,6 @@ class AuditPatientIndex : public ::testing::Test {
     ASSERT_FALSE(rows->empty());
     testing::ExpectHashChained(*rows);
   }
-
-  std::filesystem::path dir_;
-  SqliteOptions options_;
 };
 
 const std::vector<std::string> kPatientA = {"PublishResult res-a1", "SubmitReferral ref-a",
@@ -140,7 +111,7 @@ TEST_F(AuditPatientIndex, PatientsWhoseNumbersCollideAreToldApartByTheirKeys) {
 TEST_F(AuditPatientIndex, AStoreFromBeforeTheNumbersIsNumberedWhenItOpensAndStaysImmutable) {
   ASSERT_NO_FATAL_FAILURE(FillAndClose());
   // The store as schema v8 left it: no numbers, the index by the full key.
-  EXPECT_EQ(Exec(std::string(testing::kUndoSchemaV10) +
+  EXPECT_EQ(Exec(std::string(testing::kUndoSchemaV11) + testing::kUndoSchemaV10 +
                  "DROP INDEX audit_log_patient; ALTER TABLE audit_log DROP COLUMN patient_no;"
                  "CREATE INDEX audit_log_patient ON audit_log(patient_key) WHERE patient_key <> '';"
                  "PRAGMA user_version = 8;"),

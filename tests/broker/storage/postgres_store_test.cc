@@ -140,7 +140,7 @@ TEST_F(PostgresStoreTest, TwoStoresOnOneSchemaNeverLeaseOneMessageTwice) {
   EXPECT_EQ(leased.size(), static_cast<size_t>(kMessages));
   std::set<uint64_t> distinct(leased.begin(), leased.end());
   EXPECT_EQ(distinct.size(), leased.size()) << "a message was leased twice";
-  auto stats = b->ListQueueStats(kT0);
+  auto stats = b->ListQueueStats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->at(0).groups.at(0).ready, 0u);
   EXPECT_EQ(stats->at(0).groups.at(0).in_flight, 0u);
@@ -164,7 +164,7 @@ TEST_F(PostgresStoreTest, AGroupCreatedOnOneBrokerMissesNothingEnqueuedOnAnother
   }
   producer.join();
   ASSERT_EQ(submitted.load(), kMessages);
-  auto stats = a->ListQueueStats(kT0);
+  auto stats = a->ListQueueStats();
   ASSERT_TRUE(stats.ok());
   ASSERT_EQ(stats->at(0).groups.size(), 5u);
   for (const GroupStats& g : stats->at(0).groups) {

@@ -120,7 +120,7 @@ TEST_F(ResultsIndex, AStoreFromBeforeTheNumbersIsNumberedWhenItOpens) {
     Publish(*store, Result("res-a2", "pk-a", kT0 - 1));
   }
   // The store as schema v6 left it: no numbers, the indexes by the full key.
-  Exec(std::string(testing::kUndoSchemaV10) +
+  Exec(std::string(testing::kUndoSchemaV11) + testing::kUndoSchemaV10 +
        "DROP INDEX results_prior; ALTER TABLE results DROP COLUMN patient_no;"
        "CREATE INDEX results_patient_item ON results(patient_key, item_code, performed_at);"
        "DROP INDEX audit_log_patient; ALTER TABLE audit_log DROP COLUMN patient_no;"

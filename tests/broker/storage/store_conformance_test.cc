@@ -199,7 +199,7 @@ TEST_P(StoreConformance, SameRequestIdReturnsTheOriginalAndWritesNothing) {
   EXPECT_TRUE(res->duplicate);
   EXPECT_EQ(res->referral.id, "ref-1");
   EXPECT_TRUE(absl::IsNotFound(store_->GetReferral("ref-2").status()));
-  auto stats = store_->ListQueueStats(kT0);
+  auto stats = store_->ListQueueStats();
   ASSERT_TRUE(stats.ok());
   ASSERT_EQ(stats->size(), 1u);
   EXPECT_EQ((*stats)[0].retained, 1u);
@@ -269,7 +269,7 @@ TEST_P(StoreConformance, ChangeAppliesStateEventAndMessagesAtomically) {
   EXPECT_EQ(after->decision_due_at, 0);
   EXPECT_EQ(after->body, "body-v2");
   EXPECT_EQ(store_->ListReferralEvents("ref-1")->size(), 2u);
-  auto stats = store_->ListQueueStats(kT0);
+  auto stats = store_->ListQueueStats();
   bool found = false;
   for (const auto& q : *stats) found |= q.queue == updates && q.retained == 1;
   EXPECT_TRUE(found);
@@ -286,7 +286,7 @@ TEST_P(StoreConformance, AStaleVersionIsAbortedAndWritesNothing) {
   EXPECT_TRUE(absl::IsAborted(stale.status())) << stale.status();
   EXPECT_EQ(store_->GetReferral("ref-1")->state, 3);
   EXPECT_EQ(store_->ListReferralEvents("ref-1")->size(), 2u);
-  EXPECT_EQ((*store_->ListQueueStats(kT0))[0].retained, 1u);
+  EXPECT_EQ((*store_->ListQueueStats())[0].retained, 1u);
   auto missing = ReferralRecord(r);
   missing.id = "ref-none";
   EXPECT_TRUE(absl::IsNotFound(store_->ChangeReferral(ChangeOf(missing, 1, 3, "c")).status()));
@@ -480,7 +480,7 @@ TEST_P(StoreConformance, AFirstAckWritesItsFollowUpInTheSameTransaction) {
   EXPECT_EQ(store_->GetReferral("ref-2")->state, 1);
   EXPECT_EQ(store_->ListReferralEvents("ref-2")->size(), 1u);
   bool update_queued = false;
-  auto stats = store_->ListQueueStats(kT0);
+  auto stats = store_->ListQueueStats();
   ASSERT_TRUE(stats.ok()) << stats.status();
   for (const auto& q : *stats) update_queued |= q.queue == updates && q.retained == 1;
   EXPECT_TRUE(update_queued);
@@ -724,7 +724,7 @@ TEST_P(StoreConformance, ReplayRedeliversAckedMessagesFromAPosition) {
 
 TEST_P(StoreConformance, QueueStatsCountEveryState) {
   Submit("ref-0");
-  auto before = store_->ListQueueStats(kT0 + kSecond);
+  auto before = store_->ListQueueStats();
   ASSERT_TRUE(before.ok());
   ASSERT_EQ(before->size(), 1u);
   EXPECT_EQ((*before)[0].unconsumed, 1u);
@@ -734,7 +734,7 @@ TEST_P(StoreConformance, QueueStatsCountEveryState) {
   Submit("ref-2");
   auto leased = Lease("his", 2, kT0, 30, 1);
   ASSERT_TRUE(store_->Nack(kQueue, "his", leased.messages[1].sequence, "bad", 1, kT0, kT0).ok());
-  auto stats = store_->ListQueueStats(kT0 + kSecond);
+  auto stats = store_->ListQueueStats();
   ASSERT_TRUE(stats.ok());
   ASSERT_EQ(stats->size(), 1u);
   const QueueStats& q = (*stats)[0];
@@ -745,6 +745,60 @@ TEST_P(StoreConformance, QueueStatsCountEveryState) {
   EXPECT_EQ(q.groups[0].dead, 1u);
   EXPECT_EQ(q.groups[0].ready, 1u);
   EXPECT_EQ(q.groups[0].oldest_enqueued_at, kT0);
+}
+
+// The counts follow every change of a message's state in a group: every figure equals what the
+// rows say, after each step.
+TEST_P(StoreConformance, QueueStatsFollowEveryChangeOfState) {
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
+  ASSERT_TRUE(store_->EnsureGroup(kQueue, "archive", kT0).ok());
+  for (int i = 0; i < 6; ++i) Submit("ref-" + std::to_string(i), i % 3 + 1, kT0 + i);
+  // retained, ready, in flight, dead, and the oldest waiting one's enqueue time after kT0
+  auto figures = [](uint64_t retained, uint64_t ready, uint64_t in_flight, uint64_t dead,
+                    Micros oldest) {
+    return std::to_string(retained) + " " + std::to_string(ready) + " " +
+           std::to_string(in_flight) + " " + std::to_string(dead) + " +" +
+           std::to_string(oldest - kT0);
+  };
+  auto of = [&](const std::string& group) -> std::string {
+    auto stats = store_->ListQueueStats();
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    for (const QueueStats& q : *stats) {
+      if (q.queue != kQueue) continue;
+      for (const GroupStats& g : q.groups) {
+        if (g.group == group) {
+          return figures(q.retained, g.ready, g.in_flight, g.dead, g.oldest_enqueued_at);
+        }
+      }
+    }
+    ADD_FAILURE() << "no group " << group;
+    return std::string();
+  };
+  EXPECT_EQ(of("his"), figures(6, 6, 0, 0, kT0));
+  auto leased = Lease("his", 4, kT0, 30, 2).messages;  // by priority: ref-0, 3, then 1, 4
+  ASSERT_EQ(leased.size(), 4u);
+  EXPECT_EQ(of("his"), figures(6, 2, 4, 0, kT0));
+  ASSERT_TRUE(store_->Ack(kQueue, "his", leased[0].sequence, kT0).ok());
+  ASSERT_TRUE(store_->Ack(kQueue, "his", leased[0].sequence, kT0).ok());  // again: no change
+  ASSERT_TRUE(store_->Nack(kQueue, "his", leased[1].sequence, "bad", 2, kT0, kT0).ok());
+  ASSERT_TRUE(store_->Nack(kQueue, "his", leased[2].sequence, "bad", 1, kT0, kT0).ok());
+  ASSERT_TRUE(store_->Release(kQueue, "his", {leased[3].sequence}, kT0).ok());
+  EXPECT_EQ(of("his"), figures(6, 4, 0, 1, kT0 + 2));  // ref-0 acked, ref-1 dead
+  EXPECT_EQ(of("archive"), figures(6, 6, 0, 0, kT0));  // the other group's rows untouched
+  ASSERT_TRUE(store_->RequeueDeadLetters(kQueue, "his", 0, kT0).ok());
+  EXPECT_EQ(of("his"), figures(6, 5, 0, 0, kT0 + 1));
+  ASSERT_TRUE(store_->Replay(kQueue, "his", 0, kT0).ok());  // every row ready again
+  EXPECT_EQ(of("his"), figures(6, 6, 0, 0, kT0));
+  for (const char* group : {"his", "archive"}) {
+    for (const auto& m : Lease(group, 10, kT0).messages) {
+      if (m.subject_id != "ref-5") ASSERT_TRUE(store_->Ack(kQueue, group, m.sequence, kT0).ok());
+    }
+  }
+  auto pruned = store_->Prune(kT0 + 100 * kSecond);  // all but ref-5, acked by both groups
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 5u);
+  EXPECT_EQ(of("his"), figures(1, 0, 1, 0, kT0 + 5));
+  EXPECT_EQ(of("archive"), figures(1, 0, 1, 0, kT0 + 5));
 }
 
 TEST_P(StoreConformance, RequeueBringsDeadLettersBack) {
@@ -783,7 +837,7 @@ TEST_P(StoreConformance, PruneRemovesOnlyOldMessagesEveryGroupAcked) {
   auto pruned = store_->Prune(kT0 + 50 * kSecond);
   ASSERT_TRUE(pruned.ok()) << pruned.status();
   EXPECT_EQ(*pruned, 1u);
-  auto stats = store_->ListQueueStats(kT0);
+  auto stats = store_->ListQueueStats();
   EXPECT_EQ((*stats)[0].retained, 2u);
   // The referral record itself stays: retention applies to queue messages.
   EXPECT_TRUE(store_->GetReferral("old-acked").ok());
@@ -806,7 +860,7 @@ TEST_P(StoreConformance, PruneTakesEveryOldAckedMessageAcrossItsBatches) {
   auto pruned = store_->Prune(kT0 + 50 * kSecond);
   ASSERT_TRUE(pruned.ok()) << pruned.status();
   EXPECT_EQ(*pruned, 1200u - pending);
-  auto stats = store_->ListQueueStats(kT0 + 100 * kSecond);
+  auto stats = store_->ListQueueStats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ((*stats)[0].retained, pending + 1);
   EXPECT_EQ(*store_->Prune(kT0 + 50 * kSecond), 0u);  // nothing left to take
@@ -870,7 +924,7 @@ TEST_P(StoreConformance, ConsultSubmitIsIdempotentPerRequester) {
   other.request_digest = "different";
   EXPECT_EQ(store_->SubmitConsult(other, {}, {}).status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store_->GetConsult("con-2").status().code(), absl::StatusCode::kNotFound);
-  auto stats = *store_->ListQueueStats(kT0);
+  auto stats = *store_->ListQueueStats();
   ASSERT_EQ(stats.size(), 1u);
   EXPECT_EQ(stats[0].retained, 1u);
   EXPECT_EQ(*store_->NextConsultDue(), kT0 + kSecond);
@@ -1044,7 +1098,7 @@ TEST_P(StoreConformance, ThreadMessagesGetConsecutiveSeqsAndRetriesAreDuplicates
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(all[2].body, "seq 3");
   EXPECT_EQ(store_->ListConsultMessages("con-1", 2)->size(), 1u);
-  EXPECT_EQ((*store_->ListQueueStats(kT0))[0].retained, 3u);
+  EXPECT_EQ((*store_->ListQueueStats())[0].retained, 3u);
 }
 
 // --- results --------------------------------------------------------------------------------
@@ -1112,7 +1166,7 @@ TEST_P(StoreConformance, PublishDecidesInsideTheTransactionWithThePriorsAndAnUnu
   auto other = Result("res-9", "q3", kT0);
   other.request_digest = "else";
   EXPECT_EQ(store_->PublishResult(other, decide).status().code(), absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ((*store_->ListQueueStats(kT0))[0].retained, 3u);
+  EXPECT_EQ((*store_->ListQueueStats())[0].retained, 3u);
   EXPECT_EQ(store_->ListResults("patient-key", {}, 10)->size(), 3u);
 }
 
