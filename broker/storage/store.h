@@ -161,9 +161,10 @@ struct AckLeaseResult {
 
 struct GroupStats {
   std::string group;
-  uint64_t ready = 0;  // waiting to be leased (a nacked one too, before its retry time)
-  uint64_t in_flight =
-      0;  // leased, not acked; one whose lease ran out counts here until leased again
+  // Waiting to be leased (a nacked one too, before its retry time).
+  uint64_t ready = 0;
+  // Leased, not acked; one whose lease ran out counts here until it is leased again.
+  uint64_t in_flight = 0;
   uint64_t dead = 0;
   Micros oldest_enqueued_at = 0;  // of ready or in-flight messages; 0 when none
 };

@@ -6,37 +6,17 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "broker/storage/audit_chain.h"
 #include "broker/storage/sqlite_store.h"
 #include "tests/support/audit_entries.h"
+#include "tests/support/read_calls.h"
 #include "tests/support/sqlite_store_file.h"
 
 namespace refbroker::storage {
 namespace {
-
-// Read system calls so far of this process's threads named `name` (/proc/self/task/*/io
-// syscr): SQLite reads each page it does not hold with one pread.
-double ThreadReads(const std::string& name) {
-  double total = 0;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(task.path() / "comm");
-    std::string thread;
-    std::getline(comm, thread);
-    if (thread != name) continue;
-    std::ifstream io(task.path() / "io");
-    std::string key;
-    double value = 0;
-    while (io >> key >> value) {
-      if (key == "syscr:") total += value;
-    }
-  }
-  return total;
-}
 
 AuditRow At(Micros at) {
   return testing::AuditEntry("124117234175811018", "GetReferral", "", "", at);
@@ -65,9 +45,9 @@ TEST_F(AuditArchive, WithNothingOldEnoughReadsTheHeadOfTheChainNotTheTrail) {
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->EnsureGroup("124117234175811018/referrals", "his", kNow).ok());  // schema
   std::vector<AuditRow> archived;
-  double before = ThreadReads("rb-writer");
+  double before = testing::ThreadReadCalls("rb-writer");
   auto n = store->ArchiveAudit(kNow - 1, kNow, 10000, Keep(archived));
-  double reads = ThreadReads("rb-writer") - before;
+  double reads = testing::ThreadReadCalls("rb-writer") - before;
   ASSERT_TRUE(n.ok()) << n.status();
   EXPECT_EQ(*n, 0u);
   EXPECT_TRUE(archived.empty());

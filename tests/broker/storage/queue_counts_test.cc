@@ -6,11 +6,10 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
-#include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "broker/storage/sqlite_store.h"
+#include "tests/support/read_calls.h"
 #include "tests/support/schema_versions.h"
 #include "tests/support/sqlite_store_file.h"
 
@@ -19,18 +18,6 @@ namespace {
 
 constexpr char kQueue[] = "12411723417580001B/referrals";
 constexpr int kMessages = 50000;
-
-// Read system calls of the calling thread so far: a store reads on the caller's thread, one
-// pread for each page its connection does not hold.
-double OwnReads() {
-  std::ifstream io("/proc/thread-self/io");
-  std::string key;
-  double value = 0;
-  while (io >> key >> value) {
-    if (key == "syscr:") return value;
-  }
-  return 0;
-}
 
 class QueueCounts : public testing::SqliteStoreFile {
  protected:
@@ -79,9 +66,9 @@ TEST_F(QueueCounts, TheListingReadsAHandfulOfPagesHoweverManyMessagesAreQueued) 
   ASSERT_NO_FATAL_FAILURE(Fill());
   auto store = Open();  // fresh connections: nothing of the queue in their page caches
   ASSERT_NE(store, nullptr);
-  double before = OwnReads();
+  double before = testing::OwnReadCalls();
   auto stats = store->ListQueueStats();
-  double reads = OwnReads() - before;
+  double reads = testing::OwnReadCalls() - before;
   ASSERT_TRUE(stats.ok()) << stats.status();
   ExpectFilled(*stats);
   // Counting the rows read every page of the group's rows and of the queue's index (~1,000).
