@@ -51,6 +51,7 @@ class Tracker {
     Entry& e = it->second;
     e.delivered = true;
     ++delivered_;
+    last_delivery_ = now;
     delivery_.Add(MillisBetween(e.sent, now));
     if (e.acked) --undelivered_;
   }
@@ -74,6 +75,8 @@ class Tracker {
     if (subscribed_) {
       r.delivered = acked_ - undelivered_;
       r.lost = undelivered_;
+      double until_last = std::chrono::duration<double>(last_delivery_ - start).count();
+      r.delivered_per_second = until_last > 0 ? static_cast<double>(r.delivered) / until_last : 0;
     }
   }
 
@@ -87,7 +90,7 @@ class Tracker {
   std::unordered_map<std::string, Entry> entries_;
   LatencyRecorder submit_, delivery_;
   size_t acked_ = 0, refused_ = 0, delivered_ = 0, undelivered_ = 0;
-  Clock::time_point last_answer_;
+  Clock::time_point last_answer_, last_delivery_;
   std::string first_refusal_;
   bool subscribed_ = false;  // without a subscriber nothing is delivered, nothing counts as lost
 };

@@ -47,6 +47,7 @@ struct LoadResult {
   LatencySummary submit;      // submit → durable answer
   LatencySummary delivery;    // submit → delivered to the hospital's subscriber
   size_t delivered = 0;       // acknowledged ones delivered
+  double delivered_per_second = 0;  // delivered / from the first submit to the last delivery
   size_t lost = 0;            // acknowledged and never delivered (after the drain)
   std::string error;          // set when the run could not be done at all
 };

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -95,8 +96,8 @@ void PrintRun(const char* target, Mode mode, const LoadResult& r, double cpu_us_
   std::printf("  %-6s %-10s %8zu acked %9.0f/s  submit p50 %7.2f p99 %7.2f p99.9 %7.2f ms", target,
               ModeName(mode), r.acked, r.per_second, r.submit.p50, r.submit.p99, r.submit.p999);
   if (r.delivered > 0 || r.lost > 0) {
-    std::printf("  delivery p50 %7.2f p99 %7.2f ms  lost=%zu", r.delivery.p50, r.delivery.p99,
-                r.lost);
+    std::printf("  delivery p50 %7.2f p99 %7.2f ms, %.0f/s  lost=%zu", r.delivery.p50,
+                r.delivery.p99, r.delivered_per_second, r.lost);
   }
   if (cpu_us_per_msg > 0) std::printf("  broker CPU %.0f µs/msg", cpu_us_per_msg);
   if (r.refused > 0) std::printf("  refused %zu (first: %s)", r.refused, r.first_refusal.c_str());
@@ -302,12 +303,35 @@ int main(int argc, char** argv) {
         }
         PrintRun("no-op", mode, r, 0);
         fig.Add("noop " + m + "/s", r.per_second);
+        if (mode == Mode::kStream && !no_subscriber) {
+          // The same pipelined load with the hospital subscribed, each submission relayed to
+          // it and acked, nothing stored: the end-to-end path's gRPC, TLS and protobuf alone.
+          LoadOptions relayed = o;
+          relayed.subscribe = true;
+          relayed.run_tag = o.run_tag + "-relay";
+          noop->set_relay(true);
+          double cpu_before = SampleProcess(getpid()).cpu_seconds;
+          LoadResult rr = RunLoad(relayed);
+          double cpu = SampleProcess(getpid()).cpu_seconds - cpu_before;
+          noop->set_relay(false);
+          if (!rr.error.empty() || rr.lost > 0) {
+            std::cerr << "refbench: no-op relay: " << (rr.error.empty() ? "lost some" : rr.error)
+                      << "\n";
+            failed = true;
+          }
+          PrintRun("relay", mode, rr, 0);
+          // End to end: the relay answers before it delivers, so its rate is the deliveries'.
+          fig.Add("relay stream/s", std::min(rr.per_second, rr.delivered_per_second));
+          fig.Add("relay cpu", rr.acked > 0 ? cpu * 1e6 / static_cast<double>(rr.acked) : 0);
+        }
       }
       o.target = broker;
       o.subscribe = !no_subscriber;
       ProcessSample before = SampleProcess(broker_pid);
+      double self_before = SampleProcess(getpid()).cpu_seconds;
       LoadResult r = RunLoad(o);
       ProcessSample after = SampleProcess(broker_pid);
+      double self_cpu = SampleProcess(getpid()).cpu_seconds - self_before;
       if (!r.error.empty()) {
         std::cerr << "refbench: broker " << m << ": " << r.error << "\n";
         failed = true;
@@ -324,6 +348,7 @@ int main(int argc, char** argv) {
       fig.Add(m + " delivery p50", r.delivery.p50);
       fig.Add(m + " delivery p99", r.delivery.p99);
       fig.Add(m + " cpu", cpu_us);
+      fig.Add(m + " client cpu", r.acked > 0 ? self_cpu * 1e6 / static_cast<double>(r.acked) : 0);
       fig.Add("peak rss", after.peak_rss_mib);
     }
     if (idle_subscribers > 0) {
@@ -388,6 +413,16 @@ int main(int argc, char** argv) {
     if (mode == Mode::kStream) {
       double limit = fig.Med("noop stream/s");
       row("stream: durable submits/s vs no-op stream/s", v, limit, "≥ 0.3", v >= 0.3 * limit);
+      // What the end-to-end path can reach at all with nothing stored: each submission relayed
+      // to the subscribed hospital and acked by it (three messages a referral, not one).
+      double relay = fig.Med("relay stream/s");
+      if (relay > 0) {
+        std::printf(
+            "  %-44s %12.1f %12.1f %8.2f (the target's 0.3 of the no-op stream is %.2f of it)\n",
+            "stream: durable submits/s vs no-op relay/s", v, relay, v / relay, 0.3 * limit / relay);
+        std::printf("  %-44s relay and its clients %.0f µs/msg (one process)\n", "",
+                    fig.Med("relay cpu"));
+      }
     } else if (mode == Mode::kUnary) {
       row("unary: submits/s vs disk fdatasync/s", v, disk, "≥ 0.8", v >= 0.8 * disk);
       double p99 = fig.Med(m + " p99");
@@ -417,9 +452,10 @@ int main(int argc, char** argv) {
     std::string m = ModeName(mode);
     std::printf(
         "  %-10s submit p50 %.2f p99 %.2f p99.9 %.2f ms; delivery p50 %.2f p99 %.2f ms; "
-        "broker CPU %.0f µs/msg\n",
+        "broker CPU %.0f µs/msg, refbench's own %.0f µs/msg\n",
         m.c_str(), fig.Med(m + " p50"), fig.Med(m + " p99"), fig.Med(m + " p99.9"),
-        fig.Med(m + " delivery p50"), fig.Med(m + " delivery p99"), fig.Med(m + " cpu"));
+        fig.Med(m + " delivery p50"), fig.Med(m + " delivery p99"), fig.Med(m + " cpu"),
+        fig.Med(m + " client cpu"));
   }
   if (broker_pid > 0) std::printf("  broker peak resident memory %.1f MiB\n", fig.Med("peak rss"));
   if (idle_subscribers > 0) {

@@ -29,12 +29,12 @@ TEST(BenchSmoke, RefbenchRunsEveryModeBesideItsLimitsAndLosesNothing) {
   std::printf("%s", out.c_str());
   ASSERT_EQ(rc, 0) << out;
   for (const char* line :
-       {"disk   write+fdatasync", "no-op  stream", "broker stream", "no-op  unary", "broker unary",
-        "broker concurrent", "stream: durable submits/s vs no-op stream/s",
-        "unary: submits/s vs disk fdatasync/s", "64 callers: submits/s vs disk fdatasync/s",
-        "20 idle subscribers:", "broker peak resident memory",
-        "backlog: 64 callers/s with it vs before", "backlog: broker resident MiB holding it",
-        "backlog queued=", "lost=0\n"}) {
+       {"disk   write+fdatasync", "no-op  stream", "relay  stream", "broker stream", "no-op  unary",
+        "broker unary", "broker concurrent", "stream: durable submits/s vs no-op stream/s",
+        "stream: durable submits/s vs no-op relay/s", "unary: submits/s vs disk fdatasync/s",
+        "64 callers: submits/s vs disk fdatasync/s", "20 idle subscribers:",
+        "broker peak resident memory", "backlog: 64 callers/s with it vs before",
+        "backlog: broker resident MiB holding it", "backlog queued=", "lost=0\n"}) {
     EXPECT_NE(out.find(line), std::string::npos) << "missing: " << line;
   }
   EXPECT_EQ(out.find("refused"), std::string::npos) << "a valid submission was refused";
