@@ -715,43 +715,43 @@ absl::Status PostgresStore::Release(const std::string& queue, const std::string&
 absl::StatusOr<std::vector<QueueStats>> PostgresStore::ListQueueStats() {
   std::map<std::string, QueueStats> by_queue;
   RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
-    ASSIGN_OR_RETURN(PgResult msgs, c.Run("SELECT queue, COUNT(*), MIN(enqueued_at) FROM "
-                                          "messages GROUP BY queue"));
+    ASSIGN_OR_RETURN(PgResult msgs, c.Run(pg_internal::kQueueRetainedSql));
     for (int i = 0; i < msgs.rows(); ++i) {
       QueueStats& q = by_queue[msgs.Bytes(i, 0)];
       q.queue = msgs.Bytes(i, 0);
       q.retained = static_cast<uint64_t>(msgs.Int(i, 1));
       q.unconsumed = q.retained;  // corrected below when the queue has groups
-      q.oldest_unconsumed_at = msgs.Int(i, 2);
+      q.oldest_unconsumed_at = msgs.IsNull(i, 2) ? 0 : msgs.Int(i, 2);
     }
-    ASSIGN_OR_RETURN(
-        PgResult groups,
-        c.Run("SELECT cg.queue, cg.grp, COUNT(*) FILTER (WHERE gm.state=0), "
-              "COUNT(*) FILTER (WHERE gm.state=1), "
-              "COUNT(*) FILTER (WHERE gm.state=3), MIN(m.enqueued_at) FILTER (WHERE gm.state<2) "
-              "FROM consumer_groups cg LEFT JOIN group_messages gm ON gm.queue=cg.queue AND "
-              "gm.grp=cg.grp LEFT JOIN messages m ON m.seq=gm.seq GROUP BY cg.queue, cg.grp"));
-    for (int i = 0; i < groups.rows(); ++i) {
-      QueueStats& q = by_queue[groups.Bytes(i, 0)];
-      q.queue = groups.Bytes(i, 0);
+    std::map<std::pair<std::string, std::string>, GroupStats> groups;
+    ASSIGN_OR_RETURN(PgResult names, c.Run("SELECT queue, grp FROM consumer_groups"));
+    for (int i = 0; i < names.rows(); ++i) groups[{names.Bytes(i, 0), names.Bytes(i, 1)}];
+    ASSIGN_OR_RETURN(PgResult waiting, c.Run(pg_internal::kGroupWaitingSql));
+    for (int i = 0; i < waiting.rows(); ++i) {
+      GroupStats& g = groups[{waiting.Bytes(i, 0), waiting.Bytes(i, 1)}];
+      const int64_t state = waiting.Int(i, 2);
+      const auto n = static_cast<uint64_t>(waiting.Int(i, 3));
+      if (state == 0) g.ready = n;
+      if (state == 1) g.in_flight = n;
+      if (state == 3) g.dead = n;
+      if (state < 2 && !waiting.IsNull(i, 4)) {
+        Micros at = waiting.Int(i, 4);
+        if (g.oldest_enqueued_at == 0 || at < g.oldest_enqueued_at) g.oldest_enqueued_at = at;
+      }
+    }
+    for (auto& [key, g] : groups) {
+      QueueStats& q = by_queue[key.first];
+      q.queue = key.first;
       q.unconsumed = 0;
       q.oldest_unconsumed_at = 0;
-      GroupStats g;
-      g.group = groups.Bytes(i, 1);
-      g.ready = static_cast<uint64_t>(groups.Int(i, 2));
-      g.in_flight = static_cast<uint64_t>(groups.Int(i, 3));
-      g.dead = static_cast<uint64_t>(groups.Int(i, 4));
-      g.oldest_enqueued_at = groups.IsNull(i, 5) ? 0 : groups.Int(i, 5);
-      q.groups.push_back(std::move(g));
+      g.group = key.second;
+      q.groups.push_back(std::move(g));  // in the map's order: by group
     }
     return absl::OkStatus();
   }));
   std::vector<QueueStats> out;
-  for (auto& [name, q] : by_queue) {
-    std::sort(q.groups.begin(), q.groups.end(),
-              [](const GroupStats& a, const GroupStats& b) { return a.group < b.group; });
-    out.push_back(std::move(q));
-  }
+  out.reserve(by_queue.size());
+  for (auto& [name, q] : by_queue) out.push_back(std::move(q));
   return out;
 }
 

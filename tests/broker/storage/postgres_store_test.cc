@@ -13,10 +13,12 @@
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <thread>
 
 #include "broker/storage/postgres_schema.h"
+#include "broker/storage/postgres_store_internal.h"
 #include "tests/support/pg_cluster.h"
 
 namespace refbroker::storage {
@@ -310,6 +312,64 @@ TEST_F(PostgresStoreTest, ConcurrentWritesShareTransactionsAndCommits) {
   EXPECT_EQ(store->writes(), static_cast<uint64_t>(kThreads * kEach));
   // Sixteen callers at once: most commits carry several of them.
   EXPECT_LT(store->commits() * 2, store->writes());
+}
+
+// Shared buffers a statement touches, hit or read, from its EXPLAIN (ANALYZE, BUFFERS): the
+// top node's counts, which include every node below it.
+long BuffersTouched(const std::string& schema, const std::string& sql) {
+  std::string plan =
+      Sql("SET search_path=" + schema + "; EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql);
+  long total = 0;
+  for (const char* what : {"Shared Hit Blocks", "Shared Read Blocks"}) {
+    std::smatch m;
+    std::regex number(std::string("\"") + what + "\": ([0-9]+)");
+    if (!std::regex_search(plan, m, number)) return -1;
+    total += std::stol(m[1]);
+  }
+  return total;
+}
+
+// Every metrics scrape, status page and `refctl queues` lists the queues. Its search of the
+// groups reads their waiting and dead messages only, however many acked ones are retained (a
+// week of them by default): the join it replaced read every group row with its message.
+TEST_F(PostgresStoreTest, TheQueueListingReadsTheWaitingMessagesNotTheAckedOnes) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->EnsureGroup(kQueue, "his", kT0).ok());
+  // 20,000 messages the group has acked, then 3 ready and 1 in flight (the last).
+  ASSERT_EQ(Sql("SET search_path=" + schema_ +
+                "; INSERT INTO messages(alliance, queue, priority, subject_id, payload, "
+                "enqueued_at) SELECT 'pingyu', '" +
+                kQueue + "', 3, 'ref-' || g, 'payload', " + std::to_string(kT0) +
+                " + g FROM generate_series(1, 20004) g; INSERT INTO group_messages(alliance, "
+                "queue, grp, seq, priority, state, attempts, visible_at, last_error, state_at) "
+                "SELECT alliance, queue, 'his', seq, 3, CASE WHEN seq <= 20000 THEN 2 WHEN seq < "
+                "20004 THEN 0 ELSE 1 END, 1, 0, '', enqueued_at FROM messages; ANALYZE"),
+            "");
+  auto stats = store->ListQueueStats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  ASSERT_EQ(stats->size(), 1u);
+  const QueueStats& q = stats->front();
+  EXPECT_EQ(q.retained, 20004u);
+  ASSERT_EQ(q.groups.size(), 1u);
+  EXPECT_EQ(q.groups[0].group, "his");
+  EXPECT_EQ(q.groups[0].ready, 3u);
+  EXPECT_EQ(q.groups[0].in_flight, 1u);
+  EXPECT_EQ(q.groups[0].dead, 0u);
+  EXPECT_EQ(q.groups[0].oldest_enqueued_at, kT0 + 20001);
+
+  long touched = BuffersTouched(schema_, pg_internal::kGroupWaitingSql);
+  long joined = BuffersTouched(
+      schema_,
+      "SELECT cg.queue, cg.grp, COUNT(*) FILTER (WHERE gm.state=0), COUNT(*) FILTER (WHERE "
+      "gm.state=1), COUNT(*) FILTER (WHERE gm.state=3), MIN(m.enqueued_at) FILTER (WHERE "
+      "gm.state<2) FROM consumer_groups cg LEFT JOIN group_messages gm ON gm.queue=cg.queue AND "
+      "gm.grp=cg.grp LEFT JOIN messages m ON m.seq=gm.seq GROUP BY cg.queue, cg.grp");
+  std::printf("queue listing, groups: %ld shared buffers (the join it replaced: %ld)\n", touched,
+              joined);
+  ASSERT_GT(touched, 0);
+  EXPECT_LT(touched, 50);
+  EXPECT_GT(joined, 10 * touched);
 }
 
 TEST_F(PostgresStoreTest, AnUnreachableDatabaseIsUnavailableAtOpen) {
