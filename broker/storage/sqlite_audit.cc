@@ -52,14 +52,16 @@ absl::Status SqliteInsertAudit(Db& db, std::vector<AuditRow>& rows) {
   return absl::OkStatus();
 }
 
-absl::Status SqliteStore::WriteTxn(std::function<absl::Status(Db&)> fn) {
+absl::Status SqliteStore::WriteTxn(std::function<absl::Status(Db&)> fn, bool late) {
   std::vector<AuditRow> audit = AuditScope::TakePending();
-  if (audit.empty()) return writer_->Write(std::move(fn));
-  absl::Status s = writer_->Write([&](Db& db) -> absl::Status {
-    RETURN_IF_ERROR(fn(db));
-    std::vector<AuditRow> rows = audit;
-    return SqliteInsertAudit(db, rows);
-  });
+  if (audit.empty()) return writer_->Write(std::move(fn), late);
+  absl::Status s = writer_->Write(
+      [&](Db& db) -> absl::Status {
+        RETURN_IF_ERROR(fn(db));
+        std::vector<AuditRow> rows = audit;
+        return SqliteInsertAudit(db, rows);
+      },
+      late);
   if (!s.ok()) AuditScope::Restore(std::move(audit));
   return s;
 }

@@ -550,7 +550,7 @@ absl::StatusOr<uint64_t> SqliteStore::Replay(const std::string& queue, const std
 
 absl::StatusOr<LeaseResult> SqliteStore::Lease(const LeaseRequest& req) {
   LeaseResult result;
-  RETURN_IF_ERROR(WriteTxn([&](Db& db) { return LeaseIn(db, req, result); }));
+  RETURN_IF_ERROR(WriteTxn([&](Db& db) { return LeaseIn(db, req, result); }, /*late=*/true));
   return result;
 }
 
@@ -558,10 +558,13 @@ absl::StatusOr<AckLeaseResult> SqliteStore::AckThenLease(const std::vector<uint6
                                                          const AckFollowUp& follow_up,
                                                          const LeaseRequest& lease) {
   AckLeaseResult out;
-  RETURN_IF_ERROR(WriteTxn([&](Db& db) -> absl::Status {
-    RETURN_IF_ERROR(AckIn(db, lease.queue, lease.group, sequences, lease.now, follow_up, out.acks));
-    return LeaseIn(db, lease, out.leased);
-  }));
+  RETURN_IF_ERROR(WriteTxn(
+      [&](Db& db) -> absl::Status {
+        RETURN_IF_ERROR(
+            AckIn(db, lease.queue, lease.group, sequences, lease.now, follow_up, out.acks));
+        return LeaseIn(db, lease, out.leased);
+      },
+      /*late=*/true));
   return out;
 }
 

@@ -139,7 +139,8 @@ class SqliteStore final : public Store {
   absl::Status ReadTxn(const std::function<absl::Status(internal::Db&)>& fn) { return Read(fn); }
   // Runs `fn` in the next group commit, with the calling thread's pending audit entries
   // (AuditScope) in the same transaction; returns when it is durable.
-  absl::Status WriteTxn(std::function<absl::Status(internal::Db&)> fn);
+  // `late`: after the batch's other writes (GroupCommitWriter::Write).
+  absl::Status WriteTxn(std::function<absl::Status(internal::Db&)> fn, bool late = false);
   // The bodies of Lease and AckBatch, inside a transaction WriteTxn runs (AckThenLease runs
   // both in one).
   absl::Status LeaseIn(internal::Db& tx, const LeaseRequest& req, LeaseResult& result);

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -28,9 +29,10 @@ absl::Status GroupCommitWriter::latched_error() const {
   return latched_;
 }
 
-absl::Status GroupCommitWriter::Write(WriteFn fn) {
+absl::Status GroupCommitWriter::Write(WriteFn fn, bool late) {
   Request req;
   req.fn = std::move(fn);
+  req.late = late;
   std::unique_lock<std::mutex> lock(mu_);
   if (!latched_.ok()) return latched_;
   if (stopping_) return absl::UnavailableError("storage: shutting down");
@@ -88,6 +90,7 @@ void GroupCommitWriter::CommitBatch(std::deque<Request*>& batch) {
     return;
   }
   auto begin = std::chrono::steady_clock::now();
+  std::stable_partition(batch.begin(), batch.end(), [](const Request* r) { return !r->late; });
   absl::Status batch_status = Control(*db_, "BEGIN IMMEDIATE");
   for (Request* r : batch) {
     if (!batch_status.ok()) break;

@@ -34,8 +34,11 @@ class GroupCommitWriter {
   GroupCommitWriter(const GroupCommitWriter&) = delete;
   GroupCommitWriter& operator=(const GroupCommitWriter&) = delete;
 
-  // Runs `fn` in the next transaction; returns when it is durable (or failed).
-  absl::Status Write(WriteFn fn);
+  // Runs `fn` in the next transaction; returns when it is durable (or failed). A `late` write
+  // runs after the batch's other writes (each kind in the order it came): a lease placed there
+  // takes what the submits committing with it enqueue, in the same commit, instead of leaving
+  // it to a lease of its own in the next one.
+  absl::Status Write(WriteFn fn, bool late = false);
 
   // The latched fatal error, or OK.
   absl::Status latched_error() const;
@@ -59,12 +62,18 @@ class GroupCommitWriter {
     after_commit_ = std::make_shared<AfterCommit>(std::move(after));
   }
 
+  // Requests waiting for the next batch.
+  size_t waiting() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return queue_.size();
+  }
   uint64_t commits() const { return commits_.load(); }
   uint64_t writes() const { return writes_.load(); }
 
  private:
   struct Request {
     WriteFn fn;
+    bool late = false;
     absl::Status result;
     bool done = false;
   };

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -76,6 +79,58 @@ TEST(GroupCommitWriter, AFailedRequestRollsBackAloneAndOthersCommit) {
   ASSERT_TRUE(writer.Write([](Db& db) { return db.Exec("INSERT INTO t VALUES(3)"); }).ok());
   EXPECT_EQ(Count(path), 2);  // 1 and 3; the half of the failed request (2) is gone
   EXPECT_TRUE(writer.latched_error().ok());
+}
+
+// A late write (a lease) runs after the others of its batch, whenever it came: it sees what
+// they enqueue and commits with them.
+TEST(GroupCommitWriter, LateWritesRunAfterTheOthersOfTheirBatch) {
+  std::string path = TempDb("late.db");
+  GroupCommitWriter writer(OpenWithTable(path), 256);
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto note = [&](const std::string& what) {
+    std::lock_guard<std::mutex> lock(mu);
+    order.push_back(what);
+  };
+  // The writer is held in a first batch until the next one's writes are all waiting.
+  std::atomic<bool> holding{false}, release{false};
+  std::thread holder([&] {
+    ASSERT_TRUE(writer
+                    .Write([&](Db& db) {
+                      holding = true;
+                      while (!release.load()) std::this_thread::yield();
+                      return db.Exec("INSERT INTO t VALUES(0)");
+                    })
+                    .ok());
+  });
+  while (!holding.load()) std::this_thread::yield();  // the holder's batch is running
+  std::vector<std::thread> writers;
+  auto write = [&](const std::string& name, int key, bool late) {
+    size_t waiting = writer.waiting();
+    writers.emplace_back([&, name, key, late] {
+      ASSERT_TRUE(writer
+                      .Write(
+                          [&, name, key](Db& db) {
+                            note(name);
+                            return db.Exec("INSERT INTO t VALUES(" + std::to_string(key) + ")");
+                          },
+                          late)
+                      .ok());
+    });
+    // One at a time, so that the queue holds them in this order.
+    while (writer.waiting() == waiting) std::this_thread::yield();
+  };
+  write("lease 1", 1, true);
+  write("submit 2", 2, false);
+  write("lease 3", 3, true);
+  write("submit 4", 4, false);
+  uint64_t commits_before = writer.commits();
+  release = true;
+  holder.join();
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(order, (std::vector<std::string>{"submit 2", "submit 4", "lease 1", "lease 3"}));
+  EXPECT_EQ(writer.commits() - commits_before, 2u);  // the holder's, then the four together
+  EXPECT_EQ(Count(path), 5);
 }
 
 }  // namespace
