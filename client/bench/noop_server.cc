@@ -1,5 +1,6 @@
 #include "client/bench/noop_server.h"
 
+#include <atomic>
 #include <deque>
 #include <fstream>
 #include <mutex>
@@ -47,8 +48,8 @@ class Relay {
   std::deque<v1::Delivery> waiting;  // submitted, not yet sent
 
  private:
-  bool enabled_ = false;
-  uint64_t sequence_ = 0;
+  std::atomic<bool> enabled_{false};
+  uint64_t sequence_ = 0;  // guarded by mu
   RelayStream* subscriber_ = nullptr;
 };
 
@@ -120,15 +121,18 @@ class RelayStream final : public grpc::ServerBidiReactor<v1::SubscribeRequest, v
 };
 
 void Relay::Submitted(const v1::Referral& referral) {
-  std::lock_guard<std::recursive_mutex> lock(mu);
   if (!enabled_) return;
+  // Built outside the lock, which the clinics' streams and the subscriber share: the copy of the
+  // referral is the relay's own cost, not a point where the streams wait for each other.
   v1::Delivery d;
-  d.set_sequence(++sequence_);
   d.mutable_queue()->set_owner(referral.to_institution());
   d.mutable_queue()->set_kind(v1::REFERRALS);
   d.set_priority(referral.priority());
   d.set_attempt(1);
   *d.mutable_referral() = referral;
+  std::lock_guard<std::recursive_mutex> lock(mu);
+  if (!enabled_) return;
+  d.set_sequence(++sequence_);
   waiting.push_back(std::move(d));
   if (subscriber_ != nullptr) subscriber_->PumpLocked();
 }
