@@ -805,10 +805,11 @@ absl::StatusOr<uint64_t> PostgresStore::RequeueDeadLetters(const std::string& qu
 }
 
 absl::StatusOr<uint64_t> PostgresStore::Prune(Micros cutoff) {
-  // As in the SQLite store: the writer is never held by the search. The old messages are those
-  // below the first sequence enqueued at or after the cutoff (found through the sequence
-  // index), candidates are picked on a reader, and each batch is deleted in its own
-  // transaction after checking again that every group has acked it. (One statement in the
+  // As in the SQLite store: retention counts from the last group's ack, and the writer is
+  // never held by the search. The candidates are those below the first sequence enqueued at or
+  // after the cutoff (found through the sequence index), picked on a reader, and each batch is
+  // deleted in its own transaction after checking again that every group acked it before the
+  // cutoff. (One statement in the
   // writer scanned the messages table for enqueued_at, holding every write meanwhile.)
   constexpr int64_t kBatch = 500;
   constexpr uint64_t kMostPerCall = 20000;  // the housekeeping tick calls again
@@ -830,9 +831,9 @@ absl::StatusOr<uint64_t> PostgresStore::Prune(Micros cutoff) {
           PgResult r,
           c.Run("SELECT m.seq FROM messages m WHERE m.seq>$1::bigint AND m.seq<$2::bigint AND "
                 "EXISTS(SELECT 1 FROM consumer_groups cg WHERE cg.queue=m.queue) AND NOT "
-                "EXISTS(SELECT 1 FROM group_messages gm WHERE gm.seq=m.seq AND gm.state<>2) "
-                "ORDER BY m.seq LIMIT $3::bigint",
-                PgParams().Add(after).Add(boundary).Add(kBatch)));
+                "EXISTS(SELECT 1 FROM group_messages gm WHERE gm.seq=m.seq AND (gm.state<>2 "
+                "OR gm.state_at>=$4::bigint)) ORDER BY m.seq LIMIT $3::bigint",
+                PgParams().Add(after).Add(boundary).Add(kBatch).Add(cutoff)));
       for (int i = 0; i < r.rows(); ++i) {
         picked.push_back(std::to_string(r.Int(i, 0)));
         after = r.Int(i, 0);
@@ -848,9 +849,10 @@ absl::StatusOr<uint64_t> PostgresStore::Prune(Micros cutoff) {
           PgResult r,
           tx.conn.Run("WITH p AS (SELECT m.seq FROM messages m WHERE m.seq = ANY($1::bigint[]) "
                       "AND NOT EXISTS(SELECT 1 FROM group_messages gm WHERE gm.seq=m.seq AND "
-                      "gm.state<>2)), g AS (DELETE FROM group_messages WHERE seq IN (SELECT seq "
-                      "FROM p)) DELETE FROM messages WHERE seq IN (SELECT seq FROM p)",
-                      PgParams().Add(seqs)));
+                      "(gm.state<>2 OR gm.state_at>=$2::bigint))), g AS (DELETE FROM "
+                      "group_messages WHERE seq IN (SELECT seq FROM p)) DELETE FROM messages "
+                      "WHERE seq IN (SELECT seq FROM p)",
+                      PgParams().Add(seqs).Add(cutoff)));
       deleted = static_cast<uint64_t>(r.Affected());
       return absl::OkStatus();
     }));

@@ -838,8 +838,11 @@ absl::StatusOr<uint64_t> SqliteStore::Prune(Micros cutoff) {
   // deleted in small transactions, between which other writes go on. (Picking them inside one
   // write transaction scanned the whole messages table for `enqueued_at < cutoff`: with
   // 1,000,000 referrals queued it held every submit for 8.4 s, every five minutes.)
-  // Sequences are assigned in enqueue order, so the messages old enough are those below the
-  // first one enqueued at or after the cutoff, found by walking the table in sequence order.
+  // Retention counts from the last group's ack: a message goes once every group acked it
+  // before the cutoff (one acked just now is kept, so a late duplicate ack of a redelivered
+  // copy still finds it). Sequences are assigned in enqueue order and a message is acked after
+  // it was enqueued, so the candidates are those below the first one enqueued at or after the
+  // cutoff, found by walking the table in sequence order.
   constexpr int64_t kBatch = 500;
   constexpr uint64_t kMostPerCall = 20000;  // the housekeeping tick calls again
   int64_t boundary = 0;
@@ -862,9 +865,9 @@ absl::StatusOr<uint64_t> SqliteStore::Prune(Micros cutoff) {
                        db.Prepare("SELECT m.seq FROM messages m WHERE m.seq>?1 AND m.seq<?2 AND "
                                   "EXISTS(SELECT 1 FROM consumer_groups cg WHERE "
                                   "cg.queue=m.queue) AND NOT EXISTS(SELECT 1 FROM "
-                                  "group_messages gm WHERE gm.seq=m.seq AND gm.state<>2) "
-                                  "ORDER BY m.seq LIMIT ?3"));
-      st->Bind(1, after).Bind(2, boundary).Bind(3, kBatch);
+                                  "group_messages gm WHERE gm.seq=m.seq AND (gm.state<>2 OR "
+                                  "gm.state_at>=?4)) ORDER BY m.seq LIMIT ?3"));
+      st->Bind(1, after).Bind(2, boundary).Bind(3, kBatch).Bind(4, cutoff);
       return st->ForEachRow([&](const Stmt& row) { picked.push_back(row.Int(0)); });
     }));
     if (picked.empty()) break;
@@ -874,12 +877,12 @@ absl::StatusOr<uint64_t> SqliteStore::Prune(Micros cutoff) {
       deleted = 0;  // the transaction may run again
       // Checked again: a replay may have made an acked message deliverable meanwhile.
       ASSIGN_OR_RETURN(auto pending, db.Prepare("SELECT 1 FROM group_messages WHERE seq=? AND "
-                                                "state<>2 LIMIT 1"));
+                                                "(state<>2 OR state_at>=?) LIMIT 1"));
       ASSIGN_OR_RETURN(auto del_groups, db.Prepare("DELETE FROM group_messages WHERE seq=?"));
       ASSIGN_OR_RETURN(auto del_message, db.Prepare("DELETE FROM messages WHERE seq=?"));
       for (int64_t seq : picked) {
         pending->Reset();
-        pending->Bind(1, seq);
+        pending->Bind(1, seq).Bind(2, cutoff);
         ASSIGN_OR_RETURN(bool still_pending, pending->Step());
         pending->Reset();
         if (still_pending) continue;

@@ -499,7 +499,8 @@ class Store {
   virtual absl::StatusOr<uint64_t> RequeueDeadLetters(const std::string& queue,
                                                       const std::string& group, uint64_t sequence,
                                                       Micros now) = 0;
-  // Deletes messages enqueued before `cutoff` that every group has acked; returns how many.
+  // Deletes messages that every group acked before `cutoff` (retention counts from the last
+  // ack, not from the enqueue); returns how many.
   virtual absl::StatusOr<uint64_t> Prune(Micros cutoff) = 0;
 
   // Stores a result, deciding what it is in the same transaction (so a concurrent publish of

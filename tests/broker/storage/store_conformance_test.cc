@@ -791,7 +791,8 @@ TEST_P(StoreConformance, QueueStatsFollowEveryChangeOfState) {
   EXPECT_EQ(of("his"), figures(6, 6, 0, 0, kT0));
   for (const char* group : {"his", "archive"}) {
     for (const auto& m : Lease(group, 10, kT0).messages) {
-      if (m.subject_id != "ref-5") ASSERT_TRUE(store_->Ack(kQueue, group, m.sequence, kT0).ok());
+      if (m.subject_id == "ref-5") continue;
+      ASSERT_TRUE(store_->Ack(kQueue, group, m.sequence, kT0).ok());
     }
   }
   auto pruned = store_->Prune(kT0 + 100 * kSecond);  // all but ref-5, acked by both groups
@@ -824,21 +825,28 @@ TEST_P(StoreConformance, RequeueBringsDeadLettersBack) {
   EXPECT_EQ(again.messages[0].attempt, 1u);  // attempts reset
 }
 
-TEST_P(StoreConformance, PruneRemovesOnlyOldMessagesEveryGroupAcked) {
+// Retention counts from the ack: a message enqueued long ago but acked after the cutoff stays
+// (a subscriber answering a redelivered copy late still finds it).
+TEST_P(StoreConformance, PruneRemovesOnlyMessagesEveryGroupAckedBeforeTheCutoff) {
   ASSERT_TRUE(store_->EnsureGroup(kQueue, "his", kT0).ok());
   Submit("old-acked", 3, kT0);
   Submit("old-pending", 3, kT0);
+  Submit("old-acked-late", 3, kT0);
   Submit("new-acked", 3, kT0 + 100 * kSecond);
   for (const auto& m : Lease("his", 10, kT0 + 100 * kSecond).messages) {
-    if (m.subject_id != "old-pending") {
-      ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0).ok());
-    }
+    if (m.subject_id == "old-pending") continue;
+    Micros at = m.subject_id == "old-acked-late" ? kT0 + 60 * kSecond : kT0;
+    ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, at).ok());
   }
   auto pruned = store_->Prune(kT0 + 50 * kSecond);
   ASSERT_TRUE(pruned.ok()) << pruned.status();
   EXPECT_EQ(*pruned, 1u);
   auto stats = store_->ListQueueStats();
-  EXPECT_EQ((*stats)[0].retained, 2u);
+  EXPECT_EQ((*stats)[0].retained, 3u);
+  // Once its ack is older than the cutoff too, it goes.
+  pruned = store_->Prune(kT0 + 90 * kSecond);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 1u);
   // The referral record itself stays: retention applies to queue messages.
   EXPECT_TRUE(store_->GetReferral("old-acked").ok());
 }
@@ -850,12 +858,12 @@ TEST_P(StoreConformance, PruneTakesEveryOldAckedMessageAcrossItsBatches) {
   for (int i = 0; i < 1200; ++i) Submit("old-" + std::to_string(i), 3, kT0);
   Submit("new", 3, kT0 + 100 * kSecond);
   size_t pending = 0;
-  for (const auto& m : Lease("his", 2000, kT0 + 100 * kSecond).messages) {
+  for (const auto& m : Lease("his", 2000, kT0 + 10 * kSecond).messages) {
     if (m.sequence % 10 == 0 && m.subject_id != "new") {  // every tenth old one stays pending
       pending++;
       continue;
     }
-    ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0 + 100 * kSecond).ok());
+    ASSERT_TRUE(store_->Ack(kQueue, "his", m.sequence, kT0 + 10 * kSecond).ok());
   }
   auto pruned = store_->Prune(kT0 + 50 * kSecond);
   ASSERT_TRUE(pruned.ok()) << pruned.status();
