@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <set>
 
@@ -16,6 +17,10 @@ using google::protobuf::util::TimeUtil;
 
 // A safety net: even without notifications a subscription looks at its queue this often.
 constexpr Micros kMaxIdleMicros = 5 * 1000 * 1000;
+
+// How many of its last deliveries a stream remembers, so that a late answer to one of them is
+// recognised after retention pruned its message (see DeliveredHere).
+size_t DeliveredMemory(uint32_t window) { return std::max<size_t>(1024, size_t{16} * window); }
 
 }  // namespace
 
@@ -103,8 +108,15 @@ std::optional<storage::LeaseRequest> Subscription::NextLease(
 }
 
 void Subscription::Deliver(const storage::LeaseResult& leased) {
+  const size_t memory = DeliveredMemory(window_);
   for (const storage::LeasedMessage& m : leased.messages) {
     inflight_[m.sequence] = m.lease_until;
+    if (delivered_.size() < memory) {
+      delivered_.push_back(m.sequence);
+    } else {
+      delivered_[delivered_next_] = m.sequence;
+      delivered_next_ = (delivered_next_ + 1) % memory;
+    }
     sink_->Send(ToDelivery(m));
     engine_.counters().delivered++;
     if (m.attempt > 1) engine_.counters().redelivered++;
@@ -120,6 +132,10 @@ void Subscription::ArmTimer(std::optional<Micros> next_visible_at) {
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (!ec) self->Pump();
   });
+}
+
+bool Subscription::DeliveredHere(uint64_t sequence) const {
+  return std::find(delivered_.begin(), delivered_.end(), sequence) != delivered_.end();
 }
 
 refbroker::v1::Delivery Subscription::ToDelivery(const storage::LeasedMessage& m) const {
@@ -178,6 +194,11 @@ void Subscription::FlushAcks() {
     acks = std::move(*results);
   }
   for (const storage::AckResult& r : acks) {
+    if (!r.found && DeliveredHere(r.sequence)) {
+      // A duplicate: the message was acked through another copy and pruned since.
+      inflight_.erase(r.sequence);
+      continue;
+    }
     if (!r.found) {
       if (closed_) return;
       // What was leased with it (and recorded as delivered) goes out before the stream ends;
@@ -208,6 +229,12 @@ void Subscription::Nack(uint64_t sequence, std::string reason) {
     absl::Status s = self->engine_.store().Nack(
         self->queue_text_, self->group_, sequence, reason, opt.max_attempts,
         now + static_cast<Micros>(opt.nack_retry_delay_ms) * 1000, now);
+    if (absl::IsNotFound(s) && self->DeliveredHere(sequence)) {
+      // Acked through another copy and pruned since: nothing left to give back.
+      self->inflight_.erase(sequence);
+      self->Pump();
+      return;
+    }
     if (!s.ok()) {
       self->FailAndClose(absl::IsNotFound(s)
                              ? absl::InvalidArgumentError(std::string("nack.sequence: ") +

@@ -75,6 +75,11 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   void FlushAcks();                                      // on strand
   void ArmTimer(std::optional<Micros> next_visible_at);  // on strand
   void FailAndClose(const absl::Status& status);         // on strand
+  // Whether `sequence` was among the last deliveries of this stream. An answer to one of them
+  // whose message is gone from the store is a duplicate: another copy (a redelivery after its
+  // lease ran out, to this stream or another member) was acked, and retention pruned it since.
+  // On strand.
+  bool DeliveredHere(uint64_t sequence) const;
   // Stops pumping, gives unacked leases back to the group, unregisters. On strand.
   void Shutdown();
   refbroker::v1::Delivery ToDelivery(const storage::LeasedMessage& m) const;
@@ -90,6 +95,10 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   Strand strand_;
   boost::asio::steady_timer timer_;      // used on strand only
   std::map<uint64_t, Micros> inflight_;  // sequence → lease expiry; strand only
+  // The sequences of the last deliveries, oldest overwritten first (up to 16 windows, and at
+  // least 1,024; an idle stream holds none). Searched only for an answer whose message is gone.
+  std::vector<uint64_t> delivered_;      // strand only
+  size_t delivered_next_ = 0;            // where the next one goes once delivered_ is full
   bool started_ = false;                 // strand only
   bool closed_ = false;                  // strand only
   std::atomic<bool> pump_queued_{false};

@@ -276,11 +276,15 @@ QueueFootprint QueueFootprintOf(const std::string& db_path) {
   return out;
 }
 
-TEST(Retention, PrunedMessagesAreGoneTheOthersIntactAndTheQueueStopsGrowing) {
+// Acked messages kept 1 s and pruned every second (leases of 1 s, as in every BrokerConfig).
+BrokerConfig PruningEverySecond() {
   BrokerConfig config;
-  // Acked messages are kept 1 s and pruned every second.
   config.delivery_toml = "retention_seconds = 1\nprune_interval_s = 1\n";
-  BrokerProcess broker(config);
+  return config;
+}
+
+TEST(Retention, PrunedMessagesAreGoneTheOthersIntactAndTheQueueStopsGrowing) {
+  BrokerProcess broker(PruningEverySecond());
   ASSERT_TRUE(broker.Start().ok());
   auto clinic = ConnectAs(broker.address(), "xiyangdian-thc");
   auto hospital = ConnectAs(broker.address(), "people-hospital");
@@ -312,7 +316,7 @@ TEST(Retention, PrunedMessagesAreGoneTheOthersIntactAndTheQueueStopsGrowing) {
   QueueFootprint early = pages ? QueueFootprintOf(broker.db_path()) : QueueFootprint{1, 1};
   int sent_early = sent;
   ASSERT_NO_FATAL_FAILURE(traffic(8));
-  ASSERT_TRUE(inbox.WaitFor(static_cast<size_t>(sent), 20));
+  ASSERT_TRUE(inbox.WaitFor(static_cast<size_t>(sent), 20)) << inbox.result();
   QueueFootprint late = pages ? QueueFootprintOf(broker.db_path()) : QueueFootprint{1, 1};
   if (pages)
     std::printf(
@@ -345,6 +349,47 @@ TEST(Retention, PrunedMessagesAreGoneTheOthersIntactAndTheQueueStopsGrowing) {
   CollectingSubscriber tcm_inbox(*tcm, kTcmHospital, "his", 8);
   ASSERT_TRUE(tcm_inbox.WaitFor(1, 10));
   EXPECT_EQ(tcm_inbox.deliveries()[0].referral().id(), waiting->referral().id());
+}
+
+// A delivery whose lease ran out goes out again, and a subscriber that answers both copies
+// acks the second after the first ack, perhaps after retention pruned the message. That ack is
+// a duplicate, not an error: the stream stays open and goes on delivering. (Pruning counts from
+// the ack, so this needs an ack that comes more than the retention after the first one.)
+TEST(Retention, AnAckOfARedeliveredMessageThatWasPrunedKeepsTheStreamOpen) {
+  BrokerProcess broker(PruningEverySecond());
+  ASSERT_TRUE(broker.Start().ok());
+  auto clinic = ConnectAs(broker.address(), "xiyangdian-thc");
+  auto hospital = ConnectAs(broker.address(), "people-hospital");
+  refclient::ReferralClient client(*clinic);
+  CollectingSubscriber inbox(*hospital, kPeopleHospital, "his", 8,
+                             [](const v1::Delivery&) { return refclient::Decision::None(); });
+  auto held = client.Submit(MakeReferral(kXiyangdian, "held", v1::ROUTINE, kPeopleHospital));
+  ASSERT_TRUE(held.ok()) << held.status();
+  // Unanswered, the lease runs out and the message comes again.
+  ASSERT_TRUE(inbox.WaitFor(2, 15)) << inbox.result();
+  std::vector<v1::Delivery> copies = inbox.deliveries();
+  const uint64_t sequence = copies[0].sequence();
+  ASSERT_EQ(copies[1].sequence(), sequence);
+  EXPECT_EQ(copies[1].attempt(), 2u);
+  ASSERT_TRUE(inbox.Ack(sequence));  // the first copy's answer
+  const std::string row = "messages WHERE seq = " + std::to_string(sequence);
+  int64_t left = broker.CountRows(row.c_str());
+  for (int i = 0; i < 150 && left != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    left = broker.CountRows(row.c_str());
+  }
+  ASSERT_EQ(left, 0) << "the acked message was not pruned";
+  ASSERT_TRUE(inbox.Ack(sequence));  // the second copy's answer, after the prune
+  auto next = client.Submit(MakeReferral(kXiyangdian, "next", v1::ROUTINE, kPeopleHospital));
+  ASSERT_TRUE(next.ok()) << next.status();
+  bool arrived = false;
+  for (size_t n = inbox.deliveries().size() + 1; !arrived && inbox.WaitFor(n, 10); ++n) {
+    std::vector<v1::Delivery> all = inbox.deliveries();
+    arrived = std::any_of(all.begin(), all.end(), [&](const v1::Delivery& d) {
+      return d.referral().id() == next->referral().id();
+    });
+  }
+  EXPECT_TRUE(arrived) << "the stream ended: " << inbox.result();
 }
 
 }  // namespace

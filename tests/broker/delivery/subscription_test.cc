@@ -50,6 +50,10 @@ class CollectingSink : public DeliverySink {
     std::lock_guard<std::mutex> lock(mu_);
     return sent_.size();
   }
+  absl::Status failed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failed_;
+  }
 
  private:
   std::mutex mu_;
@@ -209,6 +213,33 @@ TEST_F(SubscriptionTest, AnAckOfAnUnknownSequenceEndsTheStreamAndKeepsTheOthers)
   EXPECT_EQ(sink->count(), 4u) << "what the ack's transaction leased was not sent";
   // Nothing was acked: all four are deliverable again once the stream's leases are released.
   EXPECT_EQ(Deliverable().size(), 4u);
+}
+
+// A message delivered twice (its lease ran out) is answered twice; when the second answer comes
+// after the first ack and a prune, the message is gone from the store. That answer, an ack or a
+// nack, is a duplicate: the stream goes on. A sequence this stream was never sent still ends it
+// (the test above).
+TEST_F(SubscriptionTest, AnAnswerToADeliveryWhoseMessageWasPrunedIsADuplicateNotAnError) {
+  Enqueue(1);
+  auto sink = std::make_shared<CollectingSink>();
+  auto sub = Subscribe(2, sink);
+  auto first = sink->WaitFor(1);
+  ASSERT_EQ(first.size(), 1u);
+  const uint64_t sequence = first[0].sequence();
+  sub->Ack(sequence);
+  SettledCommits();
+  auto pruned = store_->Prune(SystemClock::Get().Now() + 1000000);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  ASSERT_EQ(*pruned, 1u);
+  sub->Ack(sequence);
+  sub->Nack(sequence, "again");
+  SettledCommits();
+  Enqueue(1);
+  engine_->Notify(kQueue);
+  auto second = sink->WaitFor(2);
+  ASSERT_EQ(second.size(), 2u) << sink->failed();
+  EXPECT_NE(second[1].sequence(), sequence);
+  EXPECT_TRUE(sink->failed().ok()) << sink->failed();
 }
 
 // The API's blocking calls and the subscriptions run on separate pools: with every API worker
