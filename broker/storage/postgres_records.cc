@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/common/status_macros.h"
 #include "broker/storage/audit_chain.h"
+#include "broker/storage/internal/list_query.h"
 #include "broker/storage/postgres_store.h"
 #include "broker/storage/postgres_store_internal.h"
 
@@ -576,16 +577,10 @@ absl::StatusOr<std::vector<ConsultRecord>> PostgresStore::ListConsults(const Con
     p.Add(q.party).Add(q.alliance).Add(q.institution).Add(q.state).Add(q.service);
     p.Add(q.priority).Add(q.requested_from).Add(q.requested_to).Add(q.after_requested_at);
     p.Add(q.after_id).Add(static_cast<int64_t>(q.limit));
-    ASSIGN_OR_RETURN(
-        PgResult r,
-        c.Run("SELECT " CONSULT_COLUMNS " FROM consults WHERE "
-              "($1::text='' OR requester=$1 OR target=$1) AND ($2::text='' OR alliance=$2) AND "
-              "($3::text='' OR requester=$3 OR target=$3) AND ($4::integer=0 OR state=$4) AND "
-              "($5::integer=0 OR service=$5) AND ($6::integer=0 OR priority=$6) AND "
-              "requested_at>=$7::bigint AND ($8::bigint=0 OR requested_at<$8) AND "
-              "($9::bigint=0 OR requested_at<$9 OR (requested_at=$9 AND id<$10::text)) "
-              "ORDER BY requested_at DESC, id DESC LIMIT $11::bigint",
-              p));
+    // Built per filter shape, as in the SQLite store (internal/list_query.h).
+    ASSIGN_OR_RETURN(PgResult r, c.RunOnce(internal::ConsultListSql(
+                                               q, CONSULT_COLUMNS, internal::SqlDialect::kPostgres),
+                                           p));
     for (int i = 0; i < r.rows(); ++i) out.push_back(ReadConsult(r, i));
     return absl::OkStatus();
   }));

@@ -14,6 +14,7 @@
 #include "broker/common/status_macros.h"
 #include "broker/storage/audit_scope.h"
 #include "broker/storage/group_message_state.h"
+#include "broker/storage/internal/list_query.h"
 #include "broker/storage/postgres_schema.h"
 #include "broker/storage/postgres_store_internal.h"
 
@@ -436,17 +437,11 @@ absl::StatusOr<std::vector<ReferralRecord>> PostgresStore::ListReferrals(const R
     p.Add(q.party).Add(q.alliance).Add(q.institution).Add(q.direction).Add(q.state);
     p.Add(q.priority).Add(q.submitted_from).Add(q.submitted_to).Add(q.journey_id);
     p.Add(q.after_submitted_at).Add(q.after_id).Add(static_cast<int64_t>(q.limit));
+    // Built per filter shape, as in the SQLite store (internal/list_query.h).
     ASSIGN_OR_RETURN(
         PgResult r,
-        c.Run("SELECT " REFERRAL_COLUMNS " FROM referrals WHERE "
-              "($1::text='' OR sender=$1 OR receiver=$1) AND ($2::text='' OR alliance=$2) AND "
-              "($3::text='' OR sender=$3 OR receiver=$3) AND ($4::integer=0 OR direction=$4) AND "
-              "($5::integer=0 OR state=$5) AND ($6::integer=0 OR priority=$6) AND "
-              "submitted_at>=$7::bigint AND ($8::bigint=0 OR submitted_at<$8) AND "
-              "($9::text='' OR journey_id=$9) AND ($10::bigint=0 OR submitted_at<$10 OR "
-              "(submitted_at=$10 AND id<$11::text)) ORDER BY submitted_at DESC, id DESC "
-              "LIMIT $12::bigint",
-              p));
+        c.RunOnce(internal::ReferralListSql(q, REFERRAL_COLUMNS, internal::SqlDialect::kPostgres),
+                  p));
     for (int i = 0; i < r.rows(); ++i) out.push_back(ReadReferral(r, i));
     return absl::OkStatus();
   }));

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 
 namespace refbroker::storage::internal {
 namespace {
@@ -20,8 +21,12 @@ std::string StateIs(int state, const char* param) {
 
 }  // namespace
 
-ListSql::ListSql(std::string table, std::string columns, std::string time_column)
-    : table_(std::move(table)), columns_(std::move(columns)), time_(std::move(time_column)) {}
+ListSql::ListSql(std::string table, std::string columns, std::string time_column,
+                 SqlDialect dialect)
+    : table_(std::move(table)),
+      columns_(std::move(columns)),
+      time_(std::move(time_column)),
+      dialect_(dialect) {}
 
 void ListSql::Where(std::string condition) { where_.push_back(std::move(condition)); }
 
@@ -37,27 +42,36 @@ std::string ListSql::Branch(const std::string& extra, const std::string& limit_p
   std::vector<std::string> conditions = where_;
   if (!extra.empty()) conditions.insert(conditions.begin(), extra);
   std::string out = absl::StrCat("SELECT ", columns_, " FROM ", table_);
-  if (!index_.empty()) absl::StrAppend(&out, " INDEXED BY ", index_);
+  if (!index_.empty() && dialect_ == SqlDialect::kSqlite) {
+    absl::StrAppend(&out, " INDEXED BY ", index_);
+  }
   if (!conditions.empty()) absl::StrAppend(&out, " WHERE ", absl::StrJoin(conditions, " AND "));
   absl::StrAppend(&out, " ORDER BY ", time_, " DESC, id DESC LIMIT ", limit_param);
   return out;
 }
 
 std::string ListSql::Build(const std::string& limit_param) const {
-  if (either_param_.empty()) return Branch("", limit_param);
-  // A row whose two columns both name the party belongs to the first branch only.
-  const std::string& p = either_param_;
-  return absl::StrCat(
-      "SELECT * FROM (", Branch(absl::StrCat(either_a_, "=", p), limit_param),
-      ") UNION ALL SELECT * FROM (",
-      Branch(absl::StrCat(either_b_, "=", p, " AND ", either_a_, "<>", p), limit_param),
-      ") ORDER BY ", time_, " DESC, id DESC LIMIT ", limit_param);
+  std::string out;
+  if (either_param_.empty()) {
+    out = Branch("", limit_param);
+  } else {
+    // A row whose two columns both name the party belongs to the first branch only.
+    const std::string& p = either_param_;
+    out = absl::StrCat(
+        "SELECT * FROM (", Branch(absl::StrCat(either_a_, "=", p), limit_param),
+        ") AS first_column UNION ALL SELECT * FROM (",
+        Branch(absl::StrCat(either_b_, "=", p, " AND ", either_a_, "<>", p), limit_param),
+        ") AS second_column ORDER BY ", time_, " DESC, id DESC LIMIT ", limit_param);
+  }
+  // The statements hold no literal text, so every '?' is a parameter.
+  if (dialect_ == SqlDialect::kPostgres) absl::StrReplaceAll({{"?", "$"}}, &out);
+  return out;
 }
 
 // Parameters: ?1 party, ?2 alliance, ?3 institution, ?4 direction, ?5 state, ?6 priority,
 // ?7 submitted from, ?8 submitted to, ?9 journey, ?10/?11 keyset, ?12 limit.
-std::string ReferralListSql(const ReferralQuery& q, const char* columns) {
-  ListSql sql("referrals", columns, "submitted_at");
+std::string ReferralListSql(const ReferralQuery& q, const char* columns, SqlDialect dialect) {
+  ListSql sql("referrals", columns, "submitted_at", dialect);
   // A journey has two or three legs, and the referrals still waiting for a decision are the
   // open work (the operators' late views ask for them by state): those indexes are the
   // selective ones, whatever else is asked.
@@ -96,8 +110,8 @@ std::string ReferralListSql(const ReferralQuery& q, const char* columns) {
 
 // Parameters: ?1 party, ?2 alliance, ?3 institution, ?4 state, ?5 service, ?6 priority,
 // ?7 requested from, ?8 requested to, ?9/?10 keyset, ?11 limit.
-std::string ConsultListSql(const ConsultQuery& q, const char* columns) {
-  ListSql sql("consults", columns, "requested_at");
+std::string ConsultListSql(const ConsultQuery& q, const char* columns, SqlDialect dialect) {
+  ListSql sql("consults", columns, "requested_at", dialect);
   std::string lead = !q.party.empty() ? "?1" : (!q.institution.empty() ? "?3" : "");
   const bool open = q.state == kRequested || q.state == kAccepted || q.state == kScheduled;
   if (open) {

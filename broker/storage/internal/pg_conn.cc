@@ -9,27 +9,36 @@
 
 namespace refbroker::storage::internal {
 
+namespace {
+// pg_type's OIDs (catalog/pg_type_d.h, not installed with libpq).
+constexpr Oid kInt8Oid = 20, kTextOid = 25, kByteaOid = 17;
+}  // namespace
+
 PgParams& PgParams::Add(int64_t v) {
   values_.emplace_back(std::to_string(v));
   formats_.push_back(0);
+  types_.push_back(kInt8Oid);
   return *this;
 }
 
 PgParams& PgParams::Add(const std::string& v) {
   values_.emplace_back(v);
   formats_.push_back(0);
+  types_.push_back(kTextOid);
   return *this;
 }
 
 PgParams& PgParams::Bytes(const std::string& v) {
   values_.emplace_back(v);
   formats_.push_back(1);
+  types_.push_back(kByteaOid);
   return *this;
 }
 
 PgParams& PgParams::Null() {
   values_.emplace_back(std::nullopt);
   formats_.push_back(0);
+  types_.push_back(0);
   return *this;
 }
 
@@ -170,9 +179,10 @@ absl::Status PgConn::Exec(const std::string& sql) {
 absl::StatusOr<PgResult> PgConn::RunOnce(const std::string& sql, const PgParams& params) {
   std::vector<const char*> values = params.Pointers();
   std::vector<int> lengths = params.Lengths();
-  PGresult* r = PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
-                             values.data(), lengths.data(), params.Formats().data(),
-                             /*resultFormat=*/1);
+  PGresult* r =
+      PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), params.Types().data(),
+                   values.data(), lengths.data(), params.Formats().data(),
+                   /*resultFormat=*/1);
   if (absl::Status s = Check(r, "statement"); !s.ok()) {
     PQclear(r);
     return s;

@@ -33,10 +33,13 @@ class PgParams {
   std::vector<const char*> Pointers() const;
   std::vector<int> Lengths() const;
   const std::vector<int>& Formats() const { return formats_; }
+  // bigint, text, bytea, or 0 (NULL: the server infers it).
+  const std::vector<Oid>& Types() const { return types_; }
 
  private:
   std::vector<std::optional<std::string>> values_;
   std::vector<int> formats_;
+  std::vector<Oid> types_;
 };
 
 class PgResult {
@@ -67,7 +70,9 @@ class PgConn {
 
   // Runs a prepared statement (prepared on first use on this connection).
   absl::StatusOr<PgResult> Run(const char* sql, const PgParams& params = PgParams());
-  // Runs a statement built at run time, unprepared (schema work at start; not for hot paths).
+  // Runs a statement built at run time, unprepared and planned with its values (schema work at
+  // start, the listings built per filter shape; not for hot paths). The parameters' types are
+  // declared, so a statement need not name every one of them.
   absl::StatusOr<PgResult> RunOnce(const std::string& sql, const PgParams& params = PgParams());
   // Runs one or more statements without parameters (schema, transaction control).
   absl::Status Exec(const std::string& sql);

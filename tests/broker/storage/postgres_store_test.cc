@@ -17,6 +17,8 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_replace.h"
+#include "broker/storage/internal/list_query.h"
 #include "broker/storage/postgres_schema.h"
 #include "broker/storage/postgres_store_internal.h"
 #include "tests/support/pg_cluster.h"
@@ -370,6 +372,65 @@ TEST_F(PostgresStoreTest, TheQueueListingReadsTheWaitingMessagesNotTheAckedOnes)
   ASSERT_GT(touched, 0);
   EXPECT_LT(touched, 50);
   EXPECT_GT(joined, 10 * touched);
+}
+
+// A clinic's newest referrals (its system's listing, `refctl referrals`) are read from the
+// two indexes of its columns (sender, receiver), each stopping at the page: not every referral
+// it ever sent, which the one statement with every filter optional read and sorted.
+TEST_F(PostgresStoreTest, AClinicsNewestReferralsAreReadFromItsIndexesNotAllItsReferrals) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  const std::string clinic = "124117234175811018";
+  // 20,000 referrals the clinic sent, 2,000 it received back, and 20,000 of another clinic.
+  ASSERT_EQ(Sql("SET search_path=" + schema_ +
+                "; INSERT INTO referrals(alliance, id, sender, receiver, client_request_id, "
+                "request_digest, state, priority, submitted_at, updated_at, body, direction, "
+                "journey_id, decision_due_at, version) SELECT 'pingyu', 'ref-' || "
+                "lpad(g::text, 6, '0'), CASE WHEN g % 21 = 0 THEN '12411723417580001B' WHEN g % "
+                "2 = 0 THEN '" +
+                clinic + "' ELSE '12411723417581102B' END, CASE WHEN g % 21 = 0 THEN '" + clinic +
+                "' ELSE '12411723417580001B' END, 'req-' || g, '\\x00', 6, 3, " +
+                std::to_string(kT0) + " + g, " + std::to_string(kT0) +
+                " + g, '\\x00', 1, 'jny-' || g, NULL, 1 FROM generate_series(1, 42000) g; "
+                "ANALYZE"),
+            "");
+  ReferralQuery q;
+  q.party = clinic;
+  q.limit = 50;
+  auto page = store->ListReferrals(q);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 50u);
+  // Newest first, sent and received alike: 42000 is received (a multiple of 21), 41998 sent.
+  EXPECT_EQ((*page)[0].id, "ref-042000");
+  EXPECT_EQ((*page)[1].id, "ref-041998");
+  for (size_t i = 1; i < page->size(); ++i) {
+    EXPECT_GT((*page)[i - 1].submitted_at, (*page)[i].submitted_at);
+    EXPECT_TRUE((*page)[i].sender == clinic || (*page)[i].receiver == clinic);
+  }
+  // The next page starts where this one ended.
+  q.after_submitted_at = page->back().submitted_at;
+  q.after_id = page->back().id;
+  auto next = store->ListReferrals(q);
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_EQ(next->size(), 50u);
+  EXPECT_LT((*next)[0].submitted_at, page->back().submitted_at);
+
+  ReferralQuery first;
+  first.party = clinic;
+  first.limit = 50;
+  const std::string built = absl::StrReplaceAll(
+      internal::ReferralListSql(first, "id, submitted_at", internal::SqlDialect::kPostgres),
+      {{"$12", "50"}, {"$1", "'" + clinic + "'"}});
+  long touched = BuffersTouched(schema_, built);
+  // What the one statement came to once planned with its values: one search of both columns.
+  long one_search = BuffersTouched(
+      schema_, "SELECT id, submitted_at FROM referrals WHERE (sender='" + clinic +
+                   "' OR receiver='" + clinic + "') ORDER BY submitted_at DESC, id DESC LIMIT 50");
+  std::printf("a clinic's newest 50 referrals: %ld shared buffers (one search of both: %ld)\n",
+              touched, one_search);
+  ASSERT_GT(touched, 0);
+  EXPECT_LT(touched, 200);
+  EXPECT_GT(one_search, 10 * touched);
 }
 
 TEST_F(PostgresStoreTest, AnUnreachableDatabaseIsUnavailableAtOpen) {
