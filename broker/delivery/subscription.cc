@@ -194,12 +194,12 @@ void Subscription::FlushAcks() {
     acks = std::move(*results);
   }
   for (const storage::AckResult& r : acks) {
-    if (!r.found && DeliveredHere(r.sequence)) {
-      // A duplicate: the message was acked through another copy and pruned since.
-      inflight_.erase(r.sequence);
-      continue;
-    }
     if (!r.found) {
+      if (DeliveredHere(r.sequence)) {
+        // A duplicate: the message was acked through another copy and pruned since.
+        inflight_.erase(r.sequence);
+        continue;
+      }
       if (closed_) return;
       // What was leased with it (and recorded as delivered) goes out before the stream ends;
       // Shutdown then gives it back to the group.

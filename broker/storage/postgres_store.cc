@@ -804,8 +804,8 @@ absl::StatusOr<uint64_t> PostgresStore::Prune(Micros cutoff) {
   // never held by the search. The candidates are those below the first sequence enqueued at or
   // after the cutoff (found through the sequence index), picked on a reader, and each batch is
   // deleted in its own transaction after checking again that every group acked it before the
-  // cutoff. (One statement in the
-  // writer scanned the messages table for enqueued_at, holding every write meanwhile.)
+  // cutoff. (One statement in the writer scanned the messages table for enqueued_at, holding
+  // every write meanwhile.)
   constexpr int64_t kBatch = 500;
   constexpr uint64_t kMostPerCall = 20000;  // the housekeeping tick calls again
   int64_t boundary = 0;
