@@ -9,7 +9,6 @@
 #include "broker/api/internal/unary_call.h"
 #include "broker/delivery/queue_summary.h"
 #include "google/protobuf/util/time_util.h"
-#include "refbroker/v1/consult.pb.h"
 #include "refbroker/v1/referral.pb.h"
 
 namespace refbroker::api {
@@ -53,32 +52,12 @@ absl::Status AdminServiceImpl::DoListQueues(const auth::Principal& who,
   auto stats = ctx_.engine.store().ListQueueStats();
   if (!stats.ok()) return stats.status();
   // Deadline breaches by owner: escalated referrals still waiting for a decision, escalated
-  // consults not yet reported.
-  std::map<std::string, uint64_t> late_referrals, late_consults;
-  {
-    storage::ReferralQuery q;
-    q.state = refbroker::v1::ESCALATED;
-    q.limit = 10000;
-    if (who.role == auth::Role::kOperator) q.alliance = who.alliance;
-    if (who.IsInstitution()) q.party = who.id;
-    auto late = ctx_.engine.store().ListReferrals(q);
-    if (!late.ok()) return late.status();
-    for (const auto& r : *late) late_referrals[r.receiver]++;
-    for (int state : {refbroker::v1::CONSULT_REQUESTED, refbroker::v1::CONSULT_ACCEPTED,
-                      refbroker::v1::CONSULT_SCHEDULED}) {
-      storage::ConsultQuery cq;
-      cq.state = state;
-      cq.limit = 10000;
-      if (who.role == auth::Role::kOperator) cq.alliance = who.alliance;
-      if (who.IsInstitution()) cq.party = who.id;
-      auto consults = ctx_.engine.store().ListConsults(cq);
-      if (!consults.ok()) return consults.status();
-      for (const auto& c : *consults) {
-        refbroker::v1::Consult body;
-        if (body.ParseFromString(c.body) && body.escalated()) late_consults[c.target]++;
-      }
-    }
-  }
+  // consults not yet reported, counted by the store.
+  storage::DeadlineBreachFilter breach_filter;
+  if (who.role == auth::Role::kOperator) breach_filter.alliance = who.alliance;
+  if (who.IsInstitution()) breach_filter.owner = who.id;
+  auto breaches = ctx_.engine.store().CountDeadlineBreaches(breach_filter);
+  if (!breaches.ok()) return breaches.status();
   std::map<std::string, storage::QueueStats> by_name;
   for (auto& q : *stats) by_name[q.queue] = std::move(q);
   // Every institution's referral queue is listed, even while empty.
@@ -99,9 +78,9 @@ absl::Status AdminServiceImpl::DoListQueues(const auth::Principal& who,
     if (parsed->kind == refbroker::v1::REFERRALS) out->set_direction(DirectionOf(owner));
     FillStatus(q, now, ctx_.engine, *out);
     if (parsed->kind == refbroker::v1::REFERRALS) {
-      out->set_deadline_breaches(late_referrals[parsed->owner]);
+      out->set_deadline_breaches(breaches->referrals[parsed->owner]);
     } else if (parsed->kind == refbroker::v1::CONSULTS) {
-      out->set_deadline_breaches(late_consults[parsed->owner]);
+      out->set_deadline_breaches(breaches->consults[parsed->owner]);
     }
   }
   return absl::OkStatus();

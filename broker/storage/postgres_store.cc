@@ -750,6 +750,38 @@ absl::StatusOr<std::vector<QueueStats>> PostgresStore::ListQueueStats() {
   return out;
 }
 
+absl::StatusOr<DeadlineBreaches> PostgresStore::CountDeadlineBreaches(
+    const DeadlineBreachFilter& filter) {
+  // As SQLite's: through the partial indexes of the open work (referrals_escalated, v3;
+  // consults_open, v2), a consult escalated when its history has a CONSULT_ESCALATE (7) event.
+  DeadlineBreaches out;
+  RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
+    PgParams p;
+    p.Add(filter.alliance).Add(filter.owner);
+    ASSIGN_OR_RETURN(
+        PgResult referrals,
+        c.RunOnce("SELECT receiver, COUNT(*) FROM referrals WHERE state=8 AND "
+                  "($1::text='' OR alliance=$1::text) AND ($2::text='' OR receiver=$2::text) "
+                  "GROUP BY receiver",
+                  p));
+    for (int i = 0; i < referrals.rows(); ++i) {
+      out.referrals[referrals.Bytes(i, 0)] = static_cast<uint64_t>(referrals.Int(i, 1));
+    }
+    ASSIGN_OR_RETURN(
+        PgResult consults,
+        c.RunOnce("SELECT target, COUNT(*) FROM consults WHERE state IN (1, 2, 4) AND "
+                  "($1::text='' OR alliance=$1::text) AND ($2::text='' OR target=$2::text) AND "
+                  "EXISTS(SELECT 1 FROM consult_events e WHERE e.alliance=consults.alliance AND "
+                  "e.consult_id=consults.id AND e.action=7) GROUP BY target",
+                  p));
+    for (int i = 0; i < consults.rows(); ++i) {
+      out.consults[consults.Bytes(i, 0)] = static_cast<uint64_t>(consults.Int(i, 1));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 absl::StatusOr<std::vector<DeadLetterRecord>> PostgresStore::ListDeadLetters(
     const DeadLetterFilter& f) {
   std::vector<DeadLetterRecord> out;

@@ -81,6 +81,8 @@ class PostgresStore final : public Store {
   absl::Status Release(const std::string& queue, const std::string& group,
                        const std::vector<uint64_t>& sequences, Micros now) override;
   absl::StatusOr<std::vector<QueueStats>> ListQueueStats() override;
+  absl::StatusOr<DeadlineBreaches> CountDeadlineBreaches(
+      const DeadlineBreachFilter& filter) override;
   absl::StatusOr<std::vector<DeadLetterRecord>> ListDeadLetters(
       const DeadLetterFilter& filter) override;
   absl::StatusOr<uint64_t> RequeueDeadLetters(const std::string& queue, const std::string& group,

@@ -784,6 +784,34 @@ absl::StatusOr<std::vector<QueueStats>> SqliteStore::ListQueueStats() {
   return out;
 }
 
+absl::StatusOr<DeadlineBreaches> SqliteStore::CountDeadlineBreaches(
+    const DeadlineBreachFilter& filter) {
+  // Through the partial indexes of the open work: referrals_escalated holds only the escalated
+  // referrals (ESCALATED 8, v10), consults_open only the open consults (REQUESTED 1, ACCEPTED 2,
+  // SCHEDULED 4, v6). A consult was escalated when its history has a CONSULT_ESCALATE (7)
+  // event: the broker's escalation is the only way to it, and nothing takes it back.
+  DeadlineBreaches out;
+  RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    ASSIGN_OR_RETURN(auto referrals,
+                     db.Prepare("SELECT receiver, COUNT(*) FROM referrals INDEXED BY "
+                                "referrals_escalated WHERE state=8 AND (?1='' OR alliance=?1) "
+                                "AND (?2='' OR receiver=?2) GROUP BY receiver"));
+    referrals->Bind(1, filter.alliance).Bind(2, filter.owner);
+    RETURN_IF_ERROR(referrals->ForEachRow(
+        [&](const Stmt& row) { out.referrals[row.Text(0)] = static_cast<uint64_t>(row.Int(1)); }));
+    ASSIGN_OR_RETURN(
+        auto consults,
+        db.Prepare("SELECT target, COUNT(*) FROM consults INDEXED BY consults_open "
+                   "WHERE state IN (1, 2, 4) AND (?1='' OR alliance=?1) AND (?2='' OR target=?2) "
+                   "AND EXISTS(SELECT 1 FROM consult_events e WHERE e.consult_id=consults.id "
+                   "AND e.action=7) GROUP BY target"));
+    consults->Bind(1, filter.alliance).Bind(2, filter.owner);
+    return consults->ForEachRow(
+        [&](const Stmt& row) { out.consults[row.Text(0)] = static_cast<uint64_t>(row.Int(1)); });
+  }));
+  return out;
+}
+
 absl::StatusOr<std::vector<DeadLetterRecord>> SqliteStore::ListDeadLetters(
     const DeadLetterFilter& filter) {
   std::vector<DeadLetterRecord> out;

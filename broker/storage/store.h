@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -175,6 +176,18 @@ struct QueueStats {
   uint64_t unconsumed = 0;  // messages waiting for a queue that has no group yet
   Micros oldest_unconsumed_at = 0;
   std::vector<GroupStats> groups;
+};
+
+// Deadline breaches still open, by the institution that has to act: escalated referrals still
+// waiting for a decision, by receiver, and escalated consults not yet reported, by target.
+struct DeadlineBreaches {
+  std::map<std::string, uint64_t> referrals;  // receiver -> count
+  std::map<std::string, uint64_t> consults;   // target -> count
+};
+
+struct DeadlineBreachFilter {
+  std::string alliance;  // "" = every alliance
+  std::string owner;     // "" = every receiver or target
 };
 
 struct DeadLetterRecord {
@@ -493,6 +506,10 @@ class Store {
   // Every queue with messages or groups, groups sorted by name. Asked by every metrics scrape,
   // status page and queue listing: SQLite answers from counts its triggers keep (schema v11).
   virtual absl::StatusOr<std::vector<QueueStats>> ListQueueStats() = 0;
+  // Counted by the store, through the indexes of the open work only (escalated referrals,
+  // open consults), so the answer is whole however many there are.
+  virtual absl::StatusOr<DeadlineBreaches> CountDeadlineBreaches(
+      const DeadlineBreachFilter& filter) = 0;
   virtual absl::StatusOr<std::vector<DeadLetterRecord>> ListDeadLetters(
       const DeadLetterFilter& filter) = 0;
   // Dead letters back to ready with attempts reset; sequence 0 = all of the queue and group.

@@ -235,6 +235,18 @@ TEST(ConsultDeadline, AnUnacceptedEmergencyConsultEscalates) {
   EXPECT_NE(out.find(requested->consult().id()), std::string::npos) << out;
   EXPECT_NE(out.find("consult ECG_READING"), std::string::npos) << out;
   EXPECT_NE(out.find("escalated"), std::string::npos) << out;
+  // And as a deadline breach on the ECG center's consult queue, which it must still answer.
+  auto op = ConnectAs(broker.address(), "operator");
+  EXPECT_EQ(DeadlineBreaches(*op, kEcgCenter, v1::CONSULTS), 1);
+  auto center = ConnectAs(broker.address(), "ecg-center");
+  EXPECT_EQ(DeadlineBreaches(*center, kEcgCenter, v1::CONSULTS), 1);
+  // Accepted late, its report is still owed; once reported, it is no longer a breach.
+  refclient::ConsultClient ecg(*center);
+  ASSERT_TRUE(ecg.Transition(Accept(requested->consult().id(), "late-acc")).ok());
+  EXPECT_EQ(DeadlineBreaches(*op, kEcgCenter, v1::CONSULTS), 1);
+  auto report = ecg.IssueReport(Report(requested->consult().id(), "late-rpt", false));
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(DeadlineBreaches(*op, kEcgCenter, v1::CONSULTS), 0);
 }
 
 TEST_F(ConsultFlow, AnIssuedReportCannotBeChangedAndAnAddendumLinksToIt) {

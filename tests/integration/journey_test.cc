@@ -177,6 +177,14 @@ TEST(Deadline, EscalatesOnceReroutesAndSurvivesARestart) {
   for (const auto& e : r->history()) escalate_events += e.action() == v1::ESCALATE;
   EXPECT_EQ(escalate_events, 1);
   EXPECT_EQ(refclient::ReferralClient(*op).Get(decided->referral().id())->state(), v1::ACCEPTED);
+  // The queue listing counts it against the hospital it was re-routed to, until it decides.
+  EXPECT_EQ(DeadlineBreaches(*op, "12411723417580002E", v1::REFERRALS), 1);
+  EXPECT_EQ(DeadlineBreaches(*central, "12411723417580002E", v1::REFERRALS), 1);
+  EXPECT_EQ(DeadlineBreaches(*op, kPeopleHospital, v1::REFERRALS), 0);
+  auto accept_late = Act(late->referral().id(), "acc-late");
+  accept_late.mutable_accept();
+  ASSERT_TRUE(refclient::ReferralClient(*central).Transition(accept_late).ok());
+  EXPECT_EQ(DeadlineBreaches(*op, "12411723417580002E", v1::REFERRALS), 0);
 }
 
 }  // namespace

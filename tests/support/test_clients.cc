@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "client/refclient/admin_client.h"
 #include "tests/support/broker_process.h"
 
 namespace refbroker::testing {
@@ -29,6 +30,18 @@ refbroker::v1::Consult MakeEcgConsult(const std::string& clinic, const std::stri
                                       refbroker::v1::Priority priority) {
   refsim::SyntheticReferrals gen(std::hash<std::string>()(request_id));
   return gen.MakeConsult(clinic, kEcgCenter, refbroker::v1::ECG_READING, "", priority, request_id);
+}
+
+int64_t DeadlineBreaches(refclient::Connection& caller, const std::string& owner,
+                         refbroker::v1::QueueKind kind) {
+  auto queues = refclient::AdminClient(caller).ListQueues(owner);
+  if (!queues.ok()) return -1;
+  for (const auto& q : queues->queues()) {
+    if (q.queue().owner() == owner && q.queue().kind() == kind) {
+      return static_cast<int64_t>(q.deadline_breaches());
+    }
+  }
+  return -1;
 }
 
 CollectingSubscriber::CollectingSubscriber(refclient::Connection& conn, const std::string& owner,

@@ -44,6 +44,11 @@ refbroker::v1::Referral MakeReferral(const std::string& clinic, const std::strin
 refbroker::v1::Consult MakeEcgConsult(const std::string& clinic, const std::string& request_id,
                                       refbroker::v1::Priority priority = refbroker::v1::ROUTINE);
 
+// The deadline breaches `refctl queues` shows on `owner`'s queue of `kind`, as `caller` sees
+// them; -1 when that queue is not listed.
+int64_t DeadlineBreaches(refclient::Connection& caller, const std::string& owner,
+                         refbroker::v1::QueueKind kind);
+
 // Runs a Subscriber on a thread and records every delivery.
 class CollectingSubscriber {
  public:

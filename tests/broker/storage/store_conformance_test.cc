@@ -1033,6 +1033,65 @@ TEST_P(StoreConformance, UndecidedReferralsAndOpenConsultsAreListedByAllianceAnd
   EXPECT_EQ(ids(*store_->ListConsults(open)), std::vector<std::string>{"con-2"});
 }
 
+// The queue listing's deadline breaches: escalated referrals still undecided, by receiver, and
+// consults escalated and not yet reported, by target, counted whole, by alliance or by owner.
+TEST_P(StoreConformance, DeadlineBreachesCountTheEscalatedOpenWorkByWhoMustAct) {
+  const std::string hospital = "12411723417580001B";  // Referral()'s receiver
+  const std::string other_hospital = "12411723417581102B";
+  const std::vector<std::pair<int, std::string>> referrals = {
+      {8, hospital}, {8, hospital}, {2, hospital}, {3, hospital}, {8, other_hospital}};
+  for (size_t i = 0; i < referrals.size(); ++i) {
+    ReferralRecord r = Referral("ref-" + std::to_string(i), "req-" + std::to_string(i));
+    r.state = referrals[i].first;  // ESCALATED 8, DELIVERED 2, DECLINED 3
+    r.receiver = referrals[i].second;
+    if (r.receiver == other_hospital) r.alliance = "elsewhere";
+    ASSERT_TRUE(SubmitRecord(r, r.id).ok());
+  }
+  const std::string center = "12411723MB0A10013K";  // Consult()'s target
+  const std::string other_center = "12411723MB0A10021X";
+  struct Open {
+    int state;  // after the escalation, if any
+    bool escalated;
+    std::string target;
+  };
+  const std::vector<Open> consults = {
+      {1, true, center},         // REQUESTED, its acceptance deadline passed
+      {2, true, center},         // escalated, then ACCEPTED: its report still due
+      {4, false, center},        // SCHEDULED, never late
+      {5, true, center},         // escalated, then REPORTED: no longer a breach
+      {1, true, other_center}};  // another alliance's
+  for (size_t i = 0; i < consults.size(); ++i) {
+    ConsultRecord c = Consult("con-" + std::to_string(i), "rq-" + std::to_string(i), 0);
+    c.target = consults[i].target;
+    if (c.target == other_center) c.alliance = "elsewhere";
+    ASSERT_TRUE(
+        store_->SubmitConsult(c, ConsultEvent(c.id, c.requester, "ev-" + std::to_string(i), 1), {})
+            .ok());
+    ConsultChange change;
+    change.consult_id = c.id;
+    change.expected_version = 1;
+    change.state = consults[i].state;
+    change.updated_at = kT0 + kSecond;
+    change.body = c.body;
+    change.event = ConsultEvent(c.id, "", "", consults[i].escalated ? 7 : 4);  // ESCALATE, SCHEDULE
+    ASSERT_TRUE(store_->ChangeConsult(change).ok()) << c.id;
+  }
+  using Counts = std::map<std::string, uint64_t>;
+  auto all = store_->CountDeadlineBreaches({});
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->referrals, (Counts{{hospital, 2}, {other_hospital, 1}}));
+  EXPECT_EQ(all->consults, (Counts{{center, 2}, {other_center, 1}}));
+  auto pingyu = *store_->CountDeadlineBreaches({"pingyu", ""});
+  EXPECT_EQ(pingyu.referrals, (Counts{{hospital, 2}}));
+  EXPECT_EQ(pingyu.consults, (Counts{{center, 2}}));
+  auto own = *store_->CountDeadlineBreaches({"", hospital});
+  EXPECT_EQ(own.referrals, (Counts{{hospital, 2}}));
+  EXPECT_TRUE(own.consults.empty());
+  own = *store_->CountDeadlineBreaches({"", other_center});
+  EXPECT_TRUE(own.referrals.empty());
+  EXPECT_EQ(own.consults, (Counts{{other_center, 1}}));
+}
+
 TEST_P(StoreConformance, ListConsultsFiltersAndPagesNewestFirstAndFindsEventsByRequestId) {
   for (int i = 0; i < 5; ++i) {
     ConsultRecord c = Consult("con-" + std::to_string(i), "rq-" + std::to_string(i), 0);
