@@ -231,6 +231,12 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(const Postgre
     ASSIGN_OR_RETURN(auto reader, PgConn::Connect(o.conninfo, o.schema));
     store->readers_.push_back(std::move(reader));
   }
+  // The writer's own rows of queue_counts (schema v4): the first shard no other session of
+  // this schema holds, for as long as the connection lives (again after a reconnect).
+  RETURN_IF_ERROR(writer_conn->SetSessionSql(
+      "DO $$ BEGIN FOR s IN 1..4096 LOOP IF pg_try_advisory_lock(hashtext('refbroker-count-shard:' "
+      "|| current_schema()), s) THEN PERFORM set_config('refbroker.count_shard', s::text, false); "
+      "RETURN; END IF; END LOOP; END $$"));
   store->writer_ = std::make_unique<internal::PgWriter>(std::move(writer_conn), o.max_batch);
   if (o.listen) store->listener_ = std::make_unique<internal::PgListener>(o.conninfo, o.schema);
   return store;
@@ -708,31 +714,44 @@ absl::Status PostgresStore::Release(const std::string& queue, const std::string&
 }
 
 absl::StatusOr<std::vector<QueueStats>> PostgresStore::ListQueueStats() {
+  // The counts schema v4's triggers keep (summed over the brokers' shards), and per queue or
+  // group its oldest waiting message found through an index: a few searches each, however many
+  // messages are retained. A lease past its deadline counts as in flight until it is delivered
+  // again.
   std::map<std::string, QueueStats> by_queue;
   RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
-    ASSIGN_OR_RETURN(PgResult msgs, c.Run(pg_internal::kQueueRetainedSql));
-    for (int i = 0; i < msgs.rows(); ++i) {
-      QueueStats& q = by_queue[msgs.Bytes(i, 0)];
-      q.queue = msgs.Bytes(i, 0);
-      q.retained = static_cast<uint64_t>(msgs.Int(i, 1));
-      q.unconsumed = q.retained;  // corrected below when the queue has groups
-      q.oldest_unconsumed_at = msgs.IsNull(i, 2) ? 0 : msgs.Int(i, 2);
-    }
+    ASSIGN_OR_RETURN(PgResult counts, c.Run(pg_internal::kQueueCountsSql));
     std::map<std::pair<std::string, std::string>, GroupStats> groups;
-    ASSIGN_OR_RETURN(PgResult names, c.Run("SELECT queue, grp FROM consumer_groups"));
-    for (int i = 0; i < names.rows(); ++i) groups[{names.Bytes(i, 0), names.Bytes(i, 1)}];
-    ASSIGN_OR_RETURN(PgResult waiting, c.Run(pg_internal::kGroupWaitingSql));
-    for (int i = 0; i < waiting.rows(); ++i) {
-      GroupStats& g = groups[{waiting.Bytes(i, 0), waiting.Bytes(i, 1)}];
-      const int64_t state = waiting.Int(i, 2);
-      const auto n = static_cast<uint64_t>(waiting.Int(i, 3));
+    for (int i = 0; i < counts.rows(); ++i) {
+      const auto n = static_cast<uint64_t>(counts.Int(i, 3));
+      const int64_t state = counts.Int(i, 2);
+      if (state < 0) {
+        QueueStats& q = by_queue[counts.Bytes(i, 0)];
+        q.queue = counts.Bytes(i, 0);
+        q.retained = n;
+        q.unconsumed = n;  // corrected below when the queue has groups
+        continue;
+      }
+      GroupStats& g = groups[{counts.Bytes(i, 0), counts.Bytes(i, 1)}];
       if (state == 0) g.ready = n;
       if (state == 1) g.in_flight = n;
       if (state == 3) g.dead = n;
-      if (state < 2 && !waiting.IsNull(i, 4)) {
-        Micros at = waiting.Int(i, 4);
-        if (g.oldest_enqueued_at == 0 || at < g.oldest_enqueued_at) g.oldest_enqueued_at = at;
-      }
+    }
+    ASSIGN_OR_RETURN(PgResult names, c.Run("SELECT queue, grp FROM consumer_groups"));
+    for (int i = 0; i < names.rows(); ++i) groups[{names.Bytes(i, 0), names.Bytes(i, 1)}];
+    ASSIGN_OR_RETURN(PgResult first, c.Run(pg_internal::kQueueOldestSql));
+    for (int i = 0; i < first.rows(); ++i) {
+      auto q = by_queue.find(first.Bytes(i, 0));
+      if (q == by_queue.end()) continue;
+      Micros& oldest = q->second.oldest_unconsumed_at;  // a queue may span partitions
+      if (oldest == 0 || first.Int(i, 1) < oldest) oldest = first.Int(i, 1);
+    }
+    ASSIGN_OR_RETURN(PgResult waiting, c.Run(pg_internal::kGroupOldestSql));
+    for (int i = 0; i < waiting.rows(); ++i) {
+      auto g = groups.find({waiting.Bytes(i, 0), waiting.Bytes(i, 1)});
+      if (g == groups.end()) continue;
+      Micros& oldest = g->second.oldest_enqueued_at;
+      if (oldest == 0 || waiting.Int(i, 2) < oldest) oldest = waiting.Int(i, 2);
     }
     for (auto& [key, g] : groups) {
       QueueStats& q = by_queue[key.first];

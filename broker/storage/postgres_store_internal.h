@@ -20,23 +20,32 @@ absl::Status LockQueue(internal::PgConn& c, const std::string& queue, bool exclu
 absl::Status Enqueue(internal::PgConn& c, const NewMessage& m, Micros now,
                      const std::string& alliance);
 
-// The queue listing's two searches (Store::ListQueueStats), here so that a test can ask
+// The queue listing's statements (Store::ListQueueStats), here so that a test can ask
 // PostgreSQL for their plans. Every metrics scrape, status page and `refctl queues` runs them.
-// Per queue: its messages counted from the (queue, seq) index, and the oldest one's enqueue time
-// (the first by sequence). Linear in the messages retained, but an index count and one row read
-// per queue, not a read of every message.
-inline constexpr const char* kQueueRetainedSql =
-    "WITH q AS (SELECT queue, COUNT(*) AS n, MIN(seq) AS first FROM messages GROUP BY queue) "
-    "SELECT q.queue, q.n, m.enqueued_at FROM q LEFT JOIN messages m ON m.seq=q.first";
-// Per group and state: the waiting (0 ready, 1 in flight) and dead (3) messages, through the
-// partial indexes that hold only those, with the enqueue time of each state's first waiting
-// message. Acked messages (a week of them by default) are not read: the listing used to join
-// every group's rows, acked ones too, with their messages (0.4 s with 500,000 retained).
-inline constexpr const char* kGroupWaitingSql =
-    "WITH w AS (SELECT queue, grp, state, COUNT(*) AS n, MIN(seq) AS first FROM group_messages "
-    "WHERE state<2 GROUP BY queue, grp, state UNION ALL SELECT queue, grp, 3, COUNT(*), NULL "
-    "FROM group_messages WHERE state=3 GROUP BY queue, grp) "
-    "SELECT w.queue, w.grp, w.state, w.n, m.enqueued_at FROM w LEFT JOIN messages m ON "
+// The counts of schema v4, summed over the brokers' shards (rows that sum to 0 left out).
+inline constexpr const char* kQueueCountsSql =
+    "SELECT queue, grp, state, SUM(n)::bigint FROM queue_counts GROUP BY queue, grp, state "
+    "HAVING SUM(n) <> 0";
+// Per queue with messages, the oldest one's enqueue time: the first by sequence in the queue's
+// index (one search a queue, not a pass over its messages).
+inline constexpr const char* kQueueOldestSql =
+    "SELECT q.queue, f.enqueued_at FROM (SELECT alliance, queue FROM queue_counts WHERE grp='' "
+    "AND state=-1 GROUP BY alliance, queue HAVING SUM(n) > 0) q CROSS JOIN LATERAL (SELECT "
+    "m.enqueued_at FROM messages m WHERE m.alliance=q.alliance AND m.queue=q.queue ORDER BY "
+    "m.seq LIMIT 1) f";
+// Per group, its oldest waiting (ready or in flight) message's enqueue time: the first of each
+// priority in the pending index, found priority after priority (a search per priority present,
+// not a pass over the waiting messages), and the earliest of those.
+inline constexpr const char* kGroupOldestSql =
+    "WITH RECURSIVE p AS (SELECT cg.alliance, cg.queue, cg.grp, f.priority, f.seq FROM "
+    "consumer_groups cg CROSS JOIN LATERAL (SELECT g.priority, g.seq FROM group_messages g WHERE "
+    "g.alliance=cg.alliance AND g.queue=cg.queue AND g.grp=cg.grp AND g.state<2 ORDER BY "
+    "g.priority, g.seq LIMIT 1) f UNION ALL SELECT p.alliance, p.queue, p.grp, f.priority, "
+    "f.seq FROM p CROSS JOIN LATERAL (SELECT g.priority, g.seq FROM group_messages g WHERE "
+    "g.alliance=p.alliance AND g.queue=p.queue AND g.grp=p.grp AND g.state<2 AND "
+    "g.priority>p.priority ORDER BY g.priority, g.seq LIMIT 1) f) "
+    "SELECT w.queue, w.grp, m.enqueued_at FROM (SELECT alliance, queue, grp, MIN(seq) AS first "
+    "FROM p GROUP BY alliance, queue, grp) w JOIN messages m ON m.alliance=w.alliance AND "
     "m.seq=w.first";
 
 }  // namespace refbroker::storage::pg_internal

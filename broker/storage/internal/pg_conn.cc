@@ -147,13 +147,19 @@ absl::Status PgConn::Setup() {
                            "SET search_path TO \"", schema_, "\""));
 }
 
+absl::Status PgConn::SetSessionSql(std::string sql) {
+  session_sql_ = std::move(sql);
+  return Exec(session_sql_);
+}
+
 absl::Status PgConn::Reconnect() {
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) {
     return absl::UnavailableError(absl::StrCat("storage (postgres): cannot reconnect: ",
                                                absl::StripAsciiWhitespace(PQerrorMessage(conn_))));
   }
-  return Setup();
+  if (absl::Status s = Setup(); !s.ok()) return s;
+  return session_sql_.empty() ? absl::OkStatus() : Exec(session_sql_);
 }
 
 absl::Status PgConn::Check(PGresult* r, const char* what) {

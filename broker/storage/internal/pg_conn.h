@@ -77,6 +77,10 @@ class PgConn {
   // Runs one or more statements without parameters (schema, transaction control).
   absl::Status Exec(const std::string& sql);
 
+  // SQL run now and again after every Reconnect(), once the session is set up (a session's
+  // settings and advisory locks end with it).
+  absl::Status SetSessionSql(std::string sql);
+
   // Whether the connection is still usable; when not, Reconnect() before the next use.
   bool broken() const { return PQstatus(conn_) != CONNECTION_OK; }
   absl::Status Reconnect();
@@ -90,6 +94,7 @@ class PgConn {
 
   PGconn* conn_;
   std::string schema_;
+  std::string session_sql_;
   std::map<const char*, std::string> prepared_;  // statement text (by address) -> name
   std::string last_sqlstate_;
 };
