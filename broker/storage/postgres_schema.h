@@ -271,9 +271,10 @@ INSERT INTO pending_sweeps VALUES('acked_but_undelivered');
     // `shard` (count_shard(): claimed with a session advisory lock when it connects,
     // PostgresStore::Open), so brokers never wait on each other's counts; the listing sums the
     // shards. In psql, 20,000 enqueues with their leases and acks, 20 to a commit: 1.2-1.4 s
-    // without counts, 2.9-3.1 s with these (~85 us a referral). Not partitioned: partitioned by
-    // alliance, the counts cost a third more (3.1 s against 2.3-2.5 s in runs alternated with
-    // them). A statement on a partition itself (not the partitioned table), or a partition
+    // without counts, 2.9-3.1 s with these (~85 us a referral; through the broker ~150 us of
+    // the server's statement time a referral, broker/storage/README.md). Not partitioned:
+    // partitioned by alliance, the counts cost a third more (3.1 s against 2.3-2.5 s in runs
+    // alternated with them). A statement on a partition itself (not the partitioned table), or a partition
     // detached or attached, changes no count: recount_queues() counts everything again
     // (OPERATIONS.md), as this migration does.
     R"sql(
