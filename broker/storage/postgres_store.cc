@@ -739,19 +739,19 @@ absl::StatusOr<std::vector<QueueStats>> PostgresStore::ListQueueStats() {
     }
     ASSIGN_OR_RETURN(PgResult names, c.Run("SELECT queue, grp FROM consumer_groups"));
     for (int i = 0; i < names.rows(); ++i) groups[{names.Bytes(i, 0), names.Bytes(i, 1)}];
+    // The earliest of a queue's or group's rows (one per partition it spans).
+    auto keep_earliest = [](Micros& oldest, Micros at) {
+      if (oldest == 0 || at < oldest) oldest = at;
+    };
     ASSIGN_OR_RETURN(PgResult first, c.Run(pg_internal::kQueueOldestSql));
     for (int i = 0; i < first.rows(); ++i) {
       auto q = by_queue.find(first.Bytes(i, 0));
-      if (q == by_queue.end()) continue;
-      Micros& oldest = q->second.oldest_unconsumed_at;  // a queue may span partitions
-      if (oldest == 0 || first.Int(i, 1) < oldest) oldest = first.Int(i, 1);
+      if (q != by_queue.end()) keep_earliest(q->second.oldest_unconsumed_at, first.Int(i, 1));
     }
     ASSIGN_OR_RETURN(PgResult waiting, c.Run(pg_internal::kGroupOldestSql));
     for (int i = 0; i < waiting.rows(); ++i) {
       auto g = groups.find({waiting.Bytes(i, 0), waiting.Bytes(i, 1)});
-      if (g == groups.end()) continue;
-      Micros& oldest = g->second.oldest_enqueued_at;
-      if (oldest == 0 || waiting.Int(i, 2) < oldest) oldest = waiting.Int(i, 2);
+      if (g != groups.end()) keep_earliest(g->second.oldest_enqueued_at, waiting.Int(i, 2));
     }
     for (auto& [key, g] : groups) {
       QueueStats& q = by_queue[key.first];

@@ -504,7 +504,8 @@ class Store {
                                const std::vector<uint64_t>& sequences, Micros now) = 0;
 
   // Every queue with messages or groups, groups sorted by name. Asked by every metrics scrape,
-  // status page and queue listing: SQLite answers from counts its triggers keep (schema v11).
+  // status page and queue listing: both stores answer from counts their triggers keep (SQLite
+  // schema v11, PostgreSQL v4).
   virtual absl::StatusOr<std::vector<QueueStats>> ListQueueStats() = 0;
   // Counted by the store, through the indexes of the open work only (escalated referrals,
   // open consults), so the answer is whole however many there are.
