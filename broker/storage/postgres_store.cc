@@ -152,20 +152,19 @@ absl::StatusOr<std::optional<ReferralEventRecord>> FindEvent(PgConn& c, const st
   return std::optional<ReferralEventRecord>(ReadEvent(r, 0));
 }
 
+// Queued: the writer's pipeline checks it before the request counts as done.
 absl::Status InsertEvent(PgConn& c, const ReferralEventRecord& e, const std::string& alliance) {
-  return c
-      .Run(
-          "INSERT INTO referral_events(referral_id, actor, client_request_id, action, at, body, "
-          "alliance) VALUES($1,$2,$3,$4::integer,$5::bigint,$6,$7)",
-          PgParams()
-              .Add(e.referral_id)
-              .Add(e.actor)
-              .Add(e.client_request_id)
-              .Add(e.action)
-              .Add(e.at)
-              .Bytes(e.body)
-              .Add(alliance))
-      .status();
+  return c.Queue(
+      "INSERT INTO referral_events(referral_id, actor, client_request_id, action, at, body, "
+      "alliance) VALUES($1,$2,$3,$4::integer,$5::bigint,$6,$7)",
+      PgParams()
+          .Add(e.referral_id)
+          .Add(e.actor)
+          .Add(e.client_request_id)
+          .Add(e.action)
+          .Add(e.at)
+          .Bytes(e.body)
+          .Add(alliance));
 }
 
 LeasedMessage ReadLeased(const PgResult& r, int i, const LeaseRequest& req) {
@@ -186,11 +185,10 @@ LeasedMessage ReadLeased(const PgResult& r, int i, const LeaseRequest& req) {
 namespace pg_internal {
 
 absl::Status LockQueue(PgConn& c, const std::string& queue, bool exclusive) {
-  return c
-      .Run(exclusive ? "SELECT pg_advisory_xact_lock(hashtext('queue:' || $1))"
-                     : "SELECT pg_advisory_xact_lock_shared(hashtext('queue:' || $1))",
-           PgParams().Add(queue))
-      .status();
+  // Queued: the statements after it run after it on the server, holding the lock.
+  return c.Queue(exclusive ? "SELECT pg_advisory_xact_lock(hashtext('queue:' || $1))"
+                           : "SELECT pg_advisory_xact_lock_shared(hashtext('queue:' || $1))",
+                 PgParams().Add(queue));
 }
 
 absl::Status Enqueue(PgConn& c, const NewMessage& m, Micros now, const std::string& alliance) {
@@ -198,24 +196,23 @@ absl::Status Enqueue(PgConn& c, const NewMessage& m, Micros now, const std::stri
   // (EnsureGroup, Replay): a group created meanwhile on another broker sees this message in its
   // backfill or this insert sees the group, never neither.
   RETURN_IF_ERROR(LockQueue(c, m.queue, /*exclusive=*/false));
-  // The NOTIFY reaches the other brokers' listeners (PgListener) when this commits.
-  return c
-      .Run(
-          "WITH m AS (INSERT INTO messages(alliance, queue, priority, subject_id, payload, "
-          "enqueued_at) VALUES($6,$1,$2::integer,$3,$4,$5::bigint) RETURNING alliance, seq, "
-          "queue, priority), g AS (INSERT INTO group_messages(alliance, queue, grp, seq, "
-          "priority, state, attempts, visible_at, last_error, state_at) SELECT m.alliance, "
-          "cg.queue, cg.grp, m.seq, m.priority, 0, 0, 0, '', $5::bigint FROM m JOIN "
-          "consumer_groups cg ON cg.alliance=m.alliance AND cg.queue=m.queue) "
-          "SELECT pg_notify('refbroker_' || current_schema(), $1)",
-          PgParams()
-              .Add(m.queue)
-              .Add(m.priority)
-              .Add(m.subject_id)
-              .Bytes(m.payload)
-              .Add(now)
-              .Add(alliance))
-      .status();
+  // The NOTIFY reaches the other brokers' listeners (PgListener) when this commits. Queued
+  // (pipeline mode): nothing here is read back.
+  return c.Queue(
+      "WITH m AS (INSERT INTO messages(alliance, queue, priority, subject_id, payload, "
+      "enqueued_at) VALUES($6,$1,$2::integer,$3,$4,$5::bigint) RETURNING alliance, seq, "
+      "queue, priority), g AS (INSERT INTO group_messages(alliance, queue, grp, seq, "
+      "priority, state, attempts, visible_at, last_error, state_at) SELECT m.alliance, "
+      "cg.queue, cg.grp, m.seq, m.priority, 0, 0, 0, '', $5::bigint FROM m JOIN "
+      "consumer_groups cg ON cg.alliance=m.alliance AND cg.queue=m.queue) "
+      "SELECT pg_notify('refbroker_' || current_schema(), $1)",
+      PgParams()
+          .Add(m.queue)
+          .Add(m.priority)
+          .Add(m.subject_id)
+          .Bytes(m.payload)
+          .Add(now)
+          .Add(alliance));
 }
 
 }  // namespace pg_internal
@@ -237,6 +234,8 @@ absl::StatusOr<std::unique_ptr<PostgresStore>> PostgresStore::Open(const Postgre
       "DO $$ BEGIN FOR s IN 1..4096 LOOP IF pg_try_advisory_lock(hashtext('refbroker-count-shard:' "
       "|| current_schema()), s) THEN PERFORM set_config('refbroker.count_shard', s::text, false); "
       "RETURN; END IF; END LOOP; END $$"));
+  // The writer sends what it does not read back without waiting (PgConn's pipeline mode).
+  RETURN_IF_ERROR(writer_conn->EnterPipelineMode());
   store->writer_ = std::make_unique<internal::PgWriter>(std::move(writer_conn), o.max_batch);
   if (o.listen) store->listener_ = std::make_unique<internal::PgListener>(o.conninfo, o.schema);
   return store;
@@ -331,12 +330,10 @@ absl::StatusOr<SubmitResult> PostgresStore::SubmitReferral(
     p.Add(r.state).Add(r.priority).Add(r.submitted_at).Add(r.updated_at).Bytes(r.body);
     p.Add(r.direction).Add(r.journey_id).Add(r.alliance).Add(r.decision_due_at);
     RETURN_IF_ERROR(
-        tx.conn
-            .Run("INSERT INTO referrals(" REFERRAL_COLUMNS
-                 ") VALUES($1,$2,$3,$4,$5,$6::integer,$7::integer,$8::bigint,$9::bigint,$10,"
-                 "$11::integer,$12,$13,NULLIF($14::bigint,0),1)",
-                 p)
-            .status());
+        tx.conn.Queue("INSERT INTO referrals(" REFERRAL_COLUMNS
+                      ") VALUES($1,$2,$3,$4,$5,$6::integer,$7::integer,$8::bigint,$9::bigint,$10,"
+                      "$11::integer,$12,$13,NULLIF($14::bigint,0),1)",
+                      p));
     RETURN_IF_ERROR(InsertEvent(tx.conn, event, r.alliance));
     for (const NewMessage& m : messages)
       RETURN_IF_ERROR(Enqueue(tx.conn, m, r.submitted_at, QueueAlliance(m.queue)));
@@ -575,15 +572,13 @@ absl::Status PostgresStore::LeaseIn(PgTx& tx, const LeaseRequest& req, LeaseResu
   // Expired leases that used up their attempts become dead letters (rows another broker is
   // leasing right now are skipped: it decides them).
   RETURN_IF_ERROR(
-      tx.conn
-          .Run("UPDATE group_messages SET state=3, state_at=$1::bigint, last_error=CASE WHEN "
-               "last_error='' THEN 'ack deadline exceeded' ELSE last_error END WHERE "
-               "(queue, grp, seq) IN (SELECT queue, grp, seq FROM group_messages WHERE "
-               "queue=$2 AND grp=$3 AND state=1 AND visible_at<=$1::bigint AND "
-               "attempts>=$4::integer FOR UPDATE SKIP LOCKED)",
-               PgParams().Add(req.now).Add(req.queue).Add(req.group).Add(
-                   static_cast<int64_t>(req.max_attempts)))
-          .status());
+      tx.conn.Queue("UPDATE group_messages SET state=3, state_at=$1::bigint, last_error=CASE WHEN "
+                    "last_error='' THEN 'ack deadline exceeded' ELSE last_error END WHERE "
+                    "(queue, grp, seq) IN (SELECT queue, grp, seq FROM group_messages WHERE "
+                    "queue=$2 AND grp=$3 AND state=1 AND visible_at<=$1::bigint AND "
+                    "attempts>=$4::integer FOR UPDATE SKIP LOCKED)",
+                    PgParams().Add(req.now).Add(req.queue).Add(req.group).Add(
+                        static_cast<int64_t>(req.max_attempts))));
   ASSIGN_OR_RETURN(
       PgResult r,
       tx.conn.Run("WITH picked AS (SELECT alliance, seq FROM group_messages WHERE queue=$1 "

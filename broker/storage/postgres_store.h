@@ -130,6 +130,9 @@ class PostgresStore final : public Store {
   }
   uint64_t commits() const override { return writer_->commits(); }
   uint64_t writes() const override { return writer_->writes(); }
+  // How many times the writer has waited for the database's answer (pipeline mode: one wait
+  // answers every statement sent before it).
+  uint64_t writer_round_trips() const { return writer_->round_trips(); }
   void SetEnqueueListener(EnqueueListener listener) override {
     if (listener_) listener_->SetCallback(std::move(listener));
   }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "broker/common/status_macros.h"
 
 namespace refbroker::storage::internal {
 
@@ -138,6 +139,8 @@ PgConn::~PgConn() { PQfinish(conn_); }
 
 absl::Status PgConn::Setup() {
   prepared_.clear();
+  pending_.clear();
+  lost_ = false;
   // Durable on COMMIT (the server's default, stated so that a changed server default cannot
   // weaken what an acknowledgement means); times and sizes never depend on the session's zone.
   // A DBA sees the broker and its schema in pg_stat_activity as "refbroker/<schema>".
@@ -158,8 +161,123 @@ absl::Status PgConn::Reconnect() {
     return absl::UnavailableError(absl::StrCat("storage (postgres): cannot reconnect: ",
                                                absl::StripAsciiWhitespace(PQerrorMessage(conn_))));
   }
+  // The session is set up with plain statements first (several to a string), then pipelined.
+  pipeline_ = false;
+  if (PQpipelineStatus(conn_) != PQ_PIPELINE_OFF) (void)PQexitPipelineMode(conn_);
   if (absl::Status s = Setup(); !s.ok()) return s;
-  return session_sql_.empty() ? absl::OkStatus() : Exec(session_sql_);
+  if (!session_sql_.empty()) RETURN_IF_ERROR(Exec(session_sql_));
+  return wants_pipeline_ ? EnterPipelineMode() : absl::OkStatus();
+}
+
+absl::Status PgConn::EnterPipelineMode() {
+  wants_pipeline_ = true;
+  if (PQenterPipelineMode(conn_) != 1) return LostPipeline("enter pipeline mode");
+  pipeline_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status PgConn::LostPipeline(const char* what) {
+  // Whatever was sent is dropped with the connection: nothing of the transaction commits.
+  lost_ = true;
+  pending_.clear();
+  return absl::UnavailableError(absl::StrCat("storage (postgres): ", what, ": ",
+                                             absl::StripAsciiWhitespace(PQerrorMessage(conn_))));
+}
+
+absl::Status PgConn::SendPrepared(const char* sql, const PgParams& params) {
+  if (lost_) return LostPipeline("pipeline");
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    std::string name = absl::StrCat("s", next_name_++);
+    if (PQsendPrepare(conn_, name.c_str(), sql, 0, nullptr) != 1) return LostPipeline("prepare");
+    pending_.push_back({sql});
+    it = prepared_.emplace(sql, std::move(name)).first;
+  }
+  std::vector<const char*> values = params.Pointers();
+  std::vector<int> lengths = params.Lengths();
+  if (PQsendQueryPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()), values.data(),
+                          lengths.data(), params.Formats().data(),
+                          /*resultFormat=*/1) != 1) {
+    return LostPipeline("send");
+  }
+  pending_.push_back({nullptr});
+  return absl::OkStatus();
+}
+
+absl::Status PgConn::SendUnprepared(const char* sql, const PgParams& params) {
+  if (lost_) return LostPipeline("pipeline");
+  std::vector<const char*> values = params.Pointers();
+  std::vector<int> lengths = params.Lengths();
+  if (PQsendQueryParams(conn_, sql, static_cast<int>(params.size()), params.Types().data(),
+                        values.data(), lengths.data(), params.Formats().data(),
+                        /*resultFormat=*/1) != 1) {
+    return LostPipeline("send");
+  }
+  pending_.push_back({nullptr});
+  return absl::OkStatus();
+}
+
+absl::Status PgConn::Collect(PGresult** last) {
+  PGresult* kept = nullptr;  // the last statement's result, handed over if all went well
+  auto fail = [&](absl::Status s) {
+    PQclear(kept);
+    return s;
+  };
+  if (lost_) return LostPipeline("pipeline");
+  if (PQpipelineSync(conn_) != 1) return LostPipeline("sync");
+  ++round_trips_;
+  absl::Status first;
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) return fail(LostPipeline("no result"));
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    const char* prepare_of = pending_[i].prepare_of;
+    if (!ok && prepare_of != nullptr) prepared_.erase(prepare_of);  // not on the server
+    // The first failure is the one to report; the server skipped what came after it
+    // (PGRES_PIPELINE_ABORTED).
+    if (!ok && st != PGRES_PIPELINE_ABORTED && first.ok()) {
+      first = Check(r, prepare_of != nullptr ? "prepare" : "statement");
+      if (prepare_of != nullptr) {
+        first = absl::Status(first.code(), absl::StrCat(first.message(), " [", prepare_of, "]"));
+      }
+    }
+    if (ok && last != nullptr && i + 1 == pending_.size()) {
+      kept = r;
+    } else {
+      PQclear(r);
+    }
+    while (PGresult* end = PQgetResult(conn_)) PQclear(end);  // each statement ends with a null
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      absl::Status lost = LostPipeline("connection lost");
+      return fail(first.ok() ? lost : first);
+    }
+  }
+  pending_.clear();
+  PGresult* sync = PQgetResult(conn_);
+  const bool in_step = sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  PQclear(sync);
+  if (!in_step) {
+    absl::Status lost = LostPipeline("results out of step");
+    return fail(first.ok() ? lost : first);
+  }
+  if (!first.ok()) return fail(first);
+  last_sqlstate_.clear();
+  if (last != nullptr) *last = kept;
+  return absl::OkStatus();
+}
+
+absl::Status PgConn::Queue(const char* sql, const PgParams& params) {
+  return pipeline_ ? SendPrepared(sql, params) : Run(sql, params).status();
+}
+
+absl::Status PgConn::QueueExec(const char* sql) {
+  return pipeline_ ? SendUnprepared(sql, PgParams()) : Exec(sql);
+}
+
+absl::Status PgConn::Sync() {
+  if (!pipeline_ || (pending_.empty() && !lost_)) return absl::OkStatus();
+  return Collect(nullptr);
 }
 
 absl::Status PgConn::Check(PGresult* r, const char* what) {
@@ -176,6 +294,11 @@ absl::Status PgConn::Check(PGresult* r, const char* what) {
 }
 
 absl::Status PgConn::Exec(const std::string& sql) {
+  if (pipeline_) {
+    RETURN_IF_ERROR(SendUnprepared(sql.c_str(), PgParams()));
+    return Collect(nullptr);
+  }
+  ++round_trips_;
   PGresult* r = PQexec(conn_, sql.c_str());
   absl::Status s = Check(r, "exec");
   PQclear(r);
@@ -183,8 +306,15 @@ absl::Status PgConn::Exec(const std::string& sql) {
 }
 
 absl::StatusOr<PgResult> PgConn::RunOnce(const std::string& sql, const PgParams& params) {
+  if (pipeline_) {
+    RETURN_IF_ERROR(SendUnprepared(sql.c_str(), params));
+    PGresult* r = nullptr;
+    RETURN_IF_ERROR(Collect(&r));
+    return PgResult(r);
+  }
   std::vector<const char*> values = params.Pointers();
   std::vector<int> lengths = params.Lengths();
+  ++round_trips_;
   PGresult* r =
       PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), params.Types().data(),
                    values.data(), lengths.data(), params.Formats().data(),
@@ -197,9 +327,16 @@ absl::StatusOr<PgResult> PgConn::RunOnce(const std::string& sql, const PgParams&
 }
 
 absl::StatusOr<PgResult> PgConn::Run(const char* sql, const PgParams& params) {
+  if (pipeline_) {
+    RETURN_IF_ERROR(SendPrepared(sql, params));
+    PGresult* r = nullptr;
+    RETURN_IF_ERROR(Collect(&r));
+    return PgResult(r);
+  }
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
-    std::string name = absl::StrCat("s", prepared_.size());
+    std::string name = absl::StrCat("s", next_name_++);
+    ++round_trips_;
     PGresult* r = PQprepare(conn_, name.c_str(), sql, 0, nullptr);
     absl::Status s = Check(r, "prepare");
     PQclear(r);
@@ -208,6 +345,7 @@ absl::StatusOr<PgResult> PgConn::Run(const char* sql, const PgParams& params) {
   }
   std::vector<const char*> values = params.Pointers();
   std::vector<int> lengths = params.Lengths();
+  ++round_trips_;
   PGresult* r = PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()),
                                values.data(), lengths.data(), params.Formats().data(),
                                /*resultFormat=*/1);

@@ -5,6 +5,12 @@
 // Statements are prepared once per connection (named after their text) and run with
 // PQexecPrepared; parameters go as text except bytes (BYTEA), which go binary; results come back
 // in binary format (integers big-endian, text and bytea as raw bytes).
+//
+// Pipeline mode (the writer's connection): a statement whose result the caller does not need is
+// sent with Queue and not waited for; the next statement that returns something (Run, RunOnce,
+// Exec) or Sync() sends a sync point and reads every queued statement's result before its own,
+// so one round trip answers them all. A queued statement's failure is returned there, the first
+// one, with its SQLSTATE; the server skips what was sent after it up to that point.
 
 #include <libpq-fe.h>
 
@@ -81,8 +87,20 @@ class PgConn {
   // settings and advisory locks end with it).
   absl::Status SetSessionSql(std::string sql);
 
+  // Enters pipeline mode, now and after every Reconnect(). Exec then takes one statement only.
+  absl::Status EnterPipelineMode();
+  bool pipelined() const { return pipeline_; }
+  // Sends a prepared statement without waiting for its result (pipeline mode; otherwise runs it).
+  absl::Status Queue(const char* sql, const PgParams& params = PgParams());
+  // Sends one statement without parameters (SAVEPOINT, BEGIN) the same way.
+  absl::Status QueueExec(const char* sql);
+  // Waits for every queued statement: the first failure among them, or OK.
+  absl::Status Sync();
+  // How many times this connection has waited for the server's answer.
+  uint64_t round_trips() const { return round_trips_; }
+
   // Whether the connection is still usable; when not, Reconnect() before the next use.
-  bool broken() const { return PQstatus(conn_) != CONNECTION_OK; }
+  bool broken() const { return lost_ || PQstatus(conn_) != CONNECTION_OK; }
   absl::Status Reconnect();
   // The SQLSTATE of the last failed statement ("" after a success).
   const std::string& last_sqlstate() const { return last_sqlstate_; }
@@ -91,12 +109,31 @@ class PgConn {
   PgConn(PGconn* conn, std::string schema) : conn_(conn), schema_(std::move(schema)) {}
   absl::Status Setup();
   absl::Status Check(PGresult* r, const char* what);
+  // Pipeline mode: sends `sql`'s prepare on first use, then its execution.
+  absl::Status SendPrepared(const char* sql, const PgParams& params);
+  absl::Status SendUnprepared(const char* sql, const PgParams& params);
+  // Pipeline mode: sends a sync point and reads every pending result; the last one goes to
+  // `last` when asked for and everything succeeded.
+  absl::Status Collect(PGresult** last);
+  absl::Status LostPipeline(const char* what);
+
+  // A statement sent in pipeline mode and not yet read: its prepare (`prepare_of`: the text
+  // prepared, forgotten if the prepare did not succeed) or its execution (nullptr).
+  struct Pending {
+    const char* prepare_of;
+  };
 
   PGconn* conn_;
   std::string schema_;
   std::string session_sql_;
   std::map<const char*, std::string> prepared_;  // statement text (by address) -> name
+  uint64_t next_name_ = 0;
+  uint64_t round_trips_ = 0;
   std::string last_sqlstate_;
+  bool wants_pipeline_ = false;  // EnterPipelineMode() was called: again after Reconnect()
+  bool pipeline_ = false;        // in pipeline mode now
+  bool lost_ = false;            // the pipeline's results came out of step: reconnect
+  std::vector<Pending> pending_;
 };
 
 // Maps a libpq failure to a canonical status: unique violation → ALREADY_EXISTS; serialization

@@ -61,6 +61,7 @@ void PgWriter::Run() {
       }
     }
     CommitBatch(batch);
+    round_trips_.store(conn_->round_trips());
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (Request* r : batch) r->done = true;
@@ -108,25 +109,28 @@ absl::Status PgAppendAudit(PgConn& conn, std::vector<AuditRow>& rows) {
       p.Add(static_cast<int64_t>(r.seq)).Add(r.at).Add(r.actor).Add(r.alliance).Add(r.action);
       p.Add(r.subject).Add(r.patient_key).Add(r.peer).Add(r.outcome).Add(r.prev_hash).Add(r.hash);
     }
-    RETURN_IF_ERROR(conn.Run(kInserts[n].c_str(), p).status());
+    RETURN_IF_ERROR(conn.Queue(kInserts[n].c_str(), p));
   }
-  return conn
-      .Run("UPDATE audit_head SET seq=$1::bigint, hash=$2 WHERE id=1",
-           PgParams().Add(static_cast<int64_t>(seq)).Add(prev))
-      .status();
+  // Checked with the COMMIT that follows (pipeline mode).
+  return conn.Queue("UPDATE audit_head SET seq=$1::bigint, hash=$2 WHERE id=1",
+                    PgParams().Add(static_cast<int64_t>(seq)).Add(prev));
 }
 
 absl::Status PgWriter::RunRequest(Request& r, std::vector<AuditRow>& audit) {
   constexpr int kAttempts = 4;
   absl::Status s;
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
-    RETURN_IF_ERROR(conn_->Exec("SAVEPOINT request"));
+    RETURN_IF_ERROR(conn_->QueueExec("SAVEPOINT request"));
     std::vector<AuditRow> own;
     PgTx tx{*conn_, own};
     s = r.fn(tx);
+    if (s.ok()) {
+      // What the request queued without waiting fails here if it fails (pipeline mode).
+      s = conn_->QueueExec("RELEASE request");
+      if (s.ok()) s = conn_->Sync();
+    }
     if (conn_->broken()) return s.ok() ? absl::UnavailableError("storage: connection lost") : s;
     if (s.ok()) {
-      RETURN_IF_ERROR(conn_->Exec("RELEASE request"));
       for (AuditRow& row : own) audit.push_back(std::move(row));
       r.result = s;
       return absl::OkStatus();
@@ -134,7 +138,8 @@ absl::Status PgWriter::RunRequest(Request& r, std::vector<AuditRow>& audit) {
     // A race with another broker's transaction (deadlock, serialization, the same unique key
     // inserted meanwhile) is retried: the retry sees the other's committed row.
     const std::string state = conn_->last_sqlstate();
-    RETURN_IF_ERROR(conn_->Exec("ROLLBACK TO request; RELEASE request"));
+    RETURN_IF_ERROR(conn_->QueueExec("ROLLBACK TO request"));
+    RETURN_IF_ERROR(conn_->Exec("RELEASE request"));
     bool race = state == "40001" || state == "40P01" || state == "23505";
     if (!race) break;
   }
@@ -146,7 +151,7 @@ void PgWriter::CommitBatch(std::deque<Request*>& batch) {
   auto begin = std::chrono::steady_clock::now();
   absl::Status batch_status;
   if (conn_->broken()) batch_status = conn_->Reconnect();
-  if (batch_status.ok()) batch_status = conn_->Exec("BEGIN");
+  if (batch_status.ok()) batch_status = conn_->QueueExec("BEGIN");
   std::vector<AuditRow> audit;
   for (Request* r : batch) {
     if (!batch_status.ok()) break;

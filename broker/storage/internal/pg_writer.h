@@ -12,6 +12,10 @@
 // batches of several brokers run their requests concurrently and queue only for the append and
 // the commit.
 //
+// The connection may be in pipeline mode (PgConn): then a request sends what it does not read
+// back without waiting, and its savepoint's release waits for all of it, so a failure among those
+// statements fails that request alone, as any other failure does.
+//
 // Errors are not latched: a lost connection fails the batch with UNAVAILABLE (nothing of it is
 // acknowledged) and the next batch reconnects. Thread-safe.
 
@@ -57,6 +61,8 @@ class PgWriter {
   void SetCommitObserver(CommitObserver observer);
   uint64_t commits() const { return commits_.load(); }
   uint64_t writes() const { return writes_.load(); }
+  // The connection's round trips, as of the last batch.
+  uint64_t round_trips() const { return round_trips_.load(); }
 
  private:
   struct Request {
@@ -80,6 +86,7 @@ class PgWriter {
   std::shared_ptr<CommitObserver> observer_;  // guarded by mu_
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> writes_{0};
+  std::atomic<uint64_t> round_trips_{0};
   std::thread thread_;
 };
 

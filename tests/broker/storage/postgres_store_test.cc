@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_replace.h"
 #include "broker/storage/internal/list_query.h"
+#include "broker/storage/internal/pg_conn.h"
 #include "broker/storage/postgres_schema.h"
 #include "broker/storage/postgres_store_internal.h"
 #include "tests/support/pg_cluster.h"
@@ -70,7 +71,8 @@ class PostgresStoreTest : public ::testing::Test {
     return s.ok() ? std::move(*s) : nullptr;
   }
 
-  static absl::Status Submit(Store& store, const std::string& id) {
+  // A pingyu clinic's referral to its lead hospital.
+  static ReferralRecord Referral(const std::string& id) {
     ReferralRecord r;
     r.id = id;
     r.sender = "124117234175811018";
@@ -83,6 +85,11 @@ class PostgresStoreTest : public ::testing::Test {
     r.body = "body";
     r.journey_id = id;
     r.alliance = "pingyu";
+    return r;
+  }
+
+  static absl::Status Submit(Store& store, const std::string& id) {
+    ReferralRecord r = Referral(id);
     ReferralEventRecord e{id, "", "", 1, kT0, "e"};
     return store.SubmitReferral(r, e, {NewMessage{kQueue, 3, id, "payload"}}).status();
   }
@@ -237,17 +244,9 @@ TEST_F(PostgresStoreTest, RowsLiveInTheirAllianceSPartitionAndAnAllianceCanBeDet
   ASSERT_TRUE(opened.ok()) << opened.status();
   auto store = std::move(*opened);
   ASSERT_TRUE(Submit(*store, "ref-p").ok());  // pingyu clinic to pingyu hospital
-  ReferralRecord x;
-  x.id = "ref-x";
+  ReferralRecord x = Referral("ref-x");
   x.sender = "12411729MB1234567X";
   x.receiver = "12411729MB7654321Y";
-  x.client_request_id = "req-x";
-  x.request_digest = "d";
-  x.state = 1;
-  x.submitted_at = kT0;
-  x.updated_at = kT0;
-  x.body = "body";
-  x.journey_id = "ref-x";
   x.alliance = "xincai";
   ASSERT_TRUE(store
                   ->SubmitReferral(x, ReferralEventRecord{"ref-x", "", "", 1, kT0, "e"},
@@ -533,6 +532,91 @@ TEST_F(PostgresStoreTest, AClinicsNewestReferralsAreReadFromItsIndexesNotAllItsR
   ASSERT_GT(touched, 0);
   EXPECT_LT(touched, 200);
   EXPECT_GT(one_search, 10 * touched);
+}
+
+// The writer's connection is in pipeline mode: statements whose result nobody reads are sent
+// without waiting, and the next statement that is read back (or a sync) answers them all in one
+// round trip. A failure among them is returned there, with its SQLSTATE, and the server skips
+// what was sent after it.
+TEST_F(PostgresStoreTest, APipelinedConnectionWaitsOnceForWhatItQueuedAndReturnsItsFailure) {
+  ASSERT_EQ(
+      Sql("CREATE SCHEMA " + schema_ + "; CREATE TABLE " + schema_ + ".t(k bigint PRIMARY KEY)"),
+      "");
+  auto opened = internal::PgConn::Connect(Conninfo(), schema_);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  internal::PgConn& c = **opened;
+  ASSERT_TRUE(c.EnterPipelineMode().ok());
+  const char* kInsert = "INSERT INTO t(k) VALUES($1::bigint)";
+  uint64_t before = c.round_trips();
+  ASSERT_TRUE(c.QueueExec("BEGIN").ok());
+  for (int64_t k = 1; k <= 3; ++k) ASSERT_TRUE(c.Queue(kInsert, internal::PgParams().Add(k)).ok());
+  auto count = c.Run("SELECT COUNT(*) FROM t");
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(count->Int(0, 0), 3);
+  EXPECT_EQ(c.round_trips() - before, 1u);
+
+  // A duplicate key among queued inserts: the sync returns it; the insert after it never ran.
+  ASSERT_TRUE(c.QueueExec("SAVEPOINT a").ok());
+  ASSERT_TRUE(c.Queue(kInsert, internal::PgParams().Add(int64_t{2})).ok());
+  ASSERT_TRUE(c.Queue(kInsert, internal::PgParams().Add(int64_t{9})).ok());
+  absl::Status failed = c.Sync();
+  EXPECT_TRUE(absl::IsAlreadyExists(failed)) << failed;
+  EXPECT_EQ(c.last_sqlstate(), "23505");
+  ASSERT_TRUE(c.QueueExec("ROLLBACK TO a").ok());
+  ASSERT_TRUE(c.Queue(kInsert, internal::PgParams().Add(int64_t{4})).ok());
+  ASSERT_TRUE(c.Exec("COMMIT").ok());
+  EXPECT_EQ(Sql("SELECT string_agg(k::text, ',' ORDER BY k) FROM " + schema_ + ".t"), "1,2,3,4");
+
+  // A statement whose prepare failed is not taken for prepared: sent again, it fails the same way.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(c.Queue("SELEC 1").ok());
+    absl::Status bad = c.Sync();
+    EXPECT_NE(bad.message().find("syntax error"), std::string::npos) << bad;
+  }
+
+  // A lost connection is UNAVAILABLE; after the reconnect the connection pipelines again.
+  ASSERT_EQ(Sql("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                "application_name='refbroker/" +
+                schema_ + "'"),
+            "1");
+  ASSERT_TRUE(c.Queue(kInsert, internal::PgParams().Add(int64_t{5})).ok());
+  absl::Status lost = c.Sync();
+  EXPECT_TRUE(absl::IsUnavailable(lost)) << lost;
+  ASSERT_TRUE(c.broken());
+  ASSERT_TRUE(c.Reconnect().ok());
+  EXPECT_TRUE(c.pipelined());
+  before = c.round_trips();
+  for (int64_t k = 5; k <= 6; ++k) ASSERT_TRUE(c.Queue(kInsert, internal::PgParams().Add(k)).ok());
+  ASSERT_TRUE(c.Sync().ok());
+  EXPECT_EQ(c.round_trips() - before, 1u);
+  EXPECT_EQ(Sql("SELECT string_agg(k::text, ',' ORDER BY k) FROM " + schema_ + ".t"),
+            "1,2,3,4,5,6");
+}
+
+// A submit waits for the database three times (its duplicate check, its savepoint's release
+// with everything it queued, the commit), not once per statement (nine). A failure among its
+// queued writes fails that submit alone, and nothing it queued stays.
+TEST_F(PostgresStoreTest, TheWriterWaitsOnlyForWhatItReadsAndAQueuedFailureFailsItsRequest) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(Submit(*store, "ref-1").ok());  // prepares the statements
+  uint64_t before = store->writer_round_trips();
+  ASSERT_TRUE(Submit(*store, "ref-2").ok());
+  EXPECT_LE(store->writer_round_trips() - before, 3u);
+
+  // The same referral id under another client request id: the duplicate check passes and the
+  // queued INSERT fails on the primary key, after which its event and message were sent.
+  ReferralRecord r = Referral("ref-2");
+  r.client_request_id = "another-request";
+  ReferralEventRecord e{"ref-2", "", "", 1, kT0, "e"};
+  auto dup = store->SubmitReferral(r, e, {NewMessage{kQueue, 3, "ref-2", "payload"}});
+  EXPECT_TRUE(absl::IsAlreadyExists(dup.status())) << dup.status();
+  ASSERT_TRUE(Submit(*store, "ref-3").ok());
+  EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".messages"), "3");
+  EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".referral_events"), "3");
+  auto stats = store->ListQueueStats();
+  ASSERT_TRUE(stats.ok() && stats->size() == 1) << stats.status();
+  EXPECT_EQ(stats->front().retained, 3u);
 }
 
 TEST_F(PostgresStoreTest, AnUnreachableDatabaseIsUnavailableAtOpen) {
