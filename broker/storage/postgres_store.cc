@@ -310,10 +310,14 @@ absl::StatusOr<SubmitResult> PostgresStore::SubmitReferral(
     const std::vector<NewMessage>& messages) {
   SubmitResult result;
   RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(PgResult found,
-                     tx.conn.Run("SELECT " REFERRAL_COLUMNS
-                                 " FROM referrals WHERE sender=$1 AND client_request_id=$2",
-                                 PgParams().Add(referral.sender).Add(referral.client_request_id)));
+    // By the unique key, alliance first: one partition's index, however many alliances.
+    ASSIGN_OR_RETURN(PgResult found, tx.conn.Run("SELECT " REFERRAL_COLUMNS
+                                                 " FROM referrals WHERE alliance=$3 AND sender=$1 "
+                                                 "AND client_request_id=$2",
+                                                 PgParams()
+                                                     .Add(referral.sender)
+                                                     .Add(referral.client_request_id)
+                                                     .Add(referral.alliance)));
     if (found.rows() > 0) {
       result.referral = ReadReferral(found, 0);
       if (result.referral.request_digest != referral.request_digest) {
