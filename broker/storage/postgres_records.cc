@@ -136,21 +136,20 @@ absl::StatusOr<std::optional<ConsultEventRecord>> FindConsultEventIn(
   return std::optional<ConsultEventRecord>(ReadConsultEvent(r, 0));
 }
 
+// Queued, as a referral's event.
 absl::Status InsertConsultEvent(PgConn& c, const ConsultEventRecord& e,
                                 const std::string& alliance) {
-  return c
-      .Run(
-          "INSERT INTO consult_events(consult_id, actor, client_request_id, action, at, body, "
-          "alliance) VALUES($1,$2,$3,$4::integer,$5::bigint,$6,$7)",
-          PgParams()
-              .Add(e.consult_id)
-              .Add(e.actor)
-              .Add(e.client_request_id)
-              .Add(e.action)
-              .Add(e.at)
-              .Bytes(e.body)
-              .Add(alliance))
-      .status();
+  return c.Queue(
+      "INSERT INTO consult_events(consult_id, actor, client_request_id, action, at, body, "
+      "alliance) VALUES($1,$2,$3,$4::integer,$5::bigint,$6,$7)",
+      PgParams()
+          .Add(e.consult_id)
+          .Add(e.actor)
+          .Add(e.client_request_id)
+          .Add(e.action)
+          .Add(e.at)
+          .Bytes(e.body)
+          .Add(alliance));
 }
 
 // --- audit ------------------------------------------------------------------------------
@@ -349,10 +348,14 @@ absl::StatusOr<ConsultSubmitResult> PostgresStore::SubmitConsult(
   ConsultSubmitResult result;
   RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
     result = ConsultSubmitResult();
+    // By the unique key, alliance first, as a referral's (PostgresStore::SubmitReferral).
     ASSIGN_OR_RETURN(PgResult found,
-                     tx.conn.Run("SELECT " CONSULT_COLUMNS " FROM consults WHERE requester=$1 AND "
-                                 "client_request_id=$2",
-                                 PgParams().Add(consult.requester).Add(consult.client_request_id)));
+                     tx.conn.Run("SELECT " CONSULT_COLUMNS " FROM consults WHERE alliance=$3 AND "
+                                 "requester=$1 AND client_request_id=$2",
+                                 PgParams()
+                                     .Add(consult.requester)
+                                     .Add(consult.client_request_id)
+                                     .Add(consult.alliance)));
     if (found.rows() > 0) {
       result.consult = ReadConsult(found, 0);
       if (result.consult.request_digest != consult.request_digest) {
@@ -368,12 +371,10 @@ absl::StatusOr<ConsultSubmitResult> PostgresStore::SubmitConsult(
     p.Add(r.id).Add(r.requester).Add(r.target).Add(r.client_request_id).Bytes(r.request_digest);
     p.Add(r.state).Add(r.priority).Add(r.service).Add(r.alliance).Add(r.requested_at);
     p.Add(r.updated_at).Add(r.due_at).Bytes(r.body);
-    RETURN_IF_ERROR(tx.conn
-                        .Run("INSERT INTO consults(" CONSULT_COLUMNS
-                             ") VALUES($1,$2,$3,$4,$5,$6::integer,$7::integer,$8::integer,$9,"
-                             "$10::bigint,$11::bigint,NULLIF($12::bigint,0),1,$13)",
-                             p)
-                        .status());
+    RETURN_IF_ERROR(tx.conn.Queue("INSERT INTO consults(" CONSULT_COLUMNS
+                                  ") VALUES($1,$2,$3,$4,$5,$6::integer,$7::integer,$8::integer,$9,"
+                                  "$10::bigint,$11::bigint,NULLIF($12::bigint,0),1,$13)",
+                                  p));
     RETURN_IF_ERROR(InsertConsultEvent(tx.conn, event, r.alliance));
     for (const NewMessage& m : messages)
       RETURN_IF_ERROR(Enqueue(tx.conn, m, r.requested_at, QueueAlliance(m.queue)));
