@@ -142,14 +142,7 @@ absl::Status InsertConsultEvent(PgConn& c, const ConsultEventRecord& e,
   return c.Queue(
       "INSERT INTO consult_events(consult_id, actor, client_request_id, action, at, body, "
       "alliance) VALUES($1,$2,$3,$4::integer,$5::bigint,$6,$7)",
-      PgParams()
-          .Add(e.consult_id)
-          .Add(e.actor)
-          .Add(e.client_request_id)
-          .Add(e.action)
-          .Add(e.at)
-          .Bytes(e.body)
-          .Add(alliance));
+      pg_internal::EventParams(e.consult_id, e, alliance));
 }
 
 // --- audit ------------------------------------------------------------------------------

@@ -157,14 +157,7 @@ absl::Status InsertEvent(PgConn& c, const ReferralEventRecord& e, const std::str
   return c.Queue(
       "INSERT INTO referral_events(referral_id, actor, client_request_id, action, at, body, "
       "alliance) VALUES($1,$2,$3,$4::integer,$5::bigint,$6,$7)",
-      PgParams()
-          .Add(e.referral_id)
-          .Add(e.actor)
-          .Add(e.client_request_id)
-          .Add(e.action)
-          .Add(e.at)
-          .Bytes(e.body)
-          .Add(alliance));
+      pg_internal::EventParams(e.referral_id, e, alliance));
 }
 
 LeasedMessage ReadLeased(const PgResult& r, int i, const LeaseRequest& req) {

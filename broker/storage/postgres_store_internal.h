@@ -15,6 +15,21 @@ namespace refbroker::storage::pg_internal {
 // creating a group or replaying into one.
 absl::Status LockQueue(internal::PgConn& c, const std::string& queue, bool exclusive);
 
+// An event's insert parameters, a referral's or a consult's ($1 the referral or consult, then
+// actor, client request id, action, time, body, alliance).
+template <typename Event>
+internal::PgParams EventParams(const std::string& subject, const Event& e,
+                               const std::string& alliance) {
+  return internal::PgParams()
+      .Add(subject)
+      .Add(e.actor)
+      .Add(e.client_request_id)
+      .Add(e.action)
+      .Add(e.at)
+      .Bytes(e.body)
+      .Add(alliance);
+}
+
 // Appends a message (to `alliance`'s partition: the queue owner's) and fans it out to every
 // existing consumer group of its queue.
 absl::Status Enqueue(internal::PgConn& c, const NewMessage& m, Micros now,
