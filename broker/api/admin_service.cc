@@ -52,10 +52,13 @@ absl::Status AdminServiceImpl::DoListQueues(const auth::Principal& who,
   auto stats = ctx_.engine.store().ListQueueStats();
   if (!stats.ok()) return stats.status();
   // Deadline breaches by owner: escalated referrals still waiting for a decision, escalated
-  // consults not yet reported, counted by the store.
+  // consults not yet reported, counted by the store. Counted by whose queue they wait on, not
+  // by the alliance of whoever sent them: a partner clinic's referral to one of an operator's
+  // hospitals counts on that hospital's queue, which the listing shows the operator (what anyone
+  // sees is decided queue by queue below).
   storage::DeadlineBreachFilter breach_filter;
-  if (who.role == auth::Role::kOperator) breach_filter.alliance = who.alliance;
   if (who.IsInstitution()) breach_filter.owner = who.id;
+  if (!request.owner().empty()) breach_filter.owner = request.owner();
   auto breaches = ctx_.engine.store().CountDeadlineBreaches(breach_filter);
   if (!breaches.ok()) return breaches.status();
   std::map<std::string, storage::QueueStats> by_name;

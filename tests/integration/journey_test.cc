@@ -4,10 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
 
+#include "absl/strings/str_replace.h"
 #include "client/refclient/referral_client.h"
 #include "tests/support/broker_process.h"
+#include "tests/support/files.h"
+#include "tests/support/scratch_dir.h"
 #include "tests/support/test_clients.h"
 
 namespace refbroker::testing {
@@ -185,6 +189,44 @@ TEST(Deadline, EscalatesOnceReroutesAndSurvivesARestart) {
   accept_late.mutable_accept();
   ASSERT_TRUE(refclient::ReferralClient(*central).Transition(accept_late).ok());
   EXPECT_EQ(DeadlineBreaches(*op, "12411723417580002E", v1::REFERRALS), 0);
+}
+
+// A late referral from a partner clinic of another alliance (Shangcai's, allowed to refer to
+// Pingyu's People's Hospital) counts where it waits: on the hospital's queue, for the hospital
+// and for Pingyu's operator, whose listing shows that queue; not for Shangcai's operator, who
+// does not see it.
+TEST(Deadline, APartnerClinicsLateReferralCountsOnTheReceivingQueueForItsOperator) {
+  const std::string registry = ScratchDir() / "partner-registry.toml";
+  {
+    std::ofstream out(registry);
+    out << ReadAll(std::string(REFBROKER_SOURCE_DIR) + "/deploy/registry.toml") << "\n"
+        << absl::StrReplaceAll(
+               ReadAll(std::string(REFBROKER_SOURCE_DIR) +
+                       "/tests/integration/neighbour-registry.toml"),
+               {{"cert = \"shangcai-thc\"", std::string("cert = \"shangcai-thc\"\npartners = [\"") +
+                                                kPeopleHospital + "\"]"}});
+  }
+  BrokerConfig config;
+  config.registry_path = registry;
+  config.routine_deadline_s = 1;
+  BrokerProcess broker(config);
+  ASSERT_TRUE(broker.Start().ok());
+  auto partner = ConnectAs(broker.address(), "shangcai-thc");
+  auto late = refclient::ReferralClient(*partner).Submit(
+      MakeReferral("12411722417591101H", "partner-late", v1::ROUTINE, kPeopleHospital));
+  ASSERT_TRUE(late.ok()) << late.status();
+  auto hospital = ConnectAs(broker.address(), "people-hospital");
+  auto op = ConnectAs(broker.address(), "operator");
+  auto other_op = ConnectAs(broker.address(), "shangcai-operator");
+  int64_t for_hospital = 0;
+  for (int i = 0; i < 100 && for_hospital != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for_hospital = DeadlineBreaches(*hospital, kPeopleHospital, v1::REFERRALS);
+  }
+  ASSERT_EQ(for_hospital, 1);  // escalated
+  EXPECT_EQ(DeadlineBreaches(*op, kPeopleHospital, v1::REFERRALS), 1);
+  EXPECT_EQ(DeadlineBreaches(*other_op, kPeopleHospital, v1::REFERRALS), -1);  // not listed
+  EXPECT_EQ(DeadlineBreaches(*other_op, "12411722417590001L", v1::REFERRALS), 0);
 }
 
 }  // namespace
