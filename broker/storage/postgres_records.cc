@@ -188,10 +188,9 @@ absl::StatusOr<PublishOutcome> PostgresStore::PublishResult(const ResultRow& row
     }
     // One publish of a patient's item at a time across brokers, so that the look at the earlier
     // results and the insert below cannot interleave with another's.
-    RETURN_IF_ERROR(tx.conn
-                        .Run("SELECT pg_advisory_xact_lock(hashtext('result:' || $1 || ':' || $2))",
-                             PgParams().Add(row.patient_key).Add(row.item_code))
-                        .status());
+    RETURN_IF_ERROR(
+        tx.conn.Queue("SELECT pg_advisory_xact_lock(hashtext('result:' || $1 || ':' || $2))",
+                      PgParams().Add(row.patient_key).Add(row.item_code)));
     ASSIGN_OR_RETURN(
         PgResult p,
         tx.conn.Run(kEarlierSql,
@@ -222,12 +221,10 @@ absl::StatusOr<PublishOutcome> PostgresStore::PublishResult(const ResultRow& row
     ins.Add(r.id).Add(r.publisher).Add(r.client_request_id).Bytes(r.request_digest);
     ins.Add(r.patient_key).Add(r.item_code).Add(r.kind).Add(r.performed_at).Add(r.received_at);
     ins.Add(r.repeat_without_reason ? 1 : 0).Bytes(r.body).Add(AllianceOf(r.publisher));
-    RETURN_IF_ERROR(tx.conn
-                        .Run("INSERT INTO results(" RESULT_COLUMNS
-                             ", alliance) VALUES($1,$2,$3,$4,$5,$6,$7::integer,$8::bigint,"
-                             "$9::bigint,$10::integer,$11,$12)",
-                             ins)
-                        .status());
+    RETURN_IF_ERROR(tx.conn.Queue("INSERT INTO results(" RESULT_COLUMNS
+                                  ", alliance) VALUES($1,$2,$3,$4,$5,$6,$7::integer,$8::bigint,"
+                                  "$9::bigint,$10::integer,$11,$12)",
+                                  ins));
     for (const NewMessage& m : decision.messages) {
       RETURN_IF_ERROR(Enqueue(tx.conn, m, row.received_at, QueueAlliance(m.queue)));
     }
@@ -293,11 +290,10 @@ absl::StatusOr<RetestOutcome> PostgresStore::RecordRetest(const RetestRow& row) 
     p.Add(row.id).Add(row.institution).Add(row.client_request_id).Add(row.patient_key);
     p.Add(row.item_code).Add(row.reason).Add(row.recorded_at).Add(row.used_by_result_id);
     p.Bytes(row.body).Add(AllianceOf(row.institution));
-    RETURN_IF_ERROR(tx.conn
-                        .Run("INSERT INTO retests(" RETEST_COLUMNS
-                             ", alliance) VALUES($1,$2,$3,$4,$5,$6::integer,$7::bigint,$8,$9,$10)",
-                             p)
-                        .status());
+    RETURN_IF_ERROR(
+        tx.conn.Queue("INSERT INTO retests(" RETEST_COLUMNS
+                      ", alliance) VALUES($1,$2,$3,$4,$5,$6::integer,$7::bigint,$8,$9,$10)",
+                      p));
     out.row = row;
     return absl::OkStatus();
   }));
@@ -438,18 +434,17 @@ absl::StatusOr<ConsultChangeResult> PostgresStore::ChangeConsult(const ConsultCh
         return absl::AlreadyExistsError(
             absl::StrCat("report '", r.id, "' exists and is immutable"));
       }
-      RETURN_IF_ERROR(tx.conn
-                          .Run("INSERT INTO consult_reports(id, consult_id, issued_at, sha256, "
-                               "addendum_to, body, alliance) VALUES($1,$2,$3::bigint,$4,$5,$6,$7)",
-                               PgParams()
-                                   .Add(r.id)
-                                   .Add(r.consult_id)
-                                   .Add(r.issued_at)
-                                   .Add(r.sha256)
-                                   .Add(r.addendum_to)
-                                   .Bytes(r.body)
-                                   .Add(alliance))
-                          .status());
+      RETURN_IF_ERROR(
+          tx.conn.Queue("INSERT INTO consult_reports(id, consult_id, issued_at, sha256, "
+                        "addendum_to, body, alliance) VALUES($1,$2,$3::bigint,$4,$5,$6,$7)",
+                        PgParams()
+                            .Add(r.id)
+                            .Add(r.consult_id)
+                            .Add(r.issued_at)
+                            .Add(r.sha256)
+                            .Add(r.addendum_to)
+                            .Bytes(r.body)
+                            .Add(alliance)));
     }
     for (const NewMessage& m : c.messages)
       RETURN_IF_ERROR(Enqueue(tx.conn, m, c.updated_at, QueueAlliance(m.queue)));
@@ -530,19 +525,17 @@ absl::StatusOr<ThreadMessageOutcome> PostgresStore::AppendConsultMessage(
                                                  PgParams().Add(row.consult_id)));
     const std::string alliance = owner.rows() > 0 ? owner.Bytes(0, 0) : AllianceOf(row.author);
     std::vector<NewMessage> messages = announce(out.row);  // fills out.row.body
-    RETURN_IF_ERROR(tx.conn
-                        .Run("INSERT INTO consult_messages(" THREAD_COLUMNS
-                             ", alliance) VALUES($1,$2,$3::bigint,$4,$5,$6::bigint,$7,$8)",
-                             PgParams()
-                                 .Add(out.row.id)
-                                 .Add(out.row.consult_id)
-                                 .Add(static_cast<int64_t>(out.row.seq))
-                                 .Add(out.row.author)
-                                 .Add(out.row.client_request_id)
-                                 .Add(out.row.at)
-                                 .Bytes(out.row.body)
-                                 .Add(alliance))
-                        .status());
+    RETURN_IF_ERROR(tx.conn.Queue("INSERT INTO consult_messages(" THREAD_COLUMNS
+                                  ", alliance) VALUES($1,$2,$3::bigint,$4,$5,$6::bigint,$7,$8)",
+                                  PgParams()
+                                      .Add(out.row.id)
+                                      .Add(out.row.consult_id)
+                                      .Add(static_cast<int64_t>(out.row.seq))
+                                      .Add(out.row.author)
+                                      .Add(out.row.client_request_id)
+                                      .Add(out.row.at)
+                                      .Bytes(out.row.body)
+                                      .Add(alliance)));
     for (const NewMessage& m : messages)
       RETURN_IF_ERROR(Enqueue(tx.conn, m, row.at, QueueAlliance(m.queue)));
     return absl::OkStatus();

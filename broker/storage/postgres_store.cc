@@ -694,12 +694,10 @@ absl::Status PostgresStore::Release(const std::string& queue, const std::string&
   return WriteTxn([&](PgTx& tx) -> absl::Status {
     for (uint64_t seq : sequences) {
       RETURN_IF_ERROR(
-          tx.conn
-              .Run("UPDATE group_messages SET state=0, visible_at=$1::bigint, "
-                   "state_at=$1::bigint WHERE queue=$2 AND grp=$3 AND "
-                   "seq=$4::bigint AND state=1",
-                   PgParams().Add(now).Add(queue).Add(group).Add(static_cast<int64_t>(seq)))
-              .status());
+          tx.conn.Queue("UPDATE group_messages SET state=0, visible_at=$1::bigint, "
+                        "state_at=$1::bigint WHERE queue=$2 AND grp=$3 AND "
+                        "seq=$4::bigint AND state=1",
+                        PgParams().Add(now).Add(queue).Add(group).Add(static_cast<int64_t>(seq))));
     }
     return absl::OkStatus();
   });
