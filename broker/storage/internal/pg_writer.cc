@@ -124,10 +124,14 @@ absl::Status PgWriter::RunRequest(Request& r, std::vector<AuditRow>& audit) {
     std::vector<AuditRow> own;
     PgTx tx{*conn_, own};
     s = r.fn(tx);
+    // What the request queued without waiting is read here (pipeline mode): a failure among it
+    // fails the request; on the way out of a failed one it is read before the rollback, so that
+    // it cannot fail the rollback and with it the batch.
     if (s.ok()) {
-      // What the request queued without waiting fails here if it fails (pipeline mode).
       s = conn_->QueueExec("RELEASE request");
       if (s.ok()) s = conn_->Sync();
+    } else {
+      (void)conn_->Sync();
     }
     if (conn_->broken()) return s.ok() ? absl::UnavailableError("storage: connection lost") : s;
     if (s.ok()) {

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <mutex>
 #include <regex>
@@ -20,6 +21,7 @@
 #include "absl/strings/str_replace.h"
 #include "broker/storage/internal/list_query.h"
 #include "broker/storage/internal/pg_conn.h"
+#include "broker/storage/internal/pg_writer.h"
 #include "broker/storage/postgres_schema.h"
 #include "broker/storage/postgres_store_internal.h"
 #include "tests/support/pg_cluster.h"
@@ -617,6 +619,53 @@ TEST_F(PostgresStoreTest, TheWriterWaitsOnlyForWhatItReadsAndAQueuedFailureFails
   auto stats = store->ListQueueStats();
   ASSERT_TRUE(stats.ok() && stats->size() == 1) << stats.status();
   EXPECT_EQ(stats->front().retained, 3u);
+}
+
+// A request that queued a write and then failed for a reason of its own rolls back alone, even
+// when the queued write failed too: the requests sharing its transaction commit, and it gets
+// its own error, not the queued write's.
+TEST_F(PostgresStoreTest, ARequestThatFailsAfterAFailedQueuedWriteRollsBackAlone) {
+  ASSERT_EQ(Sql("CREATE SCHEMA " + schema_ + "; CREATE TABLE " + schema_ +
+                ".t(k bigint PRIMARY KEY); INSERT INTO " + schema_ + ".t VALUES (1)"),
+            "");
+  auto opened = internal::PgConn::Connect(Conninfo(), schema_);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_TRUE((*opened)->EnterPipelineMode().ok());
+  internal::PgWriter writer(std::move(*opened), 64);
+  const char* kInsert = "INSERT INTO t(k) VALUES($1::bigint)";
+  auto insert = [&](int64_t k) {
+    return
+        [&, k](internal::PgTx& tx) { return tx.conn.Queue(kInsert, internal::PgParams().Add(k)); };
+  };
+  // The first request holds the writer while the other two queue for the next batch.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> holding{false};
+  std::thread first([&] {
+    (void)writer.Write([&](internal::PgTx& tx) {
+      holding = true;
+      released.wait();
+      return insert(2)(tx);
+    });
+  });
+  while (!holding) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  absl::Status failing, good;
+  std::thread b([&] {
+    failing = writer.Write([&](internal::PgTx& tx) -> absl::Status {
+      absl::Status queued = insert(1)(tx);  // a duplicate key, found only when read
+      if (!queued.ok()) return queued;
+      return absl::FailedPreconditionError("the request's own reason");
+    });
+  });
+  std::thread c([&] { good = writer.Write(insert(3)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  release.set_value();
+  first.join();
+  b.join();
+  c.join();
+  EXPECT_TRUE(absl::IsFailedPrecondition(failing)) << failing;
+  EXPECT_TRUE(good.ok()) << good;
+  EXPECT_EQ(Sql("SELECT string_agg(k::text, ',' ORDER BY k) FROM " + schema_ + ".t"), "1,2,3");
 }
 
 TEST_F(PostgresStoreTest, AnUnreachableDatabaseIsUnavailableAtOpen) {
