@@ -274,7 +274,8 @@ INSERT INTO pending_sweeps VALUES('acked_but_undelivered');
     // without counts, 2.9-3.1 s with these (~85 us a referral; through the broker ~150 us of
     // the server's statement time a referral, broker/storage/README.md). Not partitioned:
     // partitioned by alliance, the counts cost a third more (3.1 s against 2.3-2.5 s in runs
-    // alternated with them). A statement on a partition itself (not the partitioned table), or a partition
+    // alternated with them). A statement on a partition itself (not the partitioned table), or a
+    // partition
     // detached or attached, changes no count: recount_queues() counts everything again
     // (OPERATIONS.md), as this migration does.
     R"sql(
@@ -341,6 +342,15 @@ AS $$ BEGIN
     WHERE state <> 2 GROUP BY alliance, queue, grp, state;
 END $$;
 SELECT recount_queues();
+)sql",
+    // v5: the indexes of the duplicate checks by (sender, client_request_id) and (requester,
+    // client_request_id) are gone: a submit's and a consult's checks read their unique keys,
+    // alliance first (one partition's index), and nothing else reads these. Each was written at
+    // every insert and at every update of the row that is not HOT (a referral's state changes
+    // several times).
+    R"sql(
+DROP INDEX IF EXISTS referrals_request;
+DROP INDEX IF EXISTS consults_request;
 )sql",
 };
 

@@ -461,7 +461,7 @@ TEST_F(PostgresStoreTest, TheUpgradeToSchemaV4CountsTheMessagesStoredBeforeIt) {
   ASSERT_EQ(Sql("SET search_path=" + schema_ +
                 "; DROP TABLE queue_counts; DROP FUNCTION count_messages, count_group_messages, "
                 "recount_queues, count_shard CASCADE; DELETE FROM schema_migrations WHERE "
-                "version=4; SELECT COUNT(*) FROM information_schema.triggers WHERE "
+                "version>=4; SELECT COUNT(*) FROM information_schema.triggers WHERE "
                 "event_object_schema='" +
                 schema_ + "' AND trigger_name LIKE '%counted'"),
             "0");
@@ -474,7 +474,41 @@ TEST_F(PostgresStoreTest, TheUpgradeToSchemaV4CountsTheMessagesStoredBeforeIt) {
   ASSERT_EQ(stats->front().groups.size(), 1u);
   EXPECT_EQ(stats->front().groups[0].ready, 3u);
   EXPECT_EQ(stats->front().groups[0].oldest_enqueued_at, kT0);
-  EXPECT_EQ(Sql("SELECT MAX(version) FROM " + schema_ + ".schema_migrations"), "4");
+  EXPECT_EQ(Sql("SELECT MAX(version) FROM " + schema_ + ".schema_migrations"),
+            std::to_string(std::size(postgres_schema::kMigrations)));
+}
+
+// Schema v5: the duplicate checks read the unique keys, and the indexes they read before are
+// dropped, on a new store and on one upgraded from v4, so that no insert or update writes them.
+TEST_F(PostgresStoreTest, TheIndexesNoStatementReadsAreDroppedByTheUpgradeToV5) {
+  // The two indexes on the partitioned tables and theirs on each partition.
+  const std::string dropped =
+      "SELECT COUNT(*) FROM pg_indexes WHERE schemaname='" + schema_ +
+      "' AND (indexname IN ('referrals_request', 'consults_request') OR indexname ~ "
+      "'^(referrals|consults)__.*_(sender|requester)_client_request_id_idx$')";
+  {
+    auto store = Open();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(Submit(*store, "ref-1").ok());
+  }
+  EXPECT_EQ(Sql(dropped), "0");
+  // Back to v4: the indexes as v1 made them (on the parent and so on every partition).
+  ASSERT_EQ(Sql("SET search_path=" + schema_ +
+                "; CREATE INDEX referrals_request ON referrals(sender, client_request_id); "
+                "CREATE INDEX consults_request ON consults(requester, client_request_id); "
+                "DELETE FROM schema_migrations WHERE version=5"),
+            "");
+  ASSERT_NE(Sql(dropped), "0");
+  auto store = Open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(Sql(dropped), "0");
+  // A duplicate submit is still found by its request id, the same referral answered.
+  ReferralRecord again = Referral("ref-1");
+  auto dup = store->SubmitReferral(again, ReferralEventRecord{"ref-1", "", "", 1, kT0, "e"},
+                                   {NewMessage{kQueue, 3, "ref-1", "payload"}});
+  ASSERT_TRUE(dup.ok()) << dup.status();
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".messages"), "1");
 }
 
 // A clinic's newest referrals (its system's listing, `refctl referrals`) are read from the
