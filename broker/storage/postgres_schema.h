@@ -275,9 +275,8 @@ INSERT INTO pending_sweeps VALUES('acked_but_undelivered');
     // the server's statement time a referral, broker/storage/README.md). Not partitioned:
     // partitioned by alliance, the counts cost a third more (3.1 s against 2.3-2.5 s in runs
     // alternated with them). A statement on a partition itself (not the partitioned table), or a
-    // partition
-    // detached or attached, changes no count: recount_queues() counts everything again
-    // (OPERATIONS.md), as this migration does.
+    // partition detached or attached, changes no count: recount_queues() counts everything
+    // again (OPERATIONS.md), as this migration does.
     R"sql(
 CREATE TABLE queue_counts(
   alliance TEXT NOT NULL,

@@ -186,8 +186,11 @@ struct DeadlineBreaches {
 };
 
 struct DeadlineBreachFilter {
-  std::string alliance;  // "" = every alliance
-  std::string owner;     // "" = every receiver or target
+  // The referral's or consult's own alliance (its sender's), "" = every alliance. Not whose
+  // queue it waits on: a partner's referral into another alliance is counted under the
+  // partner's, so a view of one alliance's queues filters by owner instead (the queue listing).
+  std::string alliance;
+  std::string owner;  // "" = every receiver or target
 };
 
 struct DeadLetterRecord {

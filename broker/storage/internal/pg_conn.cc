@@ -162,8 +162,7 @@ absl::Status PgConn::Reconnect() {
                                                absl::StripAsciiWhitespace(PQerrorMessage(conn_))));
   }
   // The session is set up with plain statements first (several to a string), then pipelined.
-  pipeline_ = false;
-  if (PQpipelineStatus(conn_) != PQ_PIPELINE_OFF) (void)PQexitPipelineMode(conn_);
+  if (pipelined()) (void)PQexitPipelineMode(conn_);
   if (absl::Status s = Setup(); !s.ok()) return s;
   if (!session_sql_.empty()) RETURN_IF_ERROR(Exec(session_sql_));
   return wants_pipeline_ ? EnterPipelineMode() : absl::OkStatus();
@@ -172,7 +171,6 @@ absl::Status PgConn::Reconnect() {
 absl::Status PgConn::EnterPipelineMode() {
   wants_pipeline_ = true;
   if (PQenterPipelineMode(conn_) != 1) return LostPipeline("enter pipeline mode");
-  pipeline_ = true;
   return absl::OkStatus();
 }
 
@@ -268,15 +266,15 @@ absl::Status PgConn::Collect(PGresult** last) {
 }
 
 absl::Status PgConn::Queue(const char* sql, const PgParams& params) {
-  return pipeline_ ? SendPrepared(sql, params) : Run(sql, params).status();
+  return pipelined() ? SendPrepared(sql, params) : Run(sql, params).status();
 }
 
 absl::Status PgConn::QueueExec(const char* sql) {
-  return pipeline_ ? SendUnprepared(sql, PgParams()) : Exec(sql);
+  return pipelined() ? SendUnprepared(sql, PgParams()) : Exec(sql);
 }
 
 absl::Status PgConn::Sync() {
-  if (!pipeline_ || (pending_.empty() && !lost_)) return absl::OkStatus();
+  if (!pipelined() || (pending_.empty() && !lost_)) return absl::OkStatus();
   return Collect(nullptr);
 }
 
@@ -294,7 +292,7 @@ absl::Status PgConn::Check(PGresult* r, const char* what) {
 }
 
 absl::Status PgConn::Exec(const std::string& sql) {
-  if (pipeline_) {
+  if (pipelined()) {
     RETURN_IF_ERROR(SendUnprepared(sql.c_str(), PgParams()));
     return Collect(nullptr);
   }
@@ -306,7 +304,7 @@ absl::Status PgConn::Exec(const std::string& sql) {
 }
 
 absl::StatusOr<PgResult> PgConn::RunOnce(const std::string& sql, const PgParams& params) {
-  if (pipeline_) {
+  if (pipelined()) {
     RETURN_IF_ERROR(SendUnprepared(sql.c_str(), params));
     PGresult* r = nullptr;
     RETURN_IF_ERROR(Collect(&r));
@@ -327,7 +325,7 @@ absl::StatusOr<PgResult> PgConn::RunOnce(const std::string& sql, const PgParams&
 }
 
 absl::StatusOr<PgResult> PgConn::Run(const char* sql, const PgParams& params) {
-  if (pipeline_) {
+  if (pipelined()) {
     RETURN_IF_ERROR(SendPrepared(sql, params));
     PGresult* r = nullptr;
     RETURN_IF_ERROR(Collect(&r));

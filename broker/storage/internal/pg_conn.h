@@ -89,7 +89,7 @@ class PgConn {
 
   // Enters pipeline mode, now and after every Reconnect(). Exec then takes one statement only.
   absl::Status EnterPipelineMode();
-  bool pipelined() const { return pipeline_; }
+  bool pipelined() const { return PQpipelineStatus(conn_) != PQ_PIPELINE_OFF; }
   // Sends a prepared statement without waiting for its result (pipeline mode; otherwise runs it).
   absl::Status Queue(const char* sql, const PgParams& params = PgParams());
   // Sends one statement without parameters (SAVEPOINT, BEGIN) the same way.
@@ -131,7 +131,6 @@ class PgConn {
   uint64_t round_trips_ = 0;
   std::string last_sqlstate_;
   bool wants_pipeline_ = false;  // EnterPipelineMode() was called: again after Reconnect()
-  bool pipeline_ = false;        // in pipeline mode now
   bool lost_ = false;            // the pipeline's results came out of step: reconnect
   std::vector<Pending> pending_;
 };
