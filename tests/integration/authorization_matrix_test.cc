@@ -11,7 +11,6 @@
 #include <array>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -61,13 +60,7 @@ class Matrix : public ::testing::Test {
         std::filesystem::temp_directory_path() / ("authz-registry-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
     registry_ = dir + "/registry.toml";
-    std::ofstream out(registry_);
-    for (const char* part :
-         {"/deploy/registry.toml", "/tests/integration/neighbour-registry.toml"}) {
-      std::ifstream in(std::string(REFBROKER_SOURCE_DIR) + part);
-      out << in.rdbuf() << "\n";
-    }
-    out.close();
+    WriteTwoAllianceRegistry(registry_);
     BrokerConfig config;
     config.registry_path = registry_;
     config.ack_deadline_ms = 30000;

@@ -4,13 +4,10 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <set>
 
-#include "absl/strings/str_replace.h"
 #include "client/refclient/referral_client.h"
 #include "tests/support/broker_process.h"
-#include "tests/support/files.h"
 #include "tests/support/scratch_dir.h"
 #include "tests/support/test_clients.h"
 
@@ -197,15 +194,9 @@ TEST(Deadline, EscalatesOnceReroutesAndSurvivesARestart) {
 // does not see it.
 TEST(Deadline, APartnerClinicsLateReferralCountsOnTheReceivingQueueForItsOperator) {
   const std::string registry = ScratchDir() / "partner-registry.toml";
-  {
-    std::ofstream out(registry);
-    out << ReadAll(std::string(REFBROKER_SOURCE_DIR) + "/deploy/registry.toml") << "\n"
-        << absl::StrReplaceAll(
-               ReadAll(std::string(REFBROKER_SOURCE_DIR) +
-                       "/tests/integration/neighbour-registry.toml"),
-               {{"cert = \"shangcai-thc\"", std::string("cert = \"shangcai-thc\"\npartners = [\"") +
-                                                kPeopleHospital + "\"]"}});
-  }
+  WriteTwoAllianceRegistry(registry, {{"cert = \"shangcai-thc\"",
+                                       std::string("cert = \"shangcai-thc\"\npartners = [\"") +
+                                           kPeopleHospital + "\"]"}});
   BrokerConfig config;
   config.registry_path = registry;
   config.routine_deadline_s = 1;

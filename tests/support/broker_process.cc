@@ -12,8 +12,11 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <vector>
+
+#include "absl/strings/str_replace.h"
 
 extern char** environ;
 
@@ -52,6 +55,20 @@ std::string PgExec(const std::string& schema, const std::string& sql, int64_t* c
 }
 
 }  // namespace
+
+void WriteTwoAllianceRegistry(
+    const std::string& path,
+    const std::vector<std::pair<std::string, std::string>>& neighbour_edits) {
+  auto read = [](const std::string& relative) {
+    std::ifstream in(std::string(REFBROKER_SOURCE_DIR) + relative);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  std::ofstream out(path);
+  out << read("/deploy/registry.toml") << "\n"
+      << absl::StrReplaceAll(read("/tests/integration/neighbour-registry.toml"), neighbour_edits);
+}
 
 void DropTestSchema(const std::string& schema) {
   PgExec("public", "DROP SCHEMA IF EXISTS " + schema + " CASCADE");

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,6 +50,13 @@ struct BrokerConfig {
   std::string pg_conninfo;  // empty = the shared test cluster's
   static bool TestStoreIsPostgres();
 };
+
+// Writes a registry of two alliances to `path`: deploy/registry.toml (Pingyu's) and the
+// neighbouring county's (tests/integration/neighbour-registry.toml), whose text first gets
+// `neighbour_edits` ({from, to} replacements), e.g. a partners line for one of its clinics.
+void WriteTwoAllianceRegistry(
+    const std::string& path,
+    const std::vector<std::pair<std::string, std::string>>& neighbour_edits = {});
 
 // Drops a schema of the test cluster (one that several brokers shared).
 void DropTestSchema(const std::string& schema);
