@@ -59,6 +59,23 @@ RetestRow ReadRetest(const PgResult& r, int i) {
   return x;
 }
 
+}  // namespace
+
+namespace pg_internal {
+const char kResultByRequestSql[] = "SELECT " RESULT_COLUMNS
+                                   " FROM results WHERE alliance=$3 AND publisher=$1 AND "
+                                   "client_request_id=$2";
+const char kRetestByRequestSql[] = "SELECT " RETEST_COLUMNS
+                                   " FROM retests WHERE alliance=$3 AND institution=$1 AND "
+                                   "client_request_id=$2";
+const char kUnusedRetestSql[] = "SELECT " RETEST_COLUMNS
+                                " FROM retests WHERE alliance=$4 AND institution=$1 AND "
+                                "patient_key=$2 AND item_code=$3 AND used_by_result_id='' ORDER "
+                                "BY recorded_at LIMIT 1";
+}  // namespace pg_internal
+
+namespace {
+
 constexpr char kPriorsSql[] = "SELECT " RESULT_COLUMNS
                               " FROM results WHERE patient_key=$1 AND item_code=$2 ORDER BY "
                               "performed_at DESC LIMIT $3::bigint";
@@ -68,14 +85,14 @@ constexpr char kEarlierSql[] = "SELECT " RESULT_COLUMNS
                                " FROM results WHERE patient_key=$1 AND item_code=$2 AND "
                                "performed_at<$3::bigint ORDER BY performed_at DESC LIMIT 20";
 
+// `alliance`: the institution's, whose partition its re-test reasons are in.
 absl::StatusOr<std::optional<RetestRow>> FindUnused(PgConn& c, const std::string& institution,
                                                     const std::string& patient_key,
-                                                    const std::string& item_code) {
-  ASSIGN_OR_RETURN(PgResult r, c.Run("SELECT " RETEST_COLUMNS
-                                     " FROM retests WHERE institution=$1 AND patient_key=$2 AND "
-                                     "item_code=$3 AND used_by_result_id='' ORDER BY recorded_at "
-                                     "LIMIT 1",
-                                     PgParams().Add(institution).Add(patient_key).Add(item_code)));
+                                                    const std::string& item_code,
+                                                    const std::string& alliance) {
+  ASSIGN_OR_RETURN(
+      PgResult r, c.Run(pg_internal::kUnusedRetestSql,
+                        PgParams().Add(institution).Add(patient_key).Add(item_code).Add(alliance)));
   if (r.rows() == 0) return std::optional<RetestRow>();
   return std::optional<RetestRow>(ReadRetest(r, 0));
 }
@@ -173,10 +190,13 @@ absl::StatusOr<PublishOutcome> PostgresStore::PublishResult(const ResultRow& row
   PublishOutcome out;
   RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
     out = PublishOutcome();
-    ASSIGN_OR_RETURN(PgResult found,
-                     tx.conn.Run("SELECT " RESULT_COLUMNS " FROM results WHERE publisher=$1 AND "
-                                 "client_request_id=$2",
-                                 PgParams().Add(row.publisher).Add(row.client_request_id)));
+    // By the unique key, alliance first (the publisher's: its row's partition), as a
+    // referral's (PostgresStore::SubmitReferral).
+    ASSIGN_OR_RETURN(PgResult found, tx.conn.Run(pg_internal::kResultByRequestSql,
+                                                 PgParams()
+                                                     .Add(row.publisher)
+                                                     .Add(row.client_request_id)
+                                                     .Add(AllianceOf(row.publisher))));
     if (found.rows() > 0) {
       out.row = ReadResult(found, 0);
       if (out.row.request_digest != row.request_digest) {
@@ -205,7 +225,8 @@ absl::StatusOr<PublishOutcome> PostgresStore::PublishResult(const ResultRow& row
       return absl::OkStatus();
     };
     UnusedRetestLookup lookup = [&]() -> absl::StatusOr<std::optional<RetestRow>> {
-      return FindUnused(tx.conn, row.publisher, row.patient_key, row.item_code);
+      return FindUnused(tx.conn, row.publisher, row.patient_key, row.item_code,
+                        AllianceOf(row.publisher));
     };
     out.row = row;
     ASSIGN_OR_RETURN(PublishDecision decision, decide(priors, lookup, out.row));
@@ -277,10 +298,12 @@ absl::StatusOr<RetestOutcome> PostgresStore::RecordRetest(const RetestRow& row) 
   RetestOutcome out;
   RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
     out = RetestOutcome();
-    ASSIGN_OR_RETURN(PgResult found,
-                     tx.conn.Run("SELECT " RETEST_COLUMNS " FROM retests WHERE institution=$1 AND "
-                                 "client_request_id=$2",
-                                 PgParams().Add(row.institution).Add(row.client_request_id)));
+    // By the unique key, alliance first, as a result's.
+    ASSIGN_OR_RETURN(PgResult found, tx.conn.Run(pg_internal::kRetestByRequestSql,
+                                                 PgParams()
+                                                     .Add(row.institution)
+                                                     .Add(row.client_request_id)
+                                                     .Add(AllianceOf(row.institution))));
     if (found.rows() > 0) {
       out.row = ReadRetest(found, 0);
       out.duplicate = true;
@@ -304,7 +327,8 @@ absl::StatusOr<std::optional<RetestRow>> PostgresStore::FindUnusedRetest(
     const std::string& institution, const std::string& patient_key, const std::string& item_code) {
   std::optional<RetestRow> out;
   RETURN_IF_ERROR(Read([&](PgConn& c) -> absl::Status {
-    ASSIGN_OR_RETURN(out, FindUnused(c, institution, patient_key, item_code));
+    ASSIGN_OR_RETURN(out,
+                     FindUnused(c, institution, patient_key, item_code, AllianceOf(institution)));
     return absl::OkStatus();
   }));
   return out;

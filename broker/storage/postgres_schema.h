@@ -351,6 +351,13 @@ SELECT recount_queues();
 DROP INDEX IF EXISTS referrals_request;
 DROP INDEX IF EXISTS consults_request;
 )sql",
+    // v6: the same for results and re-test reasons: a publish's and a re-test reason's checks
+    // read their unique keys, alliance first, and nothing else reads (publisher,
+    // client_request_id) or (institution, client_request_id).
+    R"sql(
+DROP INDEX IF EXISTS results_request;
+DROP INDEX IF EXISTS retests_request;
+)sql",
 };
 
 }  // namespace refbroker::storage::postgres_schema

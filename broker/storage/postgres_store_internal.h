@@ -35,6 +35,15 @@ internal::PgParams EventParams(const std::string& subject, const Event& e,
 absl::Status Enqueue(internal::PgConn& c, const NewMessage& m, Micros now,
                      const std::string& alliance);
 
+// A publish's and a re-test reason's duplicate checks by their unique keys (publisher or
+// institution $1, client request id $2), alliance first ($3, the publisher's or institution's,
+// whose partition its rows are in), and a publish's look for an unused re-test reason of the
+// same institution ($1, alliance $4): one partition's index each, however many alliances share
+// the database. Here so that a test can ask PostgreSQL for their plans.
+extern const char kResultByRequestSql[];
+extern const char kRetestByRequestSql[];
+extern const char kUnusedRetestSql[];
+
 // The queue listing's statements (Store::ListQueueStats), here so that a test can ask
 // PostgreSQL for their plans. Every metrics scrape, status page and `refctl queues` runs them.
 // The counts of schema v4, summed over the brokers' shards (rows that sum to 0 left out).

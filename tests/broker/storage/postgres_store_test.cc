@@ -496,7 +496,7 @@ TEST_F(PostgresStoreTest, TheIndexesNoStatementReadsAreDroppedByTheUpgradeToV5) 
   ASSERT_EQ(Sql("SET search_path=" + schema_ +
                 "; CREATE INDEX referrals_request ON referrals(sender, client_request_id); "
                 "CREATE INDEX consults_request ON consults(requester, client_request_id); "
-                "DELETE FROM schema_migrations WHERE version=5"),
+                "DELETE FROM schema_migrations WHERE version>=5"),
             "");
   ASSERT_NE(Sql(dropped), "0");
   auto store = Open();
@@ -509,6 +509,117 @@ TEST_F(PostgresStoreTest, TheIndexesNoStatementReadsAreDroppedByTheUpgradeToV5) 
   ASSERT_TRUE(dup.ok()) << dup.status();
   EXPECT_TRUE(dup->duplicate);
   EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".messages"), "1");
+}
+
+// A publish's and a re-test reason's look-ups by the publishing institution read its
+// alliance's partition alone, whatever other alliances share the database: the duplicate checks
+// by client request id (each publish, each re-test reason) and a publish's look for an unused
+// re-test reason. Without the alliance they searched every partition's index.
+TEST_F(PostgresStoreTest, AResultsAndARetestsLookUpsByInstitutionReadItsAlliancesPartitionAlone) {
+  PostgresOptions o;
+  o.conninfo = Conninfo();
+  o.schema = schema_;
+  o.alliances = {"pingyu", "xincai"};
+  o.alliance_of = [](const std::string& code) -> std::string {
+    if (code == "124117234175811018") return "pingyu";
+    if (code == "12411729MB1234567X") return "xincai";
+    return "";
+  };
+  auto opened = PostgresStore::Open(o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto store = std::move(*opened);
+  // One result and one re-test reason in each alliance's partition, and the check still finds
+  // a duplicate.
+  int unused_lookups = 0;
+  PublishDecider decide = [&](const PriorScan&, const UnusedRetestLookup& unused,
+                              ResultRow&) -> absl::StatusOr<PublishDecision> {
+    auto found = unused();
+    if (!found.ok()) return found.status();
+    unused_lookups += found->has_value() ? 1 : 0;
+    return PublishDecision{};
+  };
+  for (const std::string lab : {"124117234175811018", "12411729MB1234567X"}) {
+    RetestRow t;
+    t.id = "rt-" + lab;
+    t.institution = lab;
+    t.client_request_id = "req-rt";
+    t.patient_key = "pk-1";
+    t.item_code = "LOINC:2345-7";
+    t.reason = 1;
+    t.recorded_at = kT0;
+    t.body = "b";
+    auto recorded = store->RecordRetest(t);
+    ASSERT_TRUE(recorded.ok()) << recorded.status();
+    ResultRow r;
+    r.id = "res-" + lab;
+    r.publisher = lab;
+    r.client_request_id = "req-res";
+    r.request_digest = "d";
+    r.patient_key = "pk-1";
+    r.item_code = "LOINC:2345-7";
+    r.kind = 1;
+    r.performed_at = kT0;
+    r.received_at = kT0;
+    r.body = "b";
+    for (int i = 0; i < 2; ++i) {
+      auto published = store->PublishResult(r, decide);
+      ASSERT_TRUE(published.ok()) << published.status();
+      EXPECT_EQ(published->duplicate, i == 1);
+      EXPECT_EQ(published->row.id, r.id);
+    }
+    auto again = store->RecordRetest(t);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_TRUE(again->duplicate);
+  }
+  EXPECT_EQ(unused_lookups, 2) << "each publisher's own re-test reason found";
+  EXPECT_EQ(Sql("SELECT tableoid::regclass::text FROM " + schema_ +
+                ".results WHERE id='res-12411729MB1234567X'"),
+            schema_ + ".results__xincai");
+  // The statements' plans, with xincai's values: xincai's partition, no other.
+  const std::pair<const char*, std::vector<std::string>> statements[] = {
+      {pg_internal::kResultByRequestSql, {"'12411729MB1234567X'", "'req-res'", "'xincai'"}},
+      {pg_internal::kRetestByRequestSql, {"'12411729MB1234567X'", "'req-rt'", "'xincai'"}},
+      {pg_internal::kUnusedRetestSql,
+       {"'12411729MB1234567X'", "'pk-1'", "'LOINC:2345-7'", "'xincai'"}}};
+  for (const auto& [statement, params] : statements) {
+    std::string sql = statement;
+    for (size_t i = params.size(); i > 0; --i) {
+      sql = absl::StrReplaceAll(sql, {{"$" + std::to_string(i), params[i - 1]}});
+    }
+    std::string plan;
+    PGconn* c = PQconnectdb(Conninfo().c_str());
+    PGresult* r = PQexec(c, ("SET search_path=" + schema_ + "; EXPLAIN " + sql).c_str());
+    ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r) << sql;
+    for (int i = 0; i < PQntuples(r); ++i) plan += std::string(PQgetvalue(r, i, 0)) + "\n";
+    PQclear(r);
+    PQfinish(c);
+    EXPECT_NE(plan.find("__xincai"), std::string::npos) << sql << "\n" << plan;
+    EXPECT_EQ(plan.find("__pingyu"), std::string::npos) << sql << "\n" << plan;
+    EXPECT_EQ(plan.find("__default"), std::string::npos) << sql << "\n" << plan;
+  }
+}
+
+// Schema v6: as v5 for referrals and consults, the indexes of the results' and re-test reasons'
+// old duplicate checks are gone, on a new store and on one upgraded from v5.
+TEST_F(PostgresStoreTest, TheResultsAndRetestsRequestIndexesAreDroppedByTheUpgradeToV6) {
+  const std::string dropped =
+      "SELECT COUNT(*) FROM pg_indexes WHERE schemaname='" + schema_ +
+      "' AND (indexname IN ('results_request', 'retests_request') OR indexname ~ "
+      "'^(results|retests)__.*_(publisher|institution)_client_request_id_idx$')";
+  { ASSERT_TRUE(Open()); }
+  EXPECT_EQ(Sql(dropped), "0");
+  // Back to v5: the indexes as v1 made them.
+  ASSERT_EQ(Sql("SET search_path=" + schema_ +
+                "; CREATE INDEX results_request ON results(publisher, client_request_id); "
+                "CREATE INDEX retests_request ON retests(institution, client_request_id); "
+                "DELETE FROM schema_migrations WHERE version=6"),
+            "");
+  ASSERT_EQ(Sql(dropped), "4") << "the two and their default partitions'";
+  auto store = Open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(Sql(dropped), "0");
+  EXPECT_EQ(Sql("SELECT MAX(version) FROM " + schema_ + ".schema_migrations"),
+            std::to_string(std::size(postgres_schema::kMigrations)));
 }
 
 // A clinic's newest referrals (its system's listing, `refctl referrals`) are read from the
