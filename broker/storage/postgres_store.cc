@@ -356,28 +356,39 @@ absl::StatusOr<ReferralRecord> PostgresStore::GetReferral(const std::string& id)
 
 // The referral row, its event and its messages: ChangeReferral's writes, and an ack's
 // follow-up.
-absl::Status PostgresStore::WriteChange(PgConn& conn, const ReferralChange& c) const {
-  ASSIGN_OR_RETURN(PgResult up,
-                   conn.Run("UPDATE referrals SET state=$1::integer, receiver=$2, "
-                            "decision_due_at=NULLIF($3::bigint,0), updated_at=$4::bigint, "
-                            "body=$5, version=version+1 WHERE id=$6 AND version=$7::bigint "
-                            "RETURNING alliance",
-                            PgParams()
-                                .Add(c.state)
-                                .Add(c.receiver)
-                                .Add(c.decision_due_at)
-                                .Add(c.updated_at)
-                                .Bytes(c.body)
-                                .Add(c.referral_id)
-                                .Add(c.expected_version)));
-  if (up.rows() == 0) {
-    ASSIGN_OR_RETURN(
-        PgResult q, conn.Run("SELECT 1 FROM referrals WHERE id=$1", PgParams().Add(c.referral_id)));
-    return q.rows() > 0
-               ? absl::AbortedError("referral changed concurrently; retry")
-               : absl::NotFoundError(absl::StrCat("referral '", c.referral_id, "' not found"));
+absl::Status PostgresStore::WriteChange(PgConn& conn, const ReferralChange& c,
+                                        const std::string* locked_alliance) const {
+  PgParams p;
+  p.Add(c.state).Add(c.receiver).Add(c.decision_due_at).Add(c.updated_at).Bytes(c.body);
+  p.Add(c.referral_id).Add(c.expected_version);
+  std::string alliance;
+  if (locked_alliance != nullptr) {
+    // The row is locked and its version read in this transaction, so the update changes it
+    // unless the change was built from another version (then ABORTED, as below); its
+    // partition is known (one partition's index, not every partition's).
+    alliance = *locked_alliance;
+    RETURN_IF_ERROR(conn.QueueOneRow(
+        "UPDATE referrals SET state=$1::integer, receiver=$2, decision_due_at=NULLIF($3::bigint,"
+        "0), updated_at=$4::bigint, body=$5, version=version+1 WHERE alliance=$8 AND id=$6 AND "
+        "version=$7::bigint",
+        p.Add(alliance), "referral changed concurrently; retry"));
+  } else {
+    ASSIGN_OR_RETURN(PgResult up,
+                     conn.Run("UPDATE referrals SET state=$1::integer, receiver=$2, "
+                              "decision_due_at=NULLIF($3::bigint,0), updated_at=$4::bigint, "
+                              "body=$5, version=version+1 WHERE id=$6 AND version=$7::bigint "
+                              "RETURNING alliance",
+                              p));
+    if (up.rows() == 0) {
+      ASSIGN_OR_RETURN(PgResult q, conn.Run("SELECT 1 FROM referrals WHERE id=$1",
+                                            PgParams().Add(c.referral_id)));
+      return q.rows() > 0
+                 ? absl::AbortedError("referral changed concurrently; retry")
+                 : absl::NotFoundError(absl::StrCat("referral '", c.referral_id, "' not found"));
+    }
+    alliance = up.Bytes(0, 0);
   }
-  RETURN_IF_ERROR(InsertEvent(conn, c.event, up.Bytes(0, 0)));
+  RETURN_IF_ERROR(InsertEvent(conn, c.event, alliance));
   for (const NewMessage& m : c.messages)
     RETURN_IF_ERROR(Enqueue(conn, m, c.updated_at, QueueAlliance(m.queue)));
   return absl::OkStatus();
@@ -649,8 +660,11 @@ absl::Status PostgresStore::AckIn(PgTx& tx, const std::string& queue, const std:
                                                  " FROM referrals WHERE id=$1 FOR UPDATE",
                                                  PgParams().Add(result.subject_id)));
       if (got.rows() == 0) continue;
-      result.follow_up = follow_up(ReadReferral(got, 0));
-      if (result.follow_up) RETURN_IF_ERROR(WriteChange(tx.conn, *result.follow_up));
+      const ReferralRecord referral = ReadReferral(got, 0);
+      result.follow_up = follow_up(referral);
+      if (result.follow_up) {
+        RETURN_IF_ERROR(WriteChange(tx.conn, *result.follow_up, &referral.alliance));
+      }
     }
   }
   return absl::OkStatus();

@@ -155,8 +155,11 @@ class PostgresStore final : public Store {
   std::string AllianceOf(const std::string& code) const;
   // The alliance of a queue's owner ("owner/kind").
   std::string QueueAlliance(const std::string& queue) const;
-  // A referral's row, event and messages (ChangeReferral, and an ack's follow-up).
-  absl::Status WriteChange(internal::PgConn& conn, const ReferralChange& c) const;
+  // A referral's row, event and messages (ChangeReferral, and an ack's follow-up). With
+  // `locked_alliance`, the transaction holds the row locked (FOR UPDATE) and it is in that
+  // alliance's partition: the update is queued, not waited for.
+  absl::Status WriteChange(internal::PgConn& conn, const ReferralChange& c,
+                           const std::string* locked_alliance = nullptr) const;
 
   std::function<std::string(const std::string&)> alliance_of_;
   std::unique_ptr<internal::PgListener> listener_;

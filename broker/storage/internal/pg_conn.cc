@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -240,6 +241,11 @@ absl::Status PgConn::Collect(PGresult** last) {
         first = absl::Status(first.code(), absl::StrCat(first.message(), " [", prepare_of, "]"));
       }
     }
+    const char* one_row_or = pending_[i].one_row_or;
+    if (ok && one_row_or != nullptr && first.ok() && std::string_view(PQcmdTuples(r)) != "1") {
+      first = absl::AbortedError(one_row_or);
+      last_sqlstate_.clear();  // no statement failed: not a race to run again
+    }
     if (ok && last != nullptr && i + 1 == pending_.size()) {
       kept = r;
     } else {
@@ -267,6 +273,16 @@ absl::Status PgConn::Collect(PGresult** last) {
 
 absl::Status PgConn::Queue(const char* sql, const PgParams& params) {
   return pipelined() ? SendPrepared(sql, params) : Run(sql, params).status();
+}
+
+absl::Status PgConn::QueueOneRow(const char* sql, const PgParams& params, const char* none) {
+  if (!pipelined()) {
+    ASSIGN_OR_RETURN(PgResult r, Run(sql, params));
+    return r.Affected() == 1 ? absl::OkStatus() : absl::AbortedError(none);
+  }
+  RETURN_IF_ERROR(SendPrepared(sql, params));
+  pending_.back().one_row_or = none;
+  return absl::OkStatus();
 }
 
 absl::Status PgConn::QueueExec(const char* sql) {

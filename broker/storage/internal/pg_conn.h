@@ -92,6 +92,10 @@ class PgConn {
   bool pipelined() const { return PQpipelineStatus(conn_) != PQ_PIPELINE_OFF; }
   // Sends a prepared statement without waiting for its result (pipeline mode; otherwise runs it).
   absl::Status Queue(const char* sql, const PgParams& params = PgParams());
+  // Queue for a statement that must change exactly one row (an UPDATE of a row the transaction
+  // holds locked): if it changes another number, the sync that reads it fails with ABORTED and
+  // `none` as its message (the statements sent after it have run: the caller rolls back).
+  absl::Status QueueOneRow(const char* sql, const PgParams& params, const char* none);
   // Sends one statement without parameters (SAVEPOINT, BEGIN) the same way.
   absl::Status QueueExec(const char* sql);
   // Waits for every queued statement: the first failure among them, or OK.
@@ -118,9 +122,11 @@ class PgConn {
   absl::Status LostPipeline(const char* what);
 
   // A statement sent in pipeline mode and not yet read: its prepare (`prepare_of`: the text
-  // prepared, forgotten if the prepare did not succeed) or its execution (nullptr).
+  // prepared, forgotten if the prepare did not succeed) or its execution (nullptr); an
+  // execution that must change one row carries the message of its failure (`one_row_or`).
   struct Pending {
     const char* prepare_of;
+    const char* one_row_or = nullptr;
   };
 
   PGconn* conn_;

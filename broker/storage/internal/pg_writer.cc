@@ -127,9 +127,11 @@ absl::Status PgWriter::RunRequest(Request& r, std::vector<AuditRow>& audit) {
     // What the request queued without waiting is read here (pipeline mode): a failure among it
     // fails the request; on the way out of a failed one it is read before the rollback, so that
     // it cannot fail the rollback and with it the batch.
+    // The release follows the sync (see the header): queued, it is read with the next request's
+    // first read or the commit, and only the loss of the connection can fail it.
     if (s.ok()) {
-      s = conn_->QueueExec("RELEASE request");
-      if (s.ok()) s = conn_->Sync();
+      s = conn_->Sync();
+      if (s.ok()) s = conn_->QueueExec("RELEASE request");
     } else {
       (void)conn_->Sync();
     }

@@ -13,8 +13,11 @@
 // the commit.
 //
 // The connection may be in pipeline mode (PgConn): then a request sends what it does not read
-// back without waiting, and its savepoint's release waits for all of it, so a failure among those
-// statements fails that request alone, as any other failure does.
+// back without waiting, and a sync at its end waits for all of it, so a failure among those
+// statements fails that request alone, as any other failure does. Its savepoint is released only
+// after that sync succeeds (the release is queued and read with what follows): a queued update
+// that changed no row (PgConn::QueueOneRow) is no error to the server, which runs what comes
+// after it, so a release sent with it would leave nothing to roll back to.
 //
 // Errors are not latched: a lost connection fails the batch with UNAVAILABLE (nothing of it is
 // acknowledged) and the next batch reconnects. Thread-safe.

@@ -90,6 +90,17 @@ class PostgresStoreTest : public ::testing::Test {
     return r;
   }
 
+  // A lease for group "his" of kQueue at kT0.
+  static LeaseRequest HisLease(size_t max_messages, Micros lease_until) {
+    LeaseRequest req;
+    req.queue = kQueue;
+    req.group = "his";
+    req.max_messages = max_messages;
+    req.now = kT0;
+    req.lease_until = lease_until;
+    return req;
+  }
+
   static absl::Status Submit(Store& store, const std::string& id) {
     ReferralRecord r = Referral(id);
     ReferralEventRecord e{id, "", "", 1, kT0, "e"};
@@ -125,13 +136,8 @@ TEST_F(PostgresStoreTest, TwoStoresOnOneSchemaNeverLeaseOneMessageTwice) {
   std::atomic<int> errors{0};
   auto consume = [&](Store& store) {
     for (;;) {
-      LeaseRequest req;
-      req.queue = kQueue;
-      req.group = "his";
-      req.max_messages = 7;
-      req.now = kT0;
-      req.lease_until = kT0 + 600 * kSecond;  // nothing expires during the test
-      auto r = store.Lease(req);
+      // Nothing expires during the test.
+      auto r = store.Lease(HisLease(7, kT0 + 600 * kSecond));
       if (!r.ok()) {
         errors++;
         return;
@@ -277,13 +283,7 @@ TEST_F(PostgresStoreTest, RowsLiveInTheirAllianceSPartitionAndAnAllianceCanBeDet
   EXPECT_TRUE(absl::IsNotFound(store->GetReferral("ref-x").status()));
   EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".referrals__xincai"), "1");
   ASSERT_TRUE(store->EnsureGroup(kQueue, "his", kT0).ok());
-  LeaseRequest req;
-  req.queue = kQueue;
-  req.group = "his";
-  req.max_messages = 10;
-  req.now = kT0;
-  req.lease_until = kT0 + kSecond;
-  auto leased = store->Lease(req);
+  auto leased = store->Lease(HisLease(10, kT0 + kSecond));
   ASSERT_TRUE(leased.ok()) << leased.status();
   ASSERT_EQ(leased->messages.size(), 1u);
   EXPECT_EQ(leased->messages[0].subject_id, "ref-p");
@@ -714,6 +714,23 @@ TEST_F(PostgresStoreTest, APipelinedConnectionWaitsOnceForWhatItQueuedAndReturns
   ASSERT_TRUE(c.Exec("COMMIT").ok());
   EXPECT_EQ(Sql("SELECT string_agg(k::text, ',' ORDER BY k) FROM " + schema_ + ".t"), "1,2,3,4");
 
+  // An update queued to change one row: done when it does; when it changes none, the sync is
+  // ABORTED with its message, and what followed it ran (the caller rolls back).
+  const char* kBump = "UPDATE t SET k=k+100 WHERE k=$1::bigint";
+  ASSERT_TRUE(c.QueueExec("BEGIN").ok());
+  ASSERT_TRUE(c.QueueOneRow(kBump, internal::PgParams().Add(int64_t{4}), "no row 4").ok());
+  ASSERT_TRUE(c.Sync().ok());
+  ASSERT_TRUE(c.QueueOneRow(kBump, internal::PgParams().Add(int64_t{4}), "no row 4").ok());
+  ASSERT_TRUE(c.Queue(kInsert, internal::PgParams().Add(int64_t{7})).ok());
+  absl::Status none = c.Sync();
+  EXPECT_TRUE(absl::IsAborted(none)) << none;
+  EXPECT_EQ(none.message(), "no row 4");
+  EXPECT_EQ(c.last_sqlstate(), "");
+  auto seven = c.Run("SELECT COUNT(*) FROM t WHERE k IN (7, 104)");
+  ASSERT_TRUE(seven.ok()) << seven.status();
+  EXPECT_EQ(seven->Int(0, 0), 2);
+  ASSERT_TRUE(c.Exec("ROLLBACK").ok());
+
   // A statement whose prepare failed is not taken for prepared: sent again, it fails the same way.
   for (int i = 0; i < 2; ++i) {
     ASSERT_TRUE(c.Queue("SELEC 1").ok());
@@ -764,6 +781,61 @@ TEST_F(PostgresStoreTest, TheWriterWaitsOnlyForWhatItReadsAndAQueuedFailureFails
   auto stats = store->ListQueueStats();
   ASSERT_TRUE(stats.ok() && stats->size() == 1) << stats.status();
   EXPECT_EQ(stats->front().retained, 3u);
+}
+
+// An ack whose follow-up changes its referral (DELIVERED) waits four times: the ack, the
+// referral read and locked, the savepoint's release with the update, its event and message, and
+// the commit. The update is queued (the row is locked, its version read); a follow-up built from
+// another version is ABORTED and leaves neither the ack nor any of the change.
+TEST_F(PostgresStoreTest, AnAcksFollowUpQueuesItsUpdateAndAStaleOneLeavesNothing) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->EnsureGroup(kQueue, "his", kT0).ok());
+  for (const char* id : {"ref-1", "ref-2", "ref-3"}) ASSERT_TRUE(Submit(*store, id).ok());
+  auto leased = store->Lease(HisLease(3, kT0 + 600 * kSecond));
+  ASSERT_TRUE(leased.ok() && leased->messages.size() == 3u) << leased.status();
+  int64_t version_offset = 0;
+  AckFollowUp delivered = [&](const ReferralRecord& r) -> std::optional<ReferralChange> {
+    ReferralChange c;
+    c.referral_id = r.id;
+    c.expected_version = r.version + version_offset;
+    c.state = 2;
+    c.receiver = r.receiver;
+    c.updated_at = kT0 + kSecond;
+    c.body = "delivered";
+    c.event = ReferralEventRecord{r.id, "broker", "", 2, kT0 + kSecond, "e"};
+    c.messages = {NewMessage{"124117234175811018/referral-updates", 3, r.id, "update"}};
+    return c;
+  };
+  auto ack = [&](size_t i) {
+    return store->AckBatch(kQueue, "his", {leased->messages[i].sequence}, kT0 + kSecond, delivered);
+  };
+  ASSERT_TRUE(ack(0).ok());  // prepares the statements
+  uint64_t before = store->writer_round_trips();
+  auto second = ack(1);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->size(), 1u);
+  EXPECT_TRUE((*second)[0].first_ack);
+  EXPECT_TRUE((*second)[0].follow_up.has_value());
+  EXPECT_LE(store->writer_round_trips() - before, 4u);
+  auto two = store->GetReferral("ref-2");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->state, 2);
+  EXPECT_EQ(two->version, 2);
+
+  version_offset = 5;  // built from a version the row does not have
+  auto stale = ack(2);
+  EXPECT_TRUE(absl::IsAborted(stale.status())) << stale.status();
+  auto three = store->GetReferral("ref-3");
+  ASSERT_TRUE(three.ok()) << three.status();
+  EXPECT_EQ(three->state, 1);
+  EXPECT_EQ(three->version, 1);
+  EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".referral_events WHERE action=2"), "2");
+  EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".messages WHERE subject_id='ref-3'"), "1");
+  EXPECT_EQ(Sql("SELECT state FROM " + schema_ +
+                ".group_messages WHERE seq=" + std::to_string(leased->messages[2].sequence)),
+            "1")
+      << "still in flight";
 }
 
 // A request that queued a write and then failed for a reason of its own rolls back alone, even
