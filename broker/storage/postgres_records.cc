@@ -190,13 +190,23 @@ absl::StatusOr<PublishOutcome> PostgresStore::PublishResult(const ResultRow& row
   PublishOutcome out;
   RETURN_IF_ERROR(WriteTxn([&](PgTx& tx) -> absl::Status {
     out = PublishOutcome();
-    // By the unique key, alliance first (the publisher's: its row's partition), as a
-    // referral's (PostgresStore::SubmitReferral).
-    ASSIGN_OR_RETURN(PgResult found, tx.conn.Run(pg_internal::kResultByRequestSql,
-                                                 PgParams()
-                                                     .Add(row.publisher)
-                                                     .Add(row.client_request_id)
-                                                     .Add(AllianceOf(row.publisher))));
+    // One round trip: the duplicate check by the unique key, alliance first (the publisher's:
+    // its row's partition, as a referral's in PostgresStore::SubmitReferral); the lock that
+    // makes publishes of a patient's item one at a time across brokers, so that the look at the
+    // earlier results and the insert below cannot interleave with another's; and that look
+    // (wasted on a duplicate, which is rare).
+    ASSIGN_OR_RETURN(
+        std::vector<PgResult> read,
+        tx.conn.RunTogether(
+            {{pg_internal::kResultByRequestSql, PgParams()
+                                                    .Add(row.publisher)
+                                                    .Add(row.client_request_id)
+                                                    .Add(AllianceOf(row.publisher))},
+             {"SELECT pg_advisory_xact_lock(hashtext('result:' || $1 || ':' || $2))",
+              PgParams().Add(row.patient_key).Add(row.item_code), /*read=*/false},
+             {kEarlierSql,
+              PgParams().Add(row.patient_key).Add(row.item_code).Add(row.performed_at)}}));
+    const PgResult& found = read[0];
     if (found.rows() > 0) {
       out.row = ReadResult(found, 0);
       if (out.row.request_digest != row.request_digest) {
@@ -206,15 +216,7 @@ absl::StatusOr<PublishOutcome> PostgresStore::PublishResult(const ResultRow& row
       out.duplicate = true;
       return absl::OkStatus();
     }
-    // One publish of a patient's item at a time across brokers, so that the look at the earlier
-    // results and the insert below cannot interleave with another's.
-    RETURN_IF_ERROR(
-        tx.conn.Queue("SELECT pg_advisory_xact_lock(hashtext('result:' || $1 || ':' || $2))",
-                      PgParams().Add(row.patient_key).Add(row.item_code)));
-    ASSIGN_OR_RETURN(
-        PgResult p,
-        tx.conn.Run(kEarlierSql,
-                    PgParams().Add(row.patient_key).Add(row.item_code).Add(row.performed_at)));
+    const PgResult& p = read[1];
     // The rows come with the entries here (one round trip); the filter still decides which
     // the decision sees.
     PriorScan priors = [&](const PriorFilter& filter, const PriorVisitor& visit) -> absl::Status {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -631,36 +632,61 @@ absl::StatusOr<std::vector<AckResult>> PostgresStore::AckBatch(
   return results;
 }
 
+namespace {
+// An ack: marks the group's row acked and tells its previous state and subject (from the row
+// locked by the update; old values by self-join).
+constexpr char kAckSql[] =
+    "WITH old AS (SELECT gm.state, m.subject_id FROM group_messages gm JOIN messages m ON "
+    "m.seq=gm.seq WHERE gm.queue=$1 AND gm.grp=$2 AND gm.seq=$3::bigint FOR UPDATE OF gm), up AS "
+    "(UPDATE group_messages SET state=2, state_at=$4::bigint WHERE queue=$1 AND grp=$2 AND "
+    "seq=$3::bigint AND state<>2 AND EXISTS(SELECT 1 FROM old) RETURNING 1) SELECT old.state, "
+    "old.subject_id, (SELECT COUNT(*) FROM up) FROM old";
+// Locked: another broker's change to the referral waits for this transaction.
+constexpr char kReferralForUpdateSql[] =
+    "SELECT " REFERRAL_COLUMNS " FROM referrals WHERE id=$1 FOR UPDATE";
+}  // namespace
+
 absl::Status PostgresStore::AckIn(PgTx& tx, const std::string& queue, const std::string& group,
                                   const std::vector<uint64_t>& sequences, Micros now,
                                   const AckFollowUp& follow_up, std::vector<AckResult>& results) {
   results.clear();  // the request may run again
+  // Every ack of the batch in one round trip.
+  std::vector<PgConn::Statement> acks;
+  acks.reserve(sequences.size());
   for (uint64_t sequence : sequences) {
+    acks.push_back(
+        {kAckSql, PgParams().Add(queue).Add(group).Add(static_cast<int64_t>(sequence)).Add(now)});
+  }
+  ASSIGN_OR_RETURN(std::vector<PgResult> acked, tx.conn.RunTogether(acks));
+  std::vector<size_t> to_follow;  // the first acks of messages about a referral
+  for (size_t i = 0; i < sequences.size(); ++i) {
     AckResult& result = results.emplace_back();
-    result.sequence = sequence;
-    // The previous state comes from the row locked by the update (old values by self-join).
-    ASSIGN_OR_RETURN(
-        PgResult r,
-        tx.conn.Run("WITH old AS (SELECT gm.state, m.subject_id FROM group_messages gm JOIN "
-                    "messages m ON m.seq=gm.seq WHERE gm.queue=$1 AND gm.grp=$2 AND "
-                    "gm.seq=$3::bigint FOR UPDATE OF gm), up AS (UPDATE group_messages SET "
-                    "state=2, state_at=$4::bigint WHERE queue=$1 AND grp=$2 AND "
-                    "seq=$3::bigint AND state<>2 AND EXISTS(SELECT 1 FROM old) RETURNING 1) "
-                    "SELECT old.state, old.subject_id, (SELECT COUNT(*) FROM up) FROM old",
-                    PgParams().Add(queue).Add(group).Add(static_cast<int64_t>(sequence)).Add(now)));
-    if (r.rows() == 0) {
+    result.sequence = sequences[i];
+    if (acked[i].rows() == 0) {
       result.found = false;
       continue;
     }
-    result.subject_id = r.Bytes(0, 1);
-    result.first_ack = r.Int(0, 2) > 0;
-    if (result.first_ack && follow_up && !result.subject_id.empty()) {
-      // Locked: another broker's change to this referral waits for this transaction.
-      ASSIGN_OR_RETURN(PgResult got, tx.conn.Run("SELECT " REFERRAL_COLUMNS
-                                                 " FROM referrals WHERE id=$1 FOR UPDATE",
-                                                 PgParams().Add(result.subject_id)));
-      if (got.rows() == 0) continue;
-      const ReferralRecord referral = ReadReferral(got, 0);
+    result.subject_id = acked[i].Bytes(0, 1);
+    result.first_ack = acked[i].Int(0, 2) > 0;
+    if (result.first_ack && follow_up && !result.subject_id.empty()) to_follow.push_back(i);
+  }
+  // Their referrals, locked and read in one round trip, then each one's follow-up (queued). A
+  // referral that two acks of the batch are about is read again, after the first one's change:
+  // a run of reads holds distinct referrals.
+  for (size_t at = 0; at < to_follow.size();) {
+    std::set<std::string> subjects;
+    std::vector<size_t> run;
+    std::vector<PgConn::Statement> reads;
+    for (; at < to_follow.size() && subjects.insert(results[to_follow[at]].subject_id).second;
+         ++at) {
+      run.push_back(to_follow[at]);
+      reads.push_back({kReferralForUpdateSql, PgParams().Add(results[to_follow[at]].subject_id)});
+    }
+    ASSIGN_OR_RETURN(std::vector<PgResult> got, tx.conn.RunTogether(reads));
+    for (size_t k = 0; k < run.size(); ++k) {
+      if (got[k].rows() == 0) continue;
+      AckResult& result = results[run[k]];
+      const ReferralRecord referral = ReadReferral(got[k], 0);
       result.follow_up = follow_up(referral);
       if (result.follow_up) {
         RETURN_IF_ERROR(WriteChange(tx.conn, *result.follow_up, &referral.alliance));

@@ -216,10 +216,15 @@ absl::Status PgConn::SendUnprepared(const char* sql, const PgParams& params) {
   return absl::OkStatus();
 }
 
-absl::Status PgConn::Collect(PGresult** last) {
-  PGresult* kept = nullptr;  // the last statement's result, handed over if all went well
+absl::Status PgConn::Collect(std::vector<PGresult*>* kept) {
+  // The results asked for, handed over if all went well.
   auto fail = [&](absl::Status s) {
-    PQclear(kept);
+    if (kept != nullptr) {
+      for (PGresult*& r : *kept) {
+        PQclear(r);
+        r = nullptr;
+      }
+    }
     return s;
   };
   if (lost_) return LostPipeline("pipeline");
@@ -246,8 +251,9 @@ absl::Status PgConn::Collect(PGresult** last) {
       first = absl::AbortedError(one_row_or);
       last_sqlstate_.clear();  // no statement failed: not a race to run again
     }
-    if (ok && last != nullptr && i + 1 == pending_.size()) {
-      kept = r;
+    const int keep = pending_[i].keep;
+    if (ok && kept != nullptr && keep >= 0 && static_cast<size_t>(keep) < kept->size()) {
+      (*kept)[keep] = r;
     } else {
       PQclear(r);
     }
@@ -267,7 +273,6 @@ absl::Status PgConn::Collect(PGresult** last) {
   }
   if (!first.ok()) return fail(first);
   last_sqlstate_.clear();
-  if (last != nullptr) *last = kept;
   return absl::OkStatus();
 }
 
@@ -322,9 +327,10 @@ absl::Status PgConn::Exec(const std::string& sql) {
 absl::StatusOr<PgResult> PgConn::RunOnce(const std::string& sql, const PgParams& params) {
   if (pipelined()) {
     RETURN_IF_ERROR(SendUnprepared(sql.c_str(), params));
-    PGresult* r = nullptr;
-    RETURN_IF_ERROR(Collect(&r));
-    return PgResult(r);
+    pending_.back().keep = 0;
+    std::vector<PGresult*> kept(1, nullptr);
+    RETURN_IF_ERROR(Collect(&kept));
+    return PgResult(kept[0]);
   }
   std::vector<const char*> values = params.Pointers();
   std::vector<int> lengths = params.Lengths();
@@ -343,9 +349,10 @@ absl::StatusOr<PgResult> PgConn::RunOnce(const std::string& sql, const PgParams&
 absl::StatusOr<PgResult> PgConn::Run(const char* sql, const PgParams& params) {
   if (pipelined()) {
     RETURN_IF_ERROR(SendPrepared(sql, params));
-    PGresult* r = nullptr;
-    RETURN_IF_ERROR(Collect(&r));
-    return PgResult(r);
+    pending_.back().keep = 0;
+    std::vector<PGresult*> kept(1, nullptr);
+    RETURN_IF_ERROR(Collect(&kept));
+    return PgResult(kept[0]);
   }
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
@@ -368,6 +375,28 @@ absl::StatusOr<PgResult> PgConn::Run(const char* sql, const PgParams& params) {
     return s;
   }
   return PgResult(r);
+}
+
+absl::StatusOr<std::vector<PgResult>> PgConn::RunTogether(
+    const std::vector<Statement>& statements) {
+  std::vector<PgResult> out;
+  if (statements.empty()) return out;
+  if (!pipelined()) {
+    for (const Statement& st : statements) {
+      ASSIGN_OR_RETURN(PgResult r, Run(st.sql, st.params));
+      if (st.read) out.push_back(std::move(r));
+    }
+    return out;
+  }
+  int reads = 0;
+  for (const Statement& st : statements) {
+    RETURN_IF_ERROR(SendPrepared(st.sql, st.params));
+    if (st.read) pending_.back().keep = reads++;
+  }
+  std::vector<PGresult*> kept(reads, nullptr);
+  RETURN_IF_ERROR(Collect(&kept));
+  for (PGresult* r : kept) out.emplace_back(r);
+  return out;
 }
 
 }  // namespace refbroker::storage::internal

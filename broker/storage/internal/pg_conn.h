@@ -76,6 +76,16 @@ class PgConn {
 
   // Runs a prepared statement (prepared on first use on this connection).
   absl::StatusOr<PgResult> Run(const char* sql, const PgParams& params = PgParams());
+  // Statements sent together (RunTogether); `read`: its result is handed back.
+  struct Statement {
+    const char* sql;
+    PgParams params;
+    bool read = true;
+  };
+  // Runs the statements one after the other in one round trip (pipeline mode; otherwise one
+  // each): the results of those marked `read`, in order, or the first failure (the server skips
+  // the statements after it). For reads that do not depend on each other's answers.
+  absl::StatusOr<std::vector<PgResult>> RunTogether(const std::vector<Statement>& statements);
   // Runs a statement built at run time, unprepared and planned with its values (schema work at
   // start, the listings built per filter shape; not for hot paths). The parameters' types are
   // declared, so a statement need not name every one of them.
@@ -116,9 +126,9 @@ class PgConn {
   // Pipeline mode: sends `sql`'s prepare on first use, then its execution.
   absl::Status SendPrepared(const char* sql, const PgParams& params);
   absl::Status SendUnprepared(const char* sql, const PgParams& params);
-  // Pipeline mode: sends a sync point and reads every pending result; the last one goes to
-  // `last` when asked for and everything succeeded.
-  absl::Status Collect(PGresult** last);
+  // Pipeline mode: sends a sync point and reads every pending result; those of statements
+  // marked `keep` go to (*kept)[keep] when everything succeeded.
+  absl::Status Collect(std::vector<PGresult*>* kept);
   absl::Status LostPipeline(const char* what);
 
   // A statement sent in pipeline mode and not yet read: its prepare (`prepare_of`: the text
@@ -127,6 +137,7 @@ class PgConn {
   struct Pending {
     const char* prepare_of;
     const char* one_row_or = nullptr;
+    int keep = -1;  // where Collect hands its result over (-1: not read back)
   };
 
   PGconn* conn_;

@@ -90,6 +90,23 @@ class PostgresStoreTest : public ::testing::Test {
     return r;
   }
 
+  // A result of patient pk-1's LOINC:2345-7 (request id "req-" + id).
+  static ResultRow Result(const std::string& id, const std::string& publisher,
+                          Micros performed_at) {
+    ResultRow r;
+    r.id = id;
+    r.publisher = publisher;
+    r.client_request_id = "req-" + id;
+    r.request_digest = "d-" + id;
+    r.patient_key = "pk-1";
+    r.item_code = "LOINC:2345-7";
+    r.kind = 1;
+    r.performed_at = performed_at;
+    r.received_at = kT0;
+    r.body = "b";
+    return r;
+  }
+
   // A lease for group "his" of kQueue at kT0.
   static LeaseRequest HisLease(size_t max_messages, Micros lease_until) {
     LeaseRequest req;
@@ -550,17 +567,8 @@ TEST_F(PostgresStoreTest, AResultsAndARetestsLookUpsByInstitutionReadItsAlliance
     t.body = "b";
     auto recorded = store->RecordRetest(t);
     ASSERT_TRUE(recorded.ok()) << recorded.status();
-    ResultRow r;
-    r.id = "res-" + lab;
-    r.publisher = lab;
-    r.client_request_id = "req-res";
-    r.request_digest = "d";
-    r.patient_key = "pk-1";
-    r.item_code = "LOINC:2345-7";
-    r.kind = 1;
-    r.performed_at = kT0;
-    r.received_at = kT0;
-    r.body = "b";
+    ResultRow r = Result("res-" + lab, lab, kT0);
+    r.client_request_id = "req-res";  // the same request id at both
     for (int i = 0; i < 2; ++i) {
       auto published = store->PublishResult(r, decide);
       ASSERT_TRUE(published.ok()) << published.status();
@@ -714,6 +722,24 @@ TEST_F(PostgresStoreTest, APipelinedConnectionWaitsOnceForWhatItQueuedAndReturns
   ASSERT_TRUE(c.Exec("COMMIT").ok());
   EXPECT_EQ(Sql("SELECT string_agg(k::text, ',' ORDER BY k) FROM " + schema_ + ".t"), "1,2,3,4");
 
+  // Statements run together: one wait, the reads' results in order, the others' not kept.
+  before = c.round_trips();
+  auto together = c.RunTogether({{"SELECT COUNT(*) FROM t", internal::PgParams()},
+                                 {kInsert, internal::PgParams().Add(int64_t{5}), false},
+                                 {"SELECT MAX(k) FROM t", internal::PgParams()}});
+  ASSERT_TRUE(together.ok()) << together.status();
+  EXPECT_EQ(c.round_trips() - before, 1u);
+  ASSERT_EQ(together->size(), 2u);
+  EXPECT_EQ((*together)[0].Int(0, 0), 4);
+  EXPECT_EQ((*together)[1].Int(0, 0), 5);
+  ASSERT_TRUE(c.Exec("DELETE FROM t WHERE k=5").ok());
+  // A failure among them is the answer; what followed it did not run.
+  auto failed_together = c.RunTogether({{kInsert, internal::PgParams().Add(int64_t{1}), false},
+                                        {kInsert, internal::PgParams().Add(int64_t{8}), false},
+                                        {"SELECT COUNT(*) FROM t", internal::PgParams()}});
+  EXPECT_TRUE(absl::IsAlreadyExists(failed_together.status())) << failed_together.status();
+  EXPECT_EQ(Sql("SELECT string_agg(k::text, ',' ORDER BY k) FROM " + schema_ + ".t"), "1,2,3,4");
+
   // An update queued to change one row: done when it does; when it changes none, the sync is
   // ABORTED with its message, and what followed it ran (the caller rolls back).
   const char* kBump = "UPDATE t SET k=k+100 WHERE k=$1::bigint";
@@ -836,6 +862,90 @@ TEST_F(PostgresStoreTest, AnAcksFollowUpQueuesItsUpdateAndAStaleOneLeavesNothing
                 ".group_messages WHERE seq=" + std::to_string(leased->messages[2].sequence)),
             "1")
       << "still in flight";
+}
+
+// A batch of acks waits as one ack does: every ack in one round trip, every referral they
+// move to DELIVERED read and locked in one more. Two acks of the batch about one referral: the
+// second is read after the first one's change, and finds nothing more to do.
+TEST_F(PostgresStoreTest, ABatchOfAcksReadsItsAcksAndItsReferralsInOneWaitEach) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->EnsureGroup(kQueue, "his", kT0).ok());
+  for (const char* id : {"ref-0", "ref-1", "ref-2", "ref-3"}) ASSERT_TRUE(Submit(*store, id).ok());
+  // ref-4 has a second message on the queue (as a requeue would leave).
+  ReferralRecord twice = Referral("ref-4");
+  ASSERT_TRUE(store
+                  ->SubmitReferral(twice, ReferralEventRecord{"ref-4", "", "", 1, kT0, "e"},
+                                   {NewMessage{kQueue, 3, "ref-4", "payload"},
+                                    NewMessage{kQueue, 3, "ref-4", "again"}})
+                  .ok());
+  auto leased = store->Lease(HisLease(10, kT0 + 600 * kSecond));
+  ASSERT_TRUE(leased.ok() && leased->messages.size() == 6u) << leased.status();
+  AckFollowUp delivered = [&](const ReferralRecord& r) -> std::optional<ReferralChange> {
+    if (r.state != 1) return std::nullopt;  // delivered already
+    ReferralChange c;
+    c.referral_id = r.id;
+    c.expected_version = r.version;
+    c.state = 2;
+    c.receiver = r.receiver;
+    c.updated_at = kT0 + kSecond;
+    c.body = "delivered";
+    c.event = ReferralEventRecord{r.id, "broker", "", 2, kT0 + kSecond, "e"};
+    return c;
+  };
+  std::vector<uint64_t> seqs;
+  for (const LeasedMessage& m : leased->messages) seqs.push_back(m.sequence);
+  ASSERT_TRUE(store->AckBatch(kQueue, "his", {seqs[0]}, kT0 + kSecond, delivered).ok());
+  const uint64_t before = store->writer_round_trips();
+  auto acks = store->AckBatch(kQueue, "his", {seqs[1], seqs[2], seqs[3]}, kT0 + kSecond, delivered);
+  ASSERT_TRUE(acks.ok()) << acks.status();
+  // The acks, the referrals, the sync of the changes, the commit (one at a time: 8).
+  EXPECT_LE(store->writer_round_trips() - before, 4u);
+  ASSERT_EQ(acks->size(), 3u);
+  for (const AckResult& a : *acks) {
+    EXPECT_TRUE(a.first_ack);
+    EXPECT_TRUE(a.follow_up.has_value()) << a.subject_id;
+  }
+  auto both = store->AckBatch(kQueue, "his", {seqs[4], seqs[5], seqs[1]}, kT0 + kSecond, delivered);
+  ASSERT_TRUE(both.ok()) << both.status();
+  ASSERT_EQ(both->size(), 3u);
+  EXPECT_TRUE((*both)[0].follow_up.has_value());
+  EXPECT_TRUE((*both)[1].first_ack);
+  EXPECT_FALSE((*both)[1].follow_up.has_value()) << "read after the first one's change";
+  EXPECT_FALSE((*both)[2].first_ack) << "acked before";
+  auto four = store->GetReferral("ref-4");
+  ASSERT_TRUE(four.ok()) << four.status();
+  EXPECT_EQ(four->state, 2);
+  EXPECT_EQ(four->version, 2);
+  EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".referral_events WHERE action=2"), "5");
+}
+
+// A publish waits three times: its duplicate check, the patient's item locked and its earlier
+// results read (one round trip), the sync of what it queued, and the commit. It waited four.
+TEST_F(PostgresStoreTest, APublishReadsItsDuplicateCheckAndEarlierResultsInOneWait) {
+  auto store = Open();
+  ASSERT_TRUE(store);
+  PublishDecider decide = [](const PriorScan& priors, const UnusedRetestLookup&,
+                             ResultRow&) -> absl::StatusOr<PublishDecision> {
+    int seen = 0;
+    absl::Status read = priors(EveryPrior, [&](const ResultRow&) { return ++seen < 5; });
+    if (!read.ok()) return read;
+    return PublishDecision{};
+  };
+  auto publish = [&](const std::string& id, Micros performed_at) {
+    return store->PublishResult(Result(id, "124117234175811018", performed_at), decide);
+  };
+  ASSERT_TRUE(publish("res-1", kT0 - 2 * kSecond).ok());  // prepares the statements
+  const uint64_t before = store->writer_round_trips();
+  auto second = publish("res-2", kT0 - kSecond);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(second->duplicate);
+  EXPECT_LE(store->writer_round_trips() - before, 3u);
+  // A duplicate is still answered with the stored result, in the same one wait.
+  auto again = publish("res-2", kT0 - kSecond);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(Sql("SELECT COUNT(*) FROM " + schema_ + ".results"), "2");
 }
 
 // A request that queued a write and then failed for a reason of its own rolls back alone, even
