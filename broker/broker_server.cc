@@ -39,6 +39,16 @@ absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(
   return server;
 }
 
+void PartitionByAlliance(const auth::Registry* registry, storage::PostgresOptions& options) {
+  options.alliance_of = [registry](const std::string& code) -> std::string {
+    if (const auth::Principal* p = registry->Find(code)) return p->alliance;
+    if (registry->FindAlliance(code) != nullptr) return code;
+    return "";
+  };
+  options.alliances.clear();
+  for (const auth::Alliance& a : registry->alliances()) options.alliances.push_back(a.id);
+}
+
 absl::StatusOr<std::unique_ptr<storage::Store>> BrokerServer::OpenStore() {
   const config::StorageOptions& o = options_.storage;
   if (o.engine == "postgres") {
@@ -47,15 +57,7 @@ absl::StatusOr<std::unique_ptr<storage::Store>> BrokerServer::OpenStore() {
     po.schema = o.schema;
     po.max_batch = static_cast<size_t>(o.max_batch);
     po.readers = static_cast<size_t>(o.readers);
-    // Partitions by alliance: an institution's rows (and its queues') go to its alliance's; an
-    // alliance's own queue (the operators') to that alliance's.
-    const auth::Registry* registry = registry_.get();
-    po.alliance_of = [registry](const std::string& code) -> std::string {
-      if (const auth::Principal* p = registry->Find(code)) return p->alliance;
-      if (registry->FindAlliance(code) != nullptr) return code;
-      return "";
-    };
-    for (const auth::Alliance& a : registry->alliances()) po.alliances.push_back(a.id);
+    PartitionByAlliance(registry_.get(), po);
     ASSIGN_OR_RETURN(auto store, storage::PostgresStore::Open(po));
     spdlog::info("storage: PostgreSQL, schema {}", o.schema);
     return std::unique_ptr<storage::Store>(std::move(store));

@@ -30,13 +30,19 @@
 #include "broker/observability/metrics.h"
 #include "broker/observability/metrics_http_server.h"
 #include "broker/observability/status_page_server.h"
-#include "broker/tls/server_tls.h"
 #include "broker/recognition/catalogue.h"
 #include "broker/routing/referral_router.h"
+#include "broker/storage/postgres_store.h"
 #include "broker/storage/store.h"
 #include "broker/timers/deadline_scheduler.h"
+#include "broker/tls/server_tls.h"
 
 namespace refbroker {
+
+// Partitions a PostgreSQL store by the registry's alliances: an institution's rows (and its
+// queues') go to its alliance's partition, an alliance's own queue (the operators') to that
+// alliance's, and every alliance gets its partitions at start. `registry` outlives the store.
+void PartitionByAlliance(const auth::Registry* registry, storage::PostgresOptions& options);
 
 class BrokerServer {
  public:

@@ -355,6 +355,11 @@ absl::StatusOr<ReferralRecord> PostgresStore::GetReferral(const std::string& id)
   return out;
 }
 
+// A referral's change at the version it was read at ($1-$7), completed by WriteChange.
+#define REFERRAL_CHANGE_SQL                                                                     \
+  "UPDATE referrals SET state=$1::integer, receiver=$2, decision_due_at=NULLIF($3::bigint,0), " \
+  "updated_at=$4::bigint, body=$5, version=version+1 WHERE id=$6 AND version=$7::bigint "
+
 // The referral row, its event and its messages: ChangeReferral's writes, and an ack's
 // follow-up.
 absl::Status PostgresStore::WriteChange(PgConn& conn, const ReferralChange& c,
@@ -368,18 +373,10 @@ absl::Status PostgresStore::WriteChange(PgConn& conn, const ReferralChange& c,
     // unless the change was built from another version (then ABORTED, as below); its
     // partition is known (one partition's index, not every partition's).
     alliance = *locked_alliance;
-    RETURN_IF_ERROR(conn.QueueOneRow(
-        "UPDATE referrals SET state=$1::integer, receiver=$2, decision_due_at=NULLIF($3::bigint,"
-        "0), updated_at=$4::bigint, body=$5, version=version+1 WHERE alliance=$8 AND id=$6 AND "
-        "version=$7::bigint",
-        p.Add(alliance), "referral changed concurrently; retry"));
+    RETURN_IF_ERROR(conn.QueueOneRow(REFERRAL_CHANGE_SQL "AND alliance=$8", p.Add(alliance),
+                                     "referral changed concurrently; retry"));
   } else {
-    ASSIGN_OR_RETURN(PgResult up,
-                     conn.Run("UPDATE referrals SET state=$1::integer, receiver=$2, "
-                              "decision_due_at=NULLIF($3::bigint,0), updated_at=$4::bigint, "
-                              "body=$5, version=version+1 WHERE id=$6 AND version=$7::bigint "
-                              "RETURNING alliance",
-                              p));
+    ASSIGN_OR_RETURN(PgResult up, conn.Run(REFERRAL_CHANGE_SQL "RETURNING alliance", p));
     if (up.rows() == 0) {
       ASSIGN_OR_RETURN(PgResult q, conn.Run("SELECT 1 FROM referrals WHERE id=$1",
                                             PgParams().Add(c.referral_id)));

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "broker/auth/registry.h"
+#include "broker/broker_server.h"
 #include "broker/domain/identifiers.h"
 #include "broker/domain/result_workflow.h"
 #include "broker/recognition/catalogue.h"
@@ -529,7 +530,7 @@ int main(int argc, char** argv) {
   }
   // A store by name: the full one ("full") or an empty window's ("empty-K"). SQLite: a file in
   // `dir` (the full one's is dir/store.db, the path --existing opens); PostgreSQL: a schema of
-  // its own, partitioned by the registry's alliances as the broker's, dropped by DropStore.
+  // its own, partitioned by the registry's alliances as the broker's, dropped by drop_store.
   const refbroker::auth::Registry* registry = reg->get();
   auto sqlite_path = [&](const std::string& name) {
     return name == "full" ? dir + "/store.db" : dir + "/" + name + "/store.db";
@@ -545,13 +546,7 @@ int main(int argc, char** argv) {
       refbroker::storage::PostgresOptions po;
       po.conninfo = conninfo;
       po.schema = schema_of(name);
-      po.alliance_of = [registry](const std::string& code) -> std::string {
-        if (const refbroker::auth::Principal* p = registry->Find(code)) return p->alliance;
-        return registry->FindAlliance(code) != nullptr ? code : "";
-      };
-      for (const refbroker::auth::Alliance& a : registry->alliances()) {
-        po.alliances.push_back(a.id);
-      }
+      refbroker::PartitionByAlliance(registry, po);
       (void)refbroker::storage::PostgresStore::DropSchema(conninfo, po.schema);
       auto opened = refbroker::storage::PostgresStore::Open(po);
       if (!opened.ok()) return opened.status();
@@ -800,7 +795,6 @@ int main(int argc, char** argv) {
     per_record("database server CPU per record", &Window::server_us, "%6.1f us");
     per_record("writer thread CPU per record", &Window::writer_us, "%6.1f us");
     per_record("other threads' CPU per record", &Window::others_us, "%6.1f us");
-    std::printf("  load time                       %10.1f s\n", load_secs);
   } else {
     per_record("writer CPU per record", &Window::writer_us, "%6.1f us");
     per_record("checkpointer CPU per record", &Window::checkpoint_us, "%6.1f us");
@@ -810,7 +804,9 @@ int main(int argc, char** argv) {
     per_record("records per commit", &Window::records_per_sync, "%9.1f");
     per_record("WAL frames per record", &Window::frames_per_record, "%9.2f");
     per_record("WAL write+sync per record", &Window::sync_us, "%6.1f us");
-    std::printf("  load time                       %10.1f s\n", load_secs);
+  }
+  std::printf("  load time                       %10.1f s\n", load_secs);
+  if (!postgres) {
     std::printf("  store file in the page cache    %10.1f MiB of %.1f MiB (after the windows)\n",
                 cached_after_load / 1048576.0,
                 static_cast<double>(std::filesystem::file_size(sqlite_path("full"))) / 1048576.0);

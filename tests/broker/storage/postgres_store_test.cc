@@ -495,14 +495,22 @@ TEST_F(PostgresStoreTest, TheUpgradeToSchemaV4CountsTheMessagesStoredBeforeIt) {
             std::to_string(std::size(postgres_schema::kMigrations)));
 }
 
+// The SQL counting the indexes a migration drops: `names` on the partitioned tables and those
+// PostgreSQL made from them on each partition
+// (`tables`__<alliance>_`columns`_client_request_id_idx).
+std::string CountRequestIndexes(const std::string& schema, const std::string& names,
+                                const std::string& tables, const std::string& columns) {
+  return "SELECT COUNT(*) FROM pg_indexes WHERE schemaname='" + schema + "' AND (indexname IN (" +
+         names + ") OR indexname ~ '^(" + tables + ")__.*_(" + columns +
+         ")_client_request_id_idx$')";
+}
+
 // Schema v5: the duplicate checks read the unique keys, and the indexes they read before are
 // dropped, on a new store and on one upgraded from v4, so that no insert or update writes them.
 TEST_F(PostgresStoreTest, TheIndexesNoStatementReadsAreDroppedByTheUpgradeToV5) {
   // The two indexes on the partitioned tables and theirs on each partition.
-  const std::string dropped =
-      "SELECT COUNT(*) FROM pg_indexes WHERE schemaname='" + schema_ +
-      "' AND (indexname IN ('referrals_request', 'consults_request') OR indexname ~ "
-      "'^(referrals|consults)__.*_(sender|requester)_client_request_id_idx$')";
+  const std::string dropped = CountRequestIndexes(
+      schema_, "'referrals_request', 'consults_request'", "referrals|consults", "sender|requester");
   {
     auto store = Open();
     ASSERT_TRUE(store);
@@ -610,10 +618,8 @@ TEST_F(PostgresStoreTest, AResultsAndARetestsLookUpsByInstitutionReadItsAlliance
 // Schema v6: as v5 for referrals and consults, the indexes of the results' and re-test reasons'
 // old duplicate checks are gone, on a new store and on one upgraded from v5.
 TEST_F(PostgresStoreTest, TheResultsAndRetestsRequestIndexesAreDroppedByTheUpgradeToV6) {
-  const std::string dropped =
-      "SELECT COUNT(*) FROM pg_indexes WHERE schemaname='" + schema_ +
-      "' AND (indexname IN ('results_request', 'retests_request') OR indexname ~ "
-      "'^(results|retests)__.*_(publisher|institution)_client_request_id_idx$')";
+  const std::string dropped = CountRequestIndexes(schema_, "'results_request', 'retests_request'",
+                                                  "results|retests", "publisher|institution");
   { ASSERT_TRUE(Open()); }
   EXPECT_EQ(Sql(dropped), "0");
   // Back to v5: the indexes as v1 made them.
