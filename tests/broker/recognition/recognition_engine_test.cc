@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 namespace refbroker::recognition {
@@ -237,6 +238,7 @@ TEST(CatalogueLoading, AReloadMustBeNewerAndKeepsTheOldVersionOtherwise) {
   { std::ofstream(path) << "version = 2\n"; }
   EXPECT_TRUE(holder.Reload(path).ok());
   EXPECT_EQ(holder.Get()->version(), 2);
+  std::filesystem::remove(path);  // not left in the shared temporary directory
 }
 
 }  // namespace
